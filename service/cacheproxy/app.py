@@ -1,0 +1,150 @@
+"""Wires the proxy together: listener → server → orca → handler → backend, plus the admin
+server, health checks, timeouts and the SIGTERM drain."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+
+from aiohttp import web
+
+from .backends.connection import OPEN, BackendConnection
+from .backends.sweeper import sweep_forever, track
+from .config import Config
+from .listener.listener import listen
+from .metrics.admin import build_app
+from .metrics.stats import STATS
+from .orcas.l1only import L1Only
+from .protocol.meta import LINE
+
+log = logging.getLogger("cacheproxy")
+
+HEALTH_INTERVAL = 1.0
+
+
+class Runtime:
+    """Process-wide state shared by every client connection."""
+
+    def __init__(self, config: Config, loop: asyncio.AbstractEventLoop) -> None:
+        self.config = config
+        self.loop = loop
+        self.clients: set = set()
+        self.draining = False
+        self.backend_ok: dict[str, bool] = {"l1": False}
+        if config.l2:
+            self.backend_ok["l2"] = False
+        self.new_orca: Callable = self._orca_factory()
+        STATS.client_connections_max = config.max_connections
+        STATS.orca = config.orca_name
+
+    def _orca_factory(self) -> Callable:
+        cfg = self.config
+        l1 = cfg.address("l1")
+        if cfg.orca_name == "l1only":
+            return lambda: L1Only(track(BackendConnection(l1, "l1", cfg.backend_timeout)))
+        from .orcas.l1l2 import make_l1l2_factory
+
+        return make_l1l2_factory(self)
+
+    def ready(self) -> tuple[bool, str]:
+        if self.draining:
+            return False, "draining"
+        down = [name for name, ok in self.backend_ok.items() if not ok and name == "l1"]
+        if down:
+            return False, f"backend {', '.join(down)} down"
+        return True, "ready"
+
+    # -- background duties -----------------------------------------------------------------
+
+    async def health_check(self, name: str) -> None:
+        """Ask the backend ``version`` every second on a connection of its own."""
+        conn = BackendConnection(self.config.address(name), f"{name}-health", min(self.config.backend_timeout, 1.0))
+        track(conn)
+        while True:
+            done = self.loop.create_future()
+            conn.send(b"version\r\n", LINE, lambda r, f=done: f.done() or f.set_result(r))
+            try:
+                resp = await asyncio.wait_for(done, HEALTH_INTERVAL * 2)
+                ok = getattr(resp, "code", None) == b"VERSION"
+            except asyncio.TimeoutError:
+                ok = False
+            if ok != self.backend_ok.get(name):
+                log.log(logging.INFO if ok else logging.WARNING, "backend %s is %s", name, "up" if ok else "down")
+            self.backend_ok[name] = ok
+            STATS.backend_up[name] = int(ok)
+            await asyncio.sleep(HEALTH_INTERVAL if ok or conn.state == OPEN else HEALTH_INTERVAL / 4)
+
+    async def client_timeouts(self) -> None:
+        """Close clients idle longer than idle_timeout, or stuck mid-request past read_timeout."""
+        idle, partial = self.config.idle_timeout, self.config.read_timeout
+        if not idle and not partial:
+            return
+        tick = max(0.05, min(x for x in (idle, partial) if x) / 4)
+        while True:
+            await asyncio.sleep(tick)
+            now = self.loop.time()
+            for client in list(self.clients):
+                quiet_for = now - client.last_activity
+                if client.slots:
+                    continue
+                session = client.session
+                waiting = session is not None and session.parser.buffered() > 0
+                if (partial and waiting and quiet_for > partial) or (idle and not waiting and quiet_for > idle):
+                    STATS.errors["timeout"] += 1
+                    client.close()
+
+    async def drain(self, servers: list[asyncio.AbstractServer]) -> None:
+        """SIGTERM: fail readiness, stop accepting, finish in-flight requests, close, exit."""
+        self.draining = True
+        STATS.draining = 1
+        log.info("draining %d client connections (grace %.1fs)", len(self.clients), self.config.shutdown_grace)
+        for server in servers:
+            server.close()
+        deadline = self.loop.time() + self.config.shutdown_grace
+        while self.clients and self.loop.time() < deadline:
+            for client in list(self.clients):
+                if not client.slots:
+                    client.close()
+            await asyncio.sleep(0.02)
+        for client in list(self.clients):
+            client.abort()
+
+
+async def serve(config: Config, *, admin: bool = True, ready_event: asyncio.Event | None = None) -> None:
+    loop = asyncio.get_running_loop()
+    runtime = Runtime(config, loop)
+    servers = [await listen(runtime, config.address("listen"), reuse_port=config.workers > 1)]
+    if config.batch_listen:
+        from .orcas.l1l2 import batch_runtime
+
+        servers.append(await listen(batch_runtime(runtime), config.address("batch_listen"),
+                                    reuse_port=config.workers > 1))
+    runner = None
+    if admin:
+        app = build_app(STATS.snapshot, runtime.ready)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        a = config.address("admin")
+        await web.TCPSite(runner, a.host, a.port, reuse_address=True).start()
+    tasks = [loop.create_task(sweep_forever()), loop.create_task(runtime.client_timeouts())]
+    tasks += [loop.create_task(runtime.health_check(name)) for name in runtime.backend_ok]
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("cacheproxy listening on %s (orca %s, l1 %s%s), admin on %s", config.listen, config.orca_name,
+             config.l1, f", l2 {config.l2}" if config.l2 else "", config.admin)
+    if ready_event is not None:
+        ready_event.set()
+    await stop.wait()
+    await runtime.drain(servers)
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    if runner is not None:
+        await runner.cleanup()
+    log.info("cacheproxy stopped")

@@ -1,0 +1,178 @@
+"""A pipelined meta-protocol connection to one memcached.
+
+memcached answers the requests of one connection in the order it received them, so a
+connection keeps a FIFO of (answer shape, callback, time sent) and cuts the incoming bytes
+into answers by those shapes. Writes made during one event-loop turn are coalesced into one
+``write`` call. A connection that breaks fails its in-flight requests with
+:class:`BackendError` at once (clients get ``SERVER_ERROR``, never a hang), and reconnects on
+the next request after a jittered, growing back-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+from collections import deque
+from collections.abc import Callable
+
+from ..metrics.stats import STATS
+from ..protocol.meta import READERS, MetaResponse
+from .address import Address
+from .errors import BackendError
+
+log = logging.getLogger(__name__)
+
+Callback = Callable[[MetaResponse | BackendError], None]
+
+IDLE, CONNECTING, OPEN, DOWN, CLOSED = range(5)
+BACKOFF_MIN, BACKOFF_MAX = 0.05, 2.0
+
+
+class BackendConnection(asyncio.Protocol):
+    """One backend connection, shared by whoever holds it; see the module docstring."""
+
+    def __init__(self, address: Address, name: str = "l1", timeout: float = 2.0) -> None:
+        self.address, self.name, self.timeout = address, name, timeout
+        self.loop = asyncio.get_event_loop()
+        self.pending: deque[tuple[int, Callback, float]] = deque()
+        self.state = IDLE
+        self.transport: asyncio.Transport | None = None
+        self._out: list[bytes] = []
+        self._flush_scheduled = False
+        self._buf = b""
+        self._retry_at = 0.0
+        self._backoff = 0.0
+        self._connect_task: asyncio.Task | None = None
+        self.on_close: Callable[[BackendConnection], None] | None = None
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def send(self, payload: bytes, shape: int, callback: Callback) -> None:
+        """Queue PAYLOAD; CALLBACK gets the answer (of SHAPE) or a BackendError, exactly once."""
+        state = self.state
+        if state != OPEN and state != CONNECTING:
+            if state == CLOSED:
+                callback(BackendError(f"backend {self.name} connection closed"))
+                return
+            if state == DOWN and self.loop.time() < self._retry_at:
+                callback(BackendError(f"backend {self.name} unavailable"))
+                return
+            self._start_connect()
+        self.pending.append((shape, callback, self.loop.time()))
+        self._out.append(payload)
+        if not self._flush_scheduled and self.transport is not None:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._out and self.transport is not None:
+            data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
+            self._out.clear()
+            self.transport.write(data)
+
+    # -- connecting ------------------------------------------------------------------------
+
+    def _start_connect(self) -> None:
+        self.state = CONNECTING
+        self._connect_task = self.loop.create_task(self._connect())
+
+    async def _connect(self) -> None:
+        addr = self.address
+        try:
+            if addr.is_unix:
+                await self.loop.create_unix_connection(lambda: self, addr.path)
+            else:
+                await self.loop.create_connection(lambda: self, addr.host, addr.port)
+        except OSError as exc:
+            STATS.backend_errors[(self.name, "connect")] += 1
+            self._fail(f"backend {self.name} unavailable: {exc.strerror or exc}")
+        except asyncio.CancelledError:
+            self._fail(f"backend {self.name} connection closed")
+            raise
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self._backoff:
+            STATS.backend_reconnects[self.name] += 1
+        self._backoff = 0.0
+        self.state = OPEN
+        STATS.backend_connections[self.name] += 1
+        self._flush()
+
+    # -- receiving -------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf + data if self._buf else data
+        pos, pending = 0, self.pending
+        while pending:
+            parsed = READERS[pending[0][0]](buf, pos)
+            if parsed is None:
+                break
+            response, pos = parsed
+            _, callback, _ = pending.popleft()
+            callback(response)
+        if pos < len(buf):
+            if not pending:
+                STATS.backend_errors[(self.name, "protocol")] += 1
+                self.abort("unexpected bytes from backend")
+                return
+            self._buf = buf[pos:]
+        else:
+            self._buf = b""
+
+    # -- failing and closing ---------------------------------------------------------------
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.transport is not None:
+            STATS.backend_connections[self.name] -= 1
+        self.transport = None
+        if self.state != CLOSED:
+            if self.pending:
+                STATS.backend_errors[(self.name, "closed")] += 1
+            self._fail(f"backend {self.name} connection lost")
+
+    def _fail(self, reason: str) -> None:
+        """Answer everything in flight with an error and back off before reconnecting."""
+        if self.state != CLOSED:
+            self.state = DOWN
+            self._backoff = min(BACKOFF_MAX, max(BACKOFF_MIN, self._backoff * 2))
+            self._retry_at = self.loop.time() + self._backoff * random.uniform(0.5, 1.0)
+        self._buf = b""
+        self._out.clear()
+        error = BackendError(reason)
+        pending, self.pending = self.pending, deque()
+        for _, callback, _ in pending:
+            callback(error)
+
+    def abort(self, reason: str) -> None:
+        """Drop the connection now (timeout, garbage): in-flight requests get SERVER_ERROR."""
+        transport = self.transport
+        self._fail(reason)
+        if transport is not None:
+            transport.abort()
+
+    def close(self) -> None:
+        """Close for good (its client went away)."""
+        self.state = CLOSED
+        if self._connect_task is not None and not self._connect_task.done():
+            self._connect_task.cancel()
+        if self.transport is not None:
+            self.transport.close()
+        self._fail(f"backend {self.name} connection closed")
+        if self.on_close is not None:
+            self.on_close(self)
+
+    def oldest_pending(self) -> float | None:
+        return self.pending[0][2] if self.pending else None
+
+    def check_timeout(self, now: float) -> None:
+        """Called by the sweeper: abort when the oldest request has waited too long."""
+        if self.pending and now - self.pending[0][2] > self.timeout:
+            STATS.backend_errors[(self.name, "timeout")] += 1
+            self.abort(f"backend {self.name} timeout")

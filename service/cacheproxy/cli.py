@@ -1,0 +1,71 @@
+"""``cacheproxy`` / ``python -m cacheproxy``: parse flags, load config, run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import resource
+import sys
+
+from . import __version__
+from .config import load
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="cacheproxy", description="memcached caching proxy (Rend-shaped, asyncio)")
+    p.add_argument("--listen", help="client address HOST:PORT (default 127.0.0.1:11211)")
+    p.add_argument("--l1", help="L1 memcached: HOST:PORT or unix:/path")
+    p.add_argument("--l2", help="L2 memcached (extstore): HOST:PORT or unix:/path; turns on L1L2")
+    p.add_argument("--admin", help="admin HTTP address HOST:PORT for /metrics, /healthz, /readyz")
+    p.add_argument("--batch-listen", dest="batch_listen", help="second port served by the L1L2Batch orca")
+    p.add_argument("--config", help="YAML config file; flags override it")
+    p.add_argument("--orca", choices=["l1only", "l1l2"])
+    p.add_argument("--workers", type=int, help="worker processes sharing the port (SO_REUSEPORT)")
+    p.add_argument("--max-item-size", dest="max_item_size", type=int, help="bytes; must equal L1's -I")
+    p.add_argument("--max-connections", dest="max_connections", type=int)
+    p.add_argument("--idle-timeout", dest="idle_timeout", type=float)
+    p.add_argument("--read-timeout", dest="read_timeout", type=float)
+    p.add_argument("--backend-timeout", dest="backend_timeout", type=float)
+    p.add_argument("--shutdown-grace", dest="shutdown_grace", type=float)
+    p.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--version", action="version", version=f"cacheproxy {__version__}")
+    return p.parse_args(argv)
+
+
+def raise_nofile_limit() -> None:
+    """Each client may hold two descriptors (its socket and its backend's): take all we may."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def install_event_loop() -> str:
+    try:
+        import uvloop
+    except ImportError:
+        return "asyncio"
+    uvloop.install()
+    return "uvloop"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items() if k != "config"}
+    try:
+        config = load(args.config, overrides)
+    except (OSError, ValueError) as exc:
+        print(f"cacheproxy: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    raise_nofile_limit()
+    loop_name = install_event_loop()
+    logging.getLogger("cacheproxy").info("cacheproxy %s on %s", __version__, loop_name)
+    if config.workers > 1:
+        from .workers import run_workers
+
+        return run_workers(config)
+    from .app import serve
+
+    asyncio.run(serve(config))
+    return 0

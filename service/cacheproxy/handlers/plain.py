@@ -1,0 +1,67 @@
+"""The plain handler: one logical item is one memcached item, reached with meta commands.
+
+Each method writes one meta command and hands the backend's answer (a
+:class:`~cacheproxy.protocol.meta.MetaResponse`) or a
+:class:`~cacheproxy.backends.errors.BackendError` to its callback. The orcas turn those into
+protocol answers; text commands are translated to meta here so every backend command can be
+pipelined and, later, batched.
+"""
+
+from __future__ import annotations
+
+from ..backends.connection import BackendConnection, Callback
+from ..protocol.meta import LINE, LINES, META, QUIET
+
+
+class PlainHandler:
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: BackendConnection) -> None:
+        self.conn = conn
+
+    def get(self, key: bytes, cb: Callback, *, cas: bool = False, exptime: int | None = None,
+            ttl: bool = False) -> None:
+        """``mg key v f [c] [t] [T<exptime>]``: VA on a hit, EN on a miss."""
+        cmd = b"mg " + key + b" v f"
+        if cas:
+            cmd += b" c"
+        if ttl:
+            cmd += b" t"
+        if exptime is not None:
+            cmd += b" T%d" % exptime
+        self.conn.send(cmd + b"\r\n", META, cb)
+
+    def store(self, mode: bytes, key: bytes, flags: int, exptime: int, data: bytes, cas_unique: int,
+              cb: Callback) -> None:
+        """``ms key len F T M<mode> [C<cas>]``: HD/NS/EX/NF. A text ``cas`` is mode S plus C."""
+        if mode == b"C":
+            head = b"ms %s %d F%d T%d C%d\r\n" % (key, len(data), flags, exptime, cas_unique)
+        elif mode == b"S":
+            head = b"ms %s %d F%d T%d\r\n" % (key, len(data), flags, exptime)
+        else:
+            head = b"ms %s %d F%d T%d M%s\r\n" % (key, len(data), flags, exptime, mode)
+        self.conn.send(head + data + b"\r\n", META, cb)
+
+    def delete(self, key: bytes, cb: Callback, *, base64: bool = False) -> None:
+        self.conn.send(b"md " + key + (b" b\r\n" if base64 else b"\r\n"), META, cb)
+
+    def touch(self, key: bytes, exptime: int, cb: Callback) -> None:
+        """``mg key T<exptime>``: HD when touched, EN when missing."""
+        self.conn.send(b"mg %s T%d\r\n" % (key, exptime), META, cb)
+
+    def arith(self, key: bytes, delta: int, incr: bool, cb: Callback) -> None:
+        mode = b"" if incr else b" MD"
+        self.conn.send(b"ma %s D%d v%s\r\n" % (key, delta, mode), META, cb)
+
+    def meta(self, line: bytes, data: bytes | None, quiet: bool, cb: Callback) -> None:
+        """A client's meta command as written. A quiet one is followed by ``mn`` so it always
+        gets exactly one answer on the pipeline (possibly "nothing") and never stalls it."""
+        payload = line + b"\r\n" + data if data is not None else line + b"\r\n"
+        if quiet:
+            self.conn.send(payload + b"mn\r\n", QUIET, cb)
+        else:
+            self.conn.send(payload, META, cb)
+
+    def text(self, line: bytes, multiline: bool, cb: Callback) -> None:
+        """A plain text command (stats, version, flush_all, verbosity)."""
+        self.conn.send(line + b"\r\n", LINES if multiline else LINE, cb)

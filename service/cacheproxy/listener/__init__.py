@@ -1,0 +1,1 @@
+"""The accept loop: one listening socket per process (SO_REUSEPORT across workers)."""

@@ -1,0 +1,1 @@
+"""Metrics: plain counters bumped on the hot path, turned into Prometheus text only on scrape."""

@@ -1,0 +1,121 @@
+"""Turns :data:`~cacheproxy.metrics.stats.STATS` (or several workers' snapshots) into Prometheus
+metric families, only when ``/metrics`` is scraped."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from .. import __version__
+from .stats import BUCKETS
+
+
+def merge(snapshots: Iterable[dict]) -> dict:
+    """Sum worker snapshots: counters and gauges add; ``backend_up`` takes the minimum."""
+    total: dict = {}
+    for snap in snapshots:
+        for key, value in snap.items():
+            if key == "orca":
+                total[key] = value
+            elif key in ("latency", "batch_sizes"):
+                acc = total.setdefault(key, {})
+                for label, (counts, s) in value.items():
+                    old = acc.get(label, ([0] * len(counts), 0.0))
+                    acc[label] = ([a + b for a, b in zip(old[0], counts, strict=True)], old[1] + s)
+            elif key == "backend_up":
+                acc = total.setdefault(key, {})
+                for label, up in value.items():
+                    acc[label] = min(acc.get(label, up), up)
+            elif key == "client_connections_max":
+                total[key] = total.get(key, 0) + value
+            elif isinstance(value, dict):
+                acc = total.setdefault(key, defaultdict(int))
+                for label, n in value.items():
+                    acc[label] += n
+            else:
+                total[key] = total.get(key, 0) + value
+    return total
+
+
+def _histogram(name: str, doc: str, label: str, data: dict) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, doc, labels=[label])
+    for value, (counts, total) in sorted(data.items()):
+        cumulative, buckets = 0, []
+        for bound, n in zip(BUCKETS, counts, strict=False):
+            cumulative += n
+            buckets.append((repr(bound), cumulative))
+        cumulative += counts[-1]
+        buckets.append(("+Inf", cumulative))
+        family.add_metric([value], buckets, total)
+    return family
+
+
+class StatsCollector(Collector):
+    """A prometheus-client collector over a snapshot source (this process or all workers)."""
+
+    def __init__(self, source: Callable[[], dict]) -> None:
+        self.source = source
+
+    def collect(self):
+        s = self.source()
+        c = CounterMetricFamily("cacheproxy_requests", "Client requests by protocol, command and result",
+                                labels=["protocol", "command", "result"])
+        for (proto, cmd, result), n in sorted(s["requests"].items()):
+            c.add_metric([proto, cmd, result], n)
+        yield c
+        yield _histogram("cacheproxy_request_duration_seconds", "Time from parse to answer, per command",
+                         "command", s["latency"])
+        c = CounterMetricFamily("cacheproxy_cache_lookups", "Key lookups per cache level and result",
+                                labels=["level", "result"])
+        for (level, result), n in sorted(s["lookups"].items()):
+            c.add_metric([level, result], n)
+        yield c
+        yield GaugeMetricFamily("cacheproxy_client_connections", "Open client connections",
+                                value=s["client_connections"])
+        yield CounterMetricFamily("cacheproxy_client_connections", "Client connections accepted",
+                                  value=s["client_connections_total"])
+        yield GaugeMetricFamily("cacheproxy_client_connections_max", "Configured client connection limit",
+                                value=s["client_connections_max"])
+        g = GaugeMetricFamily("cacheproxy_backend_connections", "Open backend connections", labels=["backend"])
+        for name, n in sorted(s["backend_connections"].items()):
+            g.add_metric([name], n)
+        yield g
+        g = GaugeMetricFamily("cacheproxy_backend_up", "1 while the backend answers health checks",
+                              labels=["backend"])
+        for name, n in sorted(s["backend_up"].items()):
+            g.add_metric([name], n)
+        yield g
+        c = CounterMetricFamily("cacheproxy_backend_errors", "Backend errors by kind", labels=["backend", "kind"])
+        for (name, kind), n in sorted(s["backend_errors"].items()):
+            c.add_metric([name, kind], n)
+        yield c
+        c = CounterMetricFamily("cacheproxy_backend_reconnects", "Backend reconnections", labels=["backend"])
+        for name, n in sorted(s["backend_reconnects"].items()):
+            c.add_metric([name], n)
+        yield c
+        yield CounterMetricFamily("cacheproxy_bytes_received", "Bytes read from clients",
+                                  value=s["bytes_received"])
+        yield CounterMetricFamily("cacheproxy_bytes_sent", "Bytes written to clients", value=s["bytes_sent"])
+        c = CounterMetricFamily("cacheproxy_errors", "Errors answered to clients by kind", labels=["kind"])
+        for kind, n in sorted(s["errors"].items()):
+            c.add_metric([kind], n)
+        yield c
+        yield CounterMetricFamily("cacheproxy_connection_faults",
+                                  "Unexpected exceptions that closed a client connection",
+                                  value=s["connection_faults"])
+        yield CounterMetricFamily("cacheproxy_l2_promotions", "L2 hits written back to L1",
+                                  value=s["l2_promotions"])
+        yield CounterMetricFamily("cacheproxy_chunk_misses", "Chunked reads with a chunk missing",
+                                  value=s["chunk_misses"])
+        yield CounterMetricFamily("cacheproxy_chunk_token_mismatches",
+                                  "Chunked reads that saw a torn or concurrent write",
+                                  value=s["chunk_token_mismatches"])
+        yield _histogram("cacheproxy_batch_size", "Requests per batched backend write", "backend",
+                         s["batch_sizes"])
+        yield GaugeMetricFamily("cacheproxy_draining", "1 once a SIGTERM drain has begun", value=s["draining"])
+        g = GaugeMetricFamily("cacheproxy_info", "Build and mode information", labels=["version", "orca"])
+        g.add_metric([__version__, s["orca"]], 1)
+        yield g

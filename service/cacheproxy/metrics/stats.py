@@ -1,0 +1,83 @@
+"""Hot-path counters.
+
+Bumping a Prometheus client metric takes a lock and several attribute look-ups; a request pays
+for that on every command. Here a request only adds to plain ints and dicts owned by one
+process-wide :data:`STATS` object; :mod:`cacheproxy.metrics.collector` reads them when
+``/metrics`` is scraped.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import defaultdict
+
+# Latency buckets (seconds) for cacheproxy_request_duration_seconds.
+BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
+
+
+class Histogram:
+    """A fixed-bucket histogram: counts per bucket (non-cumulative), plus sum."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(BUCKETS) + 1)
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(BUCKETS, seconds)] += 1
+        self.total += seconds
+
+
+class Stats:
+    """Every counter the proxy keeps. Single-threaded (one event loop), so no locks."""
+
+    def __init__(self) -> None:
+        self.requests: defaultdict[tuple[str, str, str], int] = defaultdict(int)
+        self.latency: defaultdict[str, Histogram] = defaultdict(Histogram)
+        self.lookups: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self.client_connections = 0
+        self.client_connections_total = 0
+        self.client_connections_max = 0
+        self.backend_connections: defaultdict[str, int] = defaultdict(int)
+        self.backend_up: dict[str, int] = {}
+        self.backend_errors: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self.backend_reconnects: defaultdict[str, int] = defaultdict(int)
+        self.bytes_received = 0
+        self.bytes_sent = 0
+        self.errors: defaultdict[str, int] = defaultdict(int)
+        self.connection_faults = 0
+        self.l2_promotions = 0
+        self.chunk_misses = 0
+        self.chunk_token_mismatches = 0
+        self.batch_sizes: defaultdict[str, Histogram] = defaultdict(Histogram)
+        self.draining = 0
+        self.orca = "l1only"
+
+    def snapshot(self) -> dict:
+        """A picklable copy, for summing across SO_REUSEPORT worker processes."""
+        return {
+            "requests": dict(self.requests),
+            "latency": {k: (list(h.counts), h.total) for k, h in self.latency.items()},
+            "lookups": dict(self.lookups),
+            "client_connections": self.client_connections,
+            "client_connections_total": self.client_connections_total,
+            "client_connections_max": self.client_connections_max,
+            "backend_connections": dict(self.backend_connections),
+            "backend_up": dict(self.backend_up),
+            "backend_errors": dict(self.backend_errors),
+            "backend_reconnects": dict(self.backend_reconnects),
+            "bytes_received": self.bytes_received,
+            "bytes_sent": self.bytes_sent,
+            "errors": dict(self.errors),
+            "connection_faults": self.connection_faults,
+            "l2_promotions": self.l2_promotions,
+            "chunk_misses": self.chunk_misses,
+            "chunk_token_mismatches": self.chunk_token_mismatches,
+            "batch_sizes": {k: (list(h.counts), h.total) for k, h in self.batch_sizes.items()},
+            "draining": self.draining,
+            "orca": self.orca,
+        }
+
+
+STATS = Stats()

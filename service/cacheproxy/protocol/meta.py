@@ -1,0 +1,96 @@
+"""Sans-IO reader for what a memcached backend answers to the proxy.
+
+The proxy speaks the meta protocol to its backends (plus a few text commands: stats, version,
+flush_all, verbosity). Each request sent records the *shape* of its answer, and this module cuts
+the byte stream back into answers by those shapes, in order.
+"""
+
+from __future__ import annotations
+
+# Answer shapes.
+META = 0  # one meta answer: a line, plus a data block after "VA <size> ..."
+QUIET = 1  # a quiet meta command followed by "mn": an optional meta answer, then "MN"
+LINE = 2  # one text line (version, flush_all, verbosity)
+LINES = 3  # text lines up to "END" (stats), or one error line
+
+_ERRORS = (b"ERROR", b"CLIENT_ERROR", b"SERVER_ERROR")
+
+
+class MetaResponse:
+    """One backend answer: ``code`` is its first token, ``raw`` the exact bytes received."""
+
+    __slots__ = ("code", "line", "raw", "value")
+
+    def __init__(self, code: bytes, line: bytes, value: bytes | None, raw: bytes) -> None:
+        self.code, self.line, self.value, self.raw = code, line, value, raw
+
+    def flag(self, name: bytes) -> bytes | None:
+        """The value of a returned flag token (``f``, ``c``, ``t``, ``k``, ``O`` ...), if present."""
+        for token in self.line.split(b" ")[1:]:
+            if token[:1] == name:
+                return token[1:]
+        return None
+
+    def __repr__(self) -> str:
+        return f"MetaResponse({self.raw!r})"
+
+
+MN = MetaResponse(b"MN", b"MN", None, b"MN\r\n")
+
+
+def read_meta(buf: bytes, pos: int) -> tuple[MetaResponse, int] | None:
+    """One meta answer starting at POS, and the position after it; None if incomplete."""
+    nl = buf.find(b"\n", pos)
+    if nl < 0:
+        return None
+    line = buf[pos:nl - 1] if buf[nl - 1] == 0x0D else buf[pos:nl]
+    sp = line.find(b" ")
+    code = line if sp < 0 else line[:sp]
+    if code == b"VA":
+        end = line.find(b" ", 3)
+        size = int(line[3:] if end < 0 else line[3:end])
+        stop = nl + 1 + size + 2
+        if stop > len(buf):
+            return None
+        return MetaResponse(code, line, buf[nl + 1:stop - 2], buf[pos:stop]), stop
+    return MetaResponse(code, line, None, buf[pos:nl + 1]), nl + 1
+
+
+def read_quiet(buf: bytes, pos: int) -> tuple[MetaResponse | None, int] | None:
+    """An optional meta answer followed by ``MN``: (answer or None, position after MN)."""
+    first = read_meta(buf, pos)
+    if first is None:
+        return None
+    response, pos = first
+    if response.code == b"MN":
+        return None, pos
+    second = read_meta(buf, pos)
+    if second is None:
+        return None
+    return response, second[1]
+
+
+def read_line(buf: bytes, pos: int) -> tuple[MetaResponse, int] | None:
+    nl = buf.find(b"\n", pos)
+    if nl < 0:
+        return None
+    raw = buf[pos:nl + 1]
+    line = raw.rstrip(b"\r\n")
+    return MetaResponse(line.split(b" ", 1)[0], line, None, raw), nl + 1
+
+
+def read_lines(buf: bytes, pos: int) -> tuple[MetaResponse, int] | None:
+    """Text lines up to and including ``END`` (or a single error line)."""
+    start = pos
+    while True:
+        nl = buf.find(b"\n", pos)
+        if nl < 0:
+            return None
+        line = buf[pos:nl].rstrip(b"\r")
+        pos = nl + 1
+        if line == b"END" or line.startswith(_ERRORS):
+            code = b"END" if line == b"END" else line.split(b" ", 1)[0]
+            return MetaResponse(code, line, None, buf[start:pos]), pos
+
+
+READERS = {META: read_meta, QUIET: read_quiet, LINE: read_line, LINES: read_lines}

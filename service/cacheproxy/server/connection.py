@@ -1,0 +1,188 @@
+"""One protocol object per client connection: the read-eval-respond loop.
+
+Rend runs a goroutine per client; here each client is an :class:`asyncio.Protocol`, which costs
+no task and no stream objects. Requests of one connection may finish out of order (a get that
+misses L1 waits for L2 while the next set does not), so every request takes a *slot* in an
+ordered queue and answers leave only from the head of that queue, as memcached's do.
+
+Any unexpected exception while handling this connection is logged with its traceback, counted,
+and closes this connection and its own backend connections; nothing else is touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections import deque
+from typing import TYPE_CHECKING
+
+from ..metrics.stats import STATS
+
+if TYPE_CHECKING:
+    from ..app import Runtime
+
+log = logging.getLogger(__name__)
+
+MAX_IN_FLIGHT = 256  # requests parsed but unanswered before we stop reading this client
+BINARY_MAGIC = 0x80
+
+
+class Slot:
+    """A place in the answer queue; ``data`` is set once when the answer is ready."""
+
+    __slots__ = ("close_after", "data")
+
+    def __init__(self) -> None:
+        self.data: bytes | None = None
+        self.close_after = False
+
+
+class ClientConnection(asyncio.Protocol):
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.loop = runtime.loop
+        self.transport: asyncio.Transport | None = None
+        self.session = None
+        self.orca = None
+        self.slots: deque[Slot] = deque()
+        self._out: list[bytes] = []
+        self._write_scheduled = False
+        self._reading_paused = False
+        self._writing_paused = False
+        self.closing = False
+        self.last_activity = 0.0
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        STATS.client_connections += 1
+        STATS.client_connections_total += 1
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.last_activity = self.loop.time()
+        self.runtime.clients.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        STATS.bytes_received += len(data)
+        self.last_activity = self.loop.time()
+        try:
+            session = self.session
+            if session is None:
+                session = self.session = self._start_session(data[0])
+            session.feed(data)
+        except Exception:
+            self.fault()
+            return
+        if len(self.slots) > MAX_IN_FLIGHT and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        STATS.client_connections -= 1
+        self.closing = True
+        self.runtime.clients.discard(self)
+        if self.orca is not None:
+            self.orca.close()
+            self.orca = None
+        self.transport = None
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+        if self.transport is not None and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._maybe_resume_reading()
+
+    # -- the session and the orca ----------------------------------------------------------
+
+    def _start_session(self, first_byte: int):
+        """Rend's rule: a first byte of 0x80 is the binary protocol's request magic."""
+        self.orca = self.runtime.new_orca()
+        if first_byte == BINARY_MAGIC:
+            from .binary import BinarySession
+
+            return BinarySession(self)
+        from .text import TextSession
+
+        return TextSession(self)
+
+    # -- ordered answers -------------------------------------------------------------------
+
+    def slot(self) -> Slot:
+        slot = Slot()
+        self.slots.append(slot)
+        return slot
+
+    def complete(self, slot: Slot, data: bytes) -> None:
+        """Fill SLOT; send every answer now ready at the head of the queue."""
+        slot.data = data
+        slots = self.slots
+        if not slots or slots[0] is not slot:
+            return
+        out = self._out
+        while slots and slots[0].data is not None:
+            head = slots.popleft()
+            if head.data:
+                out.append(head.data)
+            if head.close_after:
+                self._write_now()
+                self.close()
+                return
+        if out and not self._write_scheduled:
+            self._write_scheduled = True
+            self.loop.call_soon(self._write_now)
+        if self._reading_paused:
+            self._maybe_resume_reading()
+
+    def reply(self, data: bytes) -> None:
+        """Answer now, in order after everything already queued."""
+        self.complete(self.slot(), data)
+
+    def _write_now(self) -> None:
+        self._write_scheduled = False
+        out = self._out
+        if not out or self.transport is None:
+            out.clear()
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        STATS.bytes_sent += len(data)
+        self.transport.write(data)
+
+    def _maybe_resume_reading(self) -> None:
+        if (self._reading_paused and not self._writing_paused and len(self.slots) <= MAX_IN_FLIGHT // 2
+                and self.transport is not None and not self.closing):
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    # -- endings ---------------------------------------------------------------------------
+
+    def close_after_answers(self) -> None:
+        """``quit``: everything before it is answered, then the connection closes."""
+        slot = self.slot()
+        slot.close_after = True
+        self.complete(slot, b"")
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closing:
+            self.closing = True
+            self._write_now()
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.closing = True
+            self.transport.abort()
+
+    def fault(self) -> None:
+        """An unexpected exception: log it, count it, close only this connection."""
+        STATS.connection_faults += 1
+        peer = self.transport.get_extra_info("peername") if self.transport else None
+        log.exception("fault on client connection %s; closing it", peer)
+        self.abort()

@@ -1,0 +1,232 @@
+"""The text/meta session: parse, hand each request to the orca, render memcached's answers.
+
+Text commands are answered from the backend's meta answers (``VA``→``VALUE``, ``HD``→
+``STORED``...). Meta commands are forwarded as written and their answers passed back verbatim,
+so meta clients see memcached's own bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..backends.errors import BackendError
+from ..metrics.stats import STATS
+from ..protocol.meta import MetaResponse
+from ..protocol.requests import (
+    Arith,
+    Close,
+    Delete,
+    Get,
+    Meta,
+    Passthrough,
+    Quit,
+    Reply,
+    Request,
+    Store,
+    TooLarge,
+    Touch,
+)
+from ..protocol.text import TOO_LARGE, TextParser
+from .connection import ClientConnection, Slot
+
+STORE_ANSWERS = {b"HD": (b"STORED\r\n", "stored"), b"NS": (b"NOT_STORED\r\n", "not_stored"),
+                 b"EX": (b"EXISTS\r\n", "exists"), b"NF": (b"NOT_FOUND\r\n", "not_found")}
+DELETE_ANSWERS = {b"HD": (b"DELETED\r\n", "deleted"), b"NF": (b"NOT_FOUND\r\n", "not_found")}
+TOUCH_ANSWERS = {b"HD": (b"TOUCHED\r\n", "touched"), b"EN": (b"NOT_FOUND\r\n", "not_found")}
+ARITH_ANSWERS = {b"NF": (b"NOT_FOUND\r\n", "not_found")}
+META_RESULTS = {b"VA": "hit", b"HD": "ok", b"EN": "miss", b"NF": "not_found", b"NS": "not_stored",
+                b"EX": "exists", b"MN": "ok", b"ME": "ok"}
+END = b"END\r\n"
+
+
+def error_answer(resp: MetaResponse | BackendError) -> tuple[bytes, str]:
+    """A backend error or an unexpected backend line, as the client should hear it."""
+    if isinstance(resp, BackendError):
+        STATS.errors["server_error"] += 1
+        return resp.line, "server_error"
+    if resp.code == b"CLIENT_ERROR":
+        STATS.errors["client_error"] += 1
+        return resp.raw, "client_error"
+    STATS.errors["server_error"] += 1
+    return resp.raw, "server_error"
+
+
+def value_line(key: bytes, resp: MetaResponse, cas: bool) -> bytes:
+    """``VA <size> f<flags> [c<cas>]`` + data → ``VALUE <key> <flags> <size> [<cas>]`` + data."""
+    tokens = resp.line.split(b" ")
+    head = b"VALUE " + key + b" " + tokens[2][1:] + b" " + tokens[1]
+    if cas:
+        head += b" " + tokens[3][1:]
+    return head + b"\r\n" + resp.value + b"\r\n"  # type: ignore[operator]
+
+
+class TextSession:
+    """Serves one text/meta client connection."""
+
+    def __init__(self, conn: ClientConnection) -> None:
+        self.conn = conn
+        self.orca = conn.orca
+        self.parser = TextParser(conn.runtime.config.max_item_size)
+        self.loop = conn.loop
+        self.dispatch: dict[type, Callable[[Request, float], None]] = {
+            Get: self.get, Store: self.store, Delete: self.delete, Touch: self.touch, Arith: self.arith,
+            Meta: self.meta, Passthrough: self.passthrough, Reply: self.local_reply,
+            TooLarge: self.too_large, Quit: self.quit, Close: self.hang_up,
+        }
+
+    def feed(self, data: bytes) -> None:
+        requests = self.parser.feed(data)
+        if not requests:
+            return
+        now = self.loop.time()
+        dispatch = self.dispatch
+        for request in requests:
+            if self.conn.closing:
+                return
+            dispatch[type(request)](request, now)
+
+    def finish(self, slot: Slot, command: str, result: str, started: float, data: bytes) -> None:
+        STATS.requests[("text", command, result)] += 1
+        STATS.latency[command].observe(self.loop.time() - started)
+        self.conn.complete(slot, data)
+
+    def guarded(self, fn: Callable[[MetaResponse | BackendError], None]) -> Callable:
+        """Backend callbacks run inside a (possibly shared) backend connection's read: a fault
+        in rendering must close this client only, never propagate into the backend."""
+        conn = self.conn
+
+        def run(resp: MetaResponse | BackendError) -> None:
+            try:
+                fn(resp)
+            except Exception:
+                conn.fault()
+
+        return run
+
+    # -- gets ------------------------------------------------------------------------------
+
+    def get(self, req: Get, started: float) -> None:
+        slot, keys, cas = self.conn.slot(), req.keys, req.cas
+        if not keys:
+            self.finish(slot, req.command, "miss", started, END)
+            return
+        results: list = [None] * len(keys)
+        remaining = [len(keys)]
+
+        def collect(index: int) -> Callable:
+            def done(resp: MetaResponse | BackendError) -> None:
+                results[index] = resp
+                remaining[0] -= 1
+                if remaining[0] == 0:
+                    self.render_get(slot, req, results, started)
+
+            return self.guarded(done)
+
+        for i, key in enumerate(keys):
+            self.orca.get(key, collect(i), cas=cas, exptime=req.exptime)
+
+    def render_get(self, slot: Slot, req: Get, results: list, started: float) -> None:
+        parts, hit = [], False
+        for key, resp in zip(req.keys, results, strict=True):
+            code = getattr(resp, "code", None)
+            if code == b"VA":
+                parts.append(value_line(key, resp, req.cas))
+                hit = True
+            elif code != b"EN":
+                data, result = error_answer(resp)
+                self.finish(slot, req.command, result, started, data)
+                return
+        parts.append(END)
+        self.finish(slot, req.command, "hit" if hit else "miss", started, b"".join(parts))
+
+    # -- storage and friends ---------------------------------------------------------------
+
+    def _answer_by(self, table: dict, req: Request, slot: Slot, started: float, noreply: bool) -> Callable:
+        def done(resp: MetaResponse | BackendError) -> None:
+            answer = table.get(getattr(resp, "code", None))
+            data, result = answer if answer is not None else error_answer(resp)
+            self.finish(slot, req.command, result, started, b"" if noreply else data)
+
+        return self.guarded(done)
+
+    def store(self, req: Store, started: float) -> None:
+        cb = self._answer_by(STORE_ANSWERS, req, self.conn.slot(), started, req.noreply)
+        self.orca.store(req.mode, req.key, req.flags, req.exptime, req.data, req.cas_unique, cb)
+
+    def delete(self, req: Delete, started: float) -> None:
+        self.orca.delete(req.key, self._answer_by(DELETE_ANSWERS, req, self.conn.slot(), started, req.noreply))
+
+    def touch(self, req: Touch, started: float) -> None:
+        cb = self._answer_by(TOUCH_ANSWERS, req, self.conn.slot(), started, req.noreply)
+        self.orca.touch(req.key, req.exptime, cb)
+
+    def arith(self, req: Arith, started: float) -> None:
+        slot = self.conn.slot()
+
+        def done(resp: MetaResponse | BackendError) -> None:
+            if getattr(resp, "code", None) == b"VA":
+                data, result = resp.value + b"\r\n", "ok"  # type: ignore[union-attr]
+            else:
+                answer = ARITH_ANSWERS.get(getattr(resp, "code", None))
+                data, result = answer if answer is not None else error_answer(resp)
+            self.finish(slot, req.command, result, started, b"" if req.noreply else data)
+
+        self.orca.arith(req.key, req.delta, req.incr, self.guarded(done))
+
+    # -- meta and passthrough ---------------------------------------------------------------
+
+    def meta(self, req: Meta, started: float) -> None:
+        slot = self.conn.slot()
+
+        def done(resp: MetaResponse | BackendError | None) -> None:
+            if resp is None:  # quiet mode swallowed the answer
+                self.finish(slot, req.command, "ok", started, b"")
+                return
+            result = META_RESULTS.get(resp.code) if isinstance(resp, MetaResponse) else None
+            if result is None:
+                data, result = error_answer(resp)
+            else:
+                data = resp.raw
+            STATS.requests[("meta", req.command, result)] += 1
+            STATS.latency[req.command].observe(self.loop.time() - started)
+            self.conn.complete(slot, data)
+
+        self.orca.meta(req.line, req.data, req.quiet, self.guarded(done))
+
+    def passthrough(self, req: Passthrough, started: float) -> None:
+        slot = self.conn.slot()
+
+        def done(resp: MetaResponse | BackendError) -> None:
+            if isinstance(resp, BackendError):
+                data, result = error_answer(resp)
+            else:
+                data, result = resp.raw, "ok"
+            self.finish(slot, req.command, result, started, b"" if req.noreply else data)
+
+        self.orca.text(req.line, req.command == "stats", self.guarded(done))
+
+    # -- answered here -----------------------------------------------------------------------
+
+    def local_reply(self, req: Reply, started: float) -> None:
+        kind = "error" if req.data.startswith(b"ERROR") else "client_error"
+        STATS.errors[kind if kind == "client_error" else "protocol"] += 1
+        self.finish(self.conn.slot(), req.command, kind, started, req.data)
+
+    def too_large(self, req: TooLarge, started: float) -> None:
+        """memcached answers, swallows the data, and (for set/ms) drops the old value."""
+        STATS.errors["too_large"] += 1
+        slot = self.conn.slot()
+        if req.unlink:
+            def unlinked(resp: MetaResponse | BackendError) -> None:
+                self.finish(slot, req.command, "server_error", started, b"" if req.noreply else TOO_LARGE)
+
+            self.orca.delete(req.key, self.guarded(unlinked), base64=req.base64)
+        else:
+            self.finish(slot, req.command, "server_error", started, b"" if req.noreply else TOO_LARGE)
+
+    def quit(self, req: Quit, started: float) -> None:
+        self.conn.close_after_answers()
+
+    def hang_up(self, req: Close, started: float) -> None:
+        STATS.errors["protocol"] += 1
+        self.conn.close_after_answers()

@@ -1,0 +1,146 @@
+"""Start and stop the real processes the tests talk to: memcached and the proxy.
+
+Every process is started on 127.0.0.1 (or a unix socket in a temp dir), waited for by polling
+its socket (never a fixed sleep), and stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+MEMCACHED = shutil.which("memcached") or "/usr/bin/memcached"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_connectable(addr: str, proc: subprocess.Popen | None = None, timeout: float = 15.0) -> None:
+    """Poll until ADDR (``host:port`` or ``unix:/path``) accepts a connection."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {addr} was up")
+        try:
+            connect(addr).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+def connect(addr: str, timeout: float = 10.0) -> socket.socket:
+    if addr.startswith("unix:"):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        s.connect(addr[5:])
+        return s
+    host, port = addr.rsplit(":", 1)
+    return socket.create_connection((host, int(port)), timeout=timeout)
+
+
+@dataclass
+class Proc:
+    """A started process and the address it serves."""
+
+    popen: subprocess.Popen
+    addr: str
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.popen.pid, sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+        return self.popen.returncode
+
+
+def start_memcached(
+    *, port: int | None = None, unix_path: str | None = None, args: Sequence[str] = (), memory_mb: int = 64
+) -> Proc:
+    """A fresh memcached from the Debian package, on 127.0.0.1:PORT or a unix socket."""
+    cmd = [MEMCACHED, "-U", "0", "-m", str(memory_mb), "-t", "2"]
+    if os.geteuid() == 0:
+        cmd += ["-u", "root"]
+    if unix_path:
+        cmd += ["-s", unix_path]
+        addr = f"unix:{unix_path}"
+    else:
+        port = port or free_port()
+        cmd += ["-l", "127.0.0.1", "-p", str(port)]
+        addr = f"127.0.0.1:{port}"
+    cmd += list(args)
+    popen = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_connectable(addr, popen)
+    return Proc(popen, addr)
+
+
+def start_proxy(
+    l1: str,
+    *,
+    l2: str | None = None,
+    args: Sequence[str] = (),
+    env: dict | None = None,
+    wait_ready: bool = True,
+) -> Proc:
+    """The proxy as users run it: ``python -m cacheproxy`` in its own process."""
+    port, admin = free_port(), free_port()
+    cmd = [sys.executable, "-m", "cacheproxy", "--listen", f"127.0.0.1:{port}", "--l1", l1,
+           "--admin", f"127.0.0.1:{admin}"]
+    if l2:
+        cmd += ["--l2", l2]
+    cmd += list(args)
+    log = tempfile.NamedTemporaryFile(prefix="cacheproxy-", suffix=".log", delete=False)
+    popen = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    addr = f"127.0.0.1:{port}"
+    proc = Proc(popen, addr, {"admin": f"127.0.0.1:{admin}", "log": log.name})
+    if wait_ready:
+        try:
+            wait_connectable(addr, popen)
+        except Exception:
+            proc.stop(signal.SIGKILL)
+            raise RuntimeError(open(log.name).read()) from None
+    return proc
+
+
+@contextlib.contextmanager
+def running(proc: Proc) -> Iterator[Proc]:
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def recv_until(sock: socket.socket, terminator: bytes, limit: int = 64 << 20) -> bytes:
+    """Read from SOCK until the bytes received end with TERMINATOR."""
+    buf = bytearray()
+    while not buf.endswith(terminator):
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            break
+        buf += chunk
+        if len(buf) > limit:
+            raise AssertionError("response larger than limit")
+    return bytes(buf)

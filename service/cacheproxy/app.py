@@ -12,6 +12,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from .backends.connection import OPEN, BackendConnection
+from .backends.pool import BackendPool
 from .backends.sweeper import sweep_forever, track
 from .config import Config
 from .listener.listener import listen
@@ -33,6 +34,7 @@ class Runtime:
         self.loop = loop
         self.clients: set = set()
         self.draining = False
+        self.pools: dict[str, BackendPool] = {}
         self.backend_ok: dict[str, bool] = {"l1": False}
         if config.l2:
             self.backend_ok["l2"] = False
@@ -44,10 +46,22 @@ class Runtime:
         cfg = self.config
         l1 = cfg.address("l1")
         if cfg.orca_name == "l1only":
+            if cfg.batching.enabled:
+                pool = self.pool("l1")
+                return lambda: L1Only(pool.lane(), owned=False)
             return lambda: L1Only(track(BackendConnection(l1, "l1", cfg.backend_timeout)))
         from .orcas.l1l2 import make_l1l2_factory
 
         return make_l1l2_factory(self)
+
+    def pool(self, name: str) -> BackendPool:
+        """The shared, batched connection pool to backend NAME (created once)."""
+        if name not in self.pools:
+            b = self.config.batching
+            self.pools[name] = BackendPool(self.config.address(name), name, size=b.max_connections,
+                                           timeout=self.config.backend_timeout, max_batch=b.max_batch,
+                                           flush_us=b.flush_us)
+        return self.pools[name]
 
     def ready(self) -> tuple[bool, str]:
         if self.draining:
@@ -69,7 +83,7 @@ class Runtime:
             try:
                 resp = await asyncio.wait_for(done, HEALTH_INTERVAL * 2)
                 ok = getattr(resp, "code", None) == b"VERSION"
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 ok = False
             if ok != self.backend_ok.get(name):
                 log.log(logging.INFO if ok else logging.WARNING, "backend %s is %s", name, "up" if ok else "down")
@@ -133,7 +147,8 @@ async def serve(config: Config, *, admin: bool = True, ready_event: asyncio.Even
     tasks += [loop.create_task(runtime.health_check(name)) for name in runtime.backend_ok]
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        with contextlib.suppress(RuntimeError, ValueError):  # not the main thread (embedded use)
+            loop.add_signal_handler(sig, stop.set)
     log.info("cacheproxy listening on %s (orca %s, l1 %s%s), admin on %s", config.listen, config.orca_name,
              config.l1, f", l2 {config.l2}" if config.l2 else "", config.admin)
     if ready_event is not None:

@@ -30,7 +30,7 @@ class Batching:
     enabled: bool = False
     max_connections: int = 8
     max_batch: int = 64
-    flush_us: int = 50
+    flush_us: int = 0
 
 
 @dataclass

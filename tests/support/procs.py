@@ -15,6 +15,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -74,6 +76,10 @@ class Proc:
             except subprocess.TimeoutExpired:
                 os.kill(self.popen.pid, signal.SIGKILL)
                 self.popen.wait()
+        log = self.extra.pop("log", None)
+        if log:
+            with contextlib.suppress(OSError):
+                os.unlink(log)
         return self.popen.returncode
 
 
@@ -119,10 +125,32 @@ def start_proxy(
     if wait_ready:
         try:
             wait_connectable(addr, popen)
+            wait_http_ok(f"http://127.0.0.1:{admin}/readyz", popen)
         except Exception:
             proc.stop(signal.SIGKILL)
             raise RuntimeError(open(log.name).read()) from None
     return proc
+
+
+def http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return 0
+
+
+def wait_http_ok(url: str, proc: subprocess.Popen | None = None, timeout: float = 15.0, want: int = 200) -> None:
+    """Poll URL until it answers WANT."""
+    deadline = time.monotonic() + timeout
+    while http_status(url) != want:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered {want}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not answer {want} within {timeout}s")
+        time.sleep(0.02)
 
 
 @contextlib.contextmanager

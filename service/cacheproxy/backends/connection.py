@@ -33,8 +33,10 @@ BACKOFF_MIN, BACKOFF_MAX = 0.05, 2.0
 class BackendConnection(asyncio.Protocol):
     """One backend connection, shared by whoever holds it; see the module docstring."""
 
-    def __init__(self, address: Address, name: str = "l1", timeout: float = 2.0) -> None:
+    def __init__(self, address: Address, name: str = "l1", timeout: float = 2.0, *, max_batch: int = 0,
+                 flush_delay: float = 0.0, count_batches: bool = False) -> None:
         self.address, self.name, self.timeout = address, name, timeout
+        self.max_batch, self.flush_delay, self.count_batches = max_batch, flush_delay, count_batches
         self.loop = asyncio.get_event_loop()
         self.pending: deque[tuple[int, Callback, float]] = deque()
         self.state = IDLE
@@ -44,6 +46,7 @@ class BackendConnection(asyncio.Protocol):
         self._buf = b""
         self._retry_at = 0.0
         self._backoff = 0.0
+        self.last_progress = 0.0
         self._connect_task: asyncio.Task | None = None
         self.on_close: Callable[[BackendConnection], None] | None = None
 
@@ -61,16 +64,28 @@ class BackendConnection(asyncio.Protocol):
                 return
             self._start_connect()
         self.pending.append((shape, callback, self.loop.time()))
-        self._out.append(payload)
-        if not self._flush_scheduled and self.transport is not None:
+        out = self._out
+        out.append(payload)
+        if self.transport is None:
+            return
+        if self.max_batch and len(out) >= self.max_batch:
+            self._flush()
+        elif not self._flush_scheduled:
+            # Everything sent during this loop turn (or within flush_delay) leaves in one write.
             self._flush_scheduled = True
-            self.loop.call_soon(self._flush)
+            if self.flush_delay:
+                self.loop.call_later(self.flush_delay, self._flush)
+            else:
+                self.loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if self._out and self.transport is not None:
-            data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
-            self._out.clear()
+        out = self._out
+        if out and self.transport is not None:
+            if self.count_batches:
+                STATS.batch_sizes[self.name].observe(len(out))
+            data = b"".join(out) if len(out) > 1 else out[0]
+            out.clear()
             self.transport.write(data)
 
     # -- connecting ------------------------------------------------------------------------
@@ -108,6 +123,7 @@ class BackendConnection(asyncio.Protocol):
     # -- receiving -------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        self.last_progress = self.loop.time()
         buf = self._buf + data if self._buf else data
         pos, pending = 0, self.pending
         while pending:
@@ -172,7 +188,10 @@ class BackendConnection(asyncio.Protocol):
         return self.pending[0][2] if self.pending else None
 
     def check_timeout(self, now: float) -> None:
-        """Called by the sweeper: abort when the oldest request has waited too long."""
-        if self.pending and now - self.pending[0][2] > self.timeout:
+        """Called by the sweeper: abort when the oldest request has waited too long and the
+        backend has sent nothing meanwhile (a busy event loop is not a dead backend)."""
+        # Connecting under a burst of thousands of new clients can take a few SYN retries.
+        limit = self.timeout * 3 if self.state == CONNECTING else self.timeout
+        if self.pending and now - self.pending[0][2] > limit and now - self.last_progress > limit:
             STATS.backend_errors[(self.name, "timeout")] += 1
             self.abort(f"backend {self.name} timeout")

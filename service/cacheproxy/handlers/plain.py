@@ -10,14 +10,17 @@ pipelined and, later, batched.
 from __future__ import annotations
 
 from ..backends.connection import BackendConnection, Callback
+from ..backends.pool import Lane
 from ..protocol.meta import LINE, LINES, META, QUIET
 
 
 class PlainHandler:
-    __slots__ = ("conn",)
+    __slots__ = ("conn", "send_read")
 
-    def __init__(self, conn: BackendConnection) -> None:
+    def __init__(self, conn: BackendConnection | Lane) -> None:
         self.conn = conn
+        # A pool retries idempotent reads on another connection when one breaks under them.
+        self.send_read = getattr(conn, "send_read", conn.send)
 
     def get(self, key: bytes, cb: Callback, *, cas: bool = False, exptime: int | None = None,
             ttl: bool = False) -> None:
@@ -29,7 +32,9 @@ class PlainHandler:
             cmd += b" t"
         if exptime is not None:
             cmd += b" T%d" % exptime
-        self.conn.send(cmd + b"\r\n", META, cb)
+            self.conn.send(cmd + b"\r\n", META, cb)
+        else:
+            self.send_read(cmd + b"\r\n", META, cb)
 
     def store(self, mode: bytes, key: bytes, flags: int, exptime: int, data: bytes, cas_unique: int,
               cb: Callback) -> None:

@@ -8,6 +8,7 @@ pool the orca borrows connections from it instead.
 from __future__ import annotations
 
 from ..backends.connection import BackendConnection, Callback
+from ..backends.pool import Lane
 from ..handlers.plain import PlainHandler
 from ..metrics.stats import STATS
 from ..protocol.meta import MetaResponse
@@ -18,7 +19,7 @@ class L1Only(PlainHandler):
 
     __slots__ = ("owned",)
 
-    def __init__(self, conn: BackendConnection, owned: bool = True) -> None:
+    def __init__(self, conn: BackendConnection | Lane, owned: bool = True) -> None:
         super().__init__(conn)
         self.owned = owned
 

@@ -104,10 +104,21 @@ ERROR_TEXT: dict[int, bytes] = {
 
 # Quiet opcode -> the command it is a quiet form of (memcached folds them the same way).
 QUIET_BASE: dict[int, int] = {
-    Op.GETQ: Op.GET, Op.GETKQ: Op.GETK, Op.SETQ: Op.SET, Op.ADDQ: Op.ADD, Op.REPLACEQ: Op.REPLACE,
-    Op.DELETEQ: Op.DELETE, Op.INCREMENTQ: Op.INCREMENT, Op.DECREMENTQ: Op.DECREMENT,
-    Op.QUITQ: Op.QUIT, Op.FLUSHQ: Op.FLUSH, Op.APPENDQ: Op.APPEND, Op.PREPENDQ: Op.PREPEND,
-    Op.GATQ: Op.GAT, Op.GATKQ: Op.GATK, Op.GETEQ: Op.GETE,
+    Op.GETQ: Op.GET,
+    Op.GETKQ: Op.GETK,
+    Op.SETQ: Op.SET,
+    Op.ADDQ: Op.ADD,
+    Op.REPLACEQ: Op.REPLACE,
+    Op.DELETEQ: Op.DELETE,
+    Op.INCREMENTQ: Op.INCREMENT,
+    Op.DECREMENTQ: Op.DECREMENT,
+    Op.QUITQ: Op.QUIT,
+    Op.FLUSHQ: Op.FLUSH,
+    Op.APPENDQ: Op.APPEND,
+    Op.PREPENDQ: Op.PREPEND,
+    Op.GATQ: Op.GAT,
+    Op.GATKQ: Op.GATK,
+    Op.GETEQ: Op.GETE,
 }
 
 COMMAND_NAMES: dict[int, str] = {op: op.name.lower() for op in Op}
@@ -133,12 +144,39 @@ class BinaryRequest:
     the connection after writing this request's answer.
     """
 
-    __slots__ = ("cas", "close", "command", "delta", "error", "exptime", "flags", "initial", "key",
-                 "opaque", "opcode", "quiet", "too_large", "value")
+    __slots__ = (
+        "cas",
+        "close",
+        "command",
+        "delta",
+        "error",
+        "exptime",
+        "flags",
+        "initial",
+        "key",
+        "opaque",
+        "opcode",
+        "quiet",
+        "too_large",
+        "value",
+    )
 
-    def __init__(self, opcode: int, opaque: int = 0, cas: int = 0, key: bytes = b"", value: bytes = b"",
-                 *, flags: int = 0, exptime: int = 0, delta: int = 0, initial: int = 0,
-                 error: bytes | None = None, close: bool = False, too_large: bool = False) -> None:
+    def __init__(
+        self,
+        opcode: int,
+        opaque: int = 0,
+        cas: int = 0,
+        key: bytes = b"",
+        value: bytes = b"",
+        *,
+        flags: int = 0,
+        exptime: int = 0,
+        delta: int = 0,
+        initial: int = 0,
+        error: bytes | None = None,
+        close: bool = False,
+        too_large: bool = False,
+    ) -> None:
         self.opcode = opcode
         self.command = QUIET_BASE.get(opcode, opcode)
         self.quiet = opcode in QUIET_BASE
@@ -152,9 +190,8 @@ class BinaryRequest:
         return COMMAND_NAMES.get(self.command, "unknown")
 
     def __repr__(self) -> str:
-        return (f"BinaryRequest(opcode={self.opcode:#04x}, opaque={self.opaque}, cas={self.cas}, key={self.key!r}, "
-                f"value={self.value[:32]!r}, flags={self.flags}, exptime={self.exptime}, delta={self.delta}, "
-                f"initial={self.initial}, error={self.error!r}, close={self.close}, too_large={self.too_large})")
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__ if name != "value")
+        return f"BinaryRequest({fields}, value={self.value[:32]!r})"
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, BinaryRequest):
@@ -168,11 +205,28 @@ class BinaryRequest:
 # Encoders
 
 
-def frame(opcode: int, opaque: int, *, status: int = 0, extras: bytes = b"", key: bytes = b"",
-          value: bytes = b"", cas: int = 0) -> bytes:
+def frame(
+    opcode: int,
+    opaque: int,
+    *,
+    status: int = 0,
+    extras: bytes = b"",
+    key: bytes = b"",
+    value: bytes = b"",
+    cas: int = 0,
+) -> bytes:
     """One response packet exactly as memcached's add_bin_header() lays it out."""
-    header = HEADER.pack(RESPONSE_MAGIC, opcode, len(key), len(extras), 0, status,
-                         len(extras) + len(key) + len(value), opaque, cas)
+    header = HEADER.pack(
+        RESPONSE_MAGIC,
+        opcode,
+        len(key),
+        len(extras),
+        0,
+        status,
+        len(extras) + len(key) + len(value),
+        opaque,
+        cas,
+    )
     return b"".join((header, extras, key, value))
 
 
@@ -188,7 +242,9 @@ def miss_frame(request: BinaryRequest) -> bytes:
     return error_frame(request.opcode, request.opaque, Status.KEY_ENOENT)
 
 
-def get_hit_frame(request: BinaryRequest, flags: int, value: bytes, cas: int, ttl: int | None = None) -> bytes:
+def get_hit_frame(
+    request: BinaryRequest, flags: int, value: bytes, cas: int, ttl: int | None = None
+) -> bytes:
     """A get/gat/touch hit: flags extras (plus TTL for GetE), the key for K variants, the value."""
     command = request.command
     extras = _FLAGS_EXPTIME.pack(flags, ttl or 0) if command == Op.GETE else _U32.pack(flags)
@@ -216,18 +272,33 @@ def parse_frames(data: bytes) -> tuple[list[tuple[int, int, int, int, bytes, byt
         end = pos + HEADER_SIZE + bodylen
         if end > len(data):
             break
-        body = bytes(view[pos + HEADER_SIZE:end])
-        out.append((op, status, opaque, cas, body[:extlen], body[extlen:extlen + keylen], body[extlen + keylen:]))
+        body = bytes(view[pos + HEADER_SIZE : end])
+        out.append(
+            (op, status, opaque, cas, body[:extlen], body[extlen : extlen + keylen], body[extlen + keylen :])
+        )
         pos = end
     return out, bytes(view[pos:])
 
 
-def encode_request(opcode: int, key: bytes = b"", extras: bytes = b"", value: bytes = b"", *, opaque: int = 0,
-                   cas: int = 0, bodylen: int | None = None) -> bytes:
+def encode_request(
+    opcode: int,
+    key: bytes = b"",
+    extras: bytes = b"",
+    value: bytes = b"",
+    *,
+    opaque: int = 0,
+    cas: int = 0,
+    bodylen: int | None = None,
+) -> bytes:
     """A request packet (for tests and clients); BODYLEN overrides the computed body length."""
     if bodylen is None:
         bodylen = len(extras) + len(key) + len(value)
-    return HEADER.pack(REQUEST_MAGIC, opcode, len(key), len(extras), 0, 0, bodylen, opaque, cas) + extras + key + value
+    return (
+        HEADER.pack(REQUEST_MAGIC, opcode, len(key), len(extras), 0, 0, bodylen, opaque, cas)
+        + extras
+        + key
+        + value
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -296,7 +367,7 @@ class BinaryParser:
                     fields, vlen = self._value_for
                     if avail < vlen:
                         break
-                    out.append(self._store_request(fields, bytes(view[pos:pos + vlen])))
+                    out.append(self._store_request(fields, bytes(view[pos : pos + vlen])))
                     pos += vlen
                     self._value_for = None
                     continue
@@ -314,8 +385,8 @@ class BinaryParser:
                 if avail < fixed:
                     break
                 start = pos + HEADER_SIZE
-                extras = bytes(view[start:start + extlen])
-                key = bytes(view[start + extlen:pos + fixed])
+                extras = bytes(view[start : start + extlen])
+                key = bytes(view[start + extlen : pos + fixed])
                 pos += fixed
                 request = self._dispatch(opcode, keylen, extlen, bodylen, opaque, cas, extras, key)
                 if request is not None:
@@ -335,8 +406,17 @@ class BinaryParser:
                 del buf[:pos]
         return out
 
-    def _dispatch(self, opcode: int, keylen: int, extlen: int, bodylen: int, opaque: int, cas: int,
-                  extras: bytes, key: bytes) -> BinaryRequest | None:
+    def _dispatch(
+        self,
+        opcode: int,
+        keylen: int,
+        extlen: int,
+        bodylen: int,
+        opaque: int,
+        cas: int,
+        extras: bytes,
+        key: bytes,
+    ) -> BinaryRequest | None:
         """memcached's dispatch_bin_command(): validate, then build the request or its error."""
         if keylen > bodylen or keylen + extlen > bodylen:
             return self._error(opcode, opaque, Status.UNKNOWN_COMMAND, close=True)
@@ -398,14 +478,23 @@ class BinaryParser:
             return self._error(opcode, opaque, Status.UNKNOWN_COMMAND)
         return self._error(opcode, opaque, Status.EINVAL, close=True)
 
-    def _expect_value(self, opcode: int, opaque: int, cas: int, key: bytes, flags: int, exptime: int,
-                      vlen: int) -> BinaryRequest | None:
+    def _expect_value(
+        self, opcode: int, opaque: int, cas: int, key: bytes, flags: int, exptime: int, vlen: int
+    ) -> BinaryRequest | None:
         vlen = _to_int32(vlen)
         if item_too_large(len(key), flags, vlen, self.max_item_size):
             self._skip = max(vlen, 0)
             is_set = QUIET_BASE.get(opcode, opcode) == Op.SET
-            return BinaryRequest(opcode, opaque, cas, key, flags=flags, exptime=exptime,
-                                 error=error_frame(opcode, opaque, Status.E2BIG), too_large=is_set)
+            return BinaryRequest(
+                opcode,
+                opaque,
+                cas,
+                key,
+                flags=flags,
+                exptime=exptime,
+                error=error_frame(opcode, opaque, Status.E2BIG),
+                too_large=is_set,
+            )
         self._value_for = ((opcode, opaque, cas, key, flags, exptime), vlen)
         return None
 

@@ -46,10 +46,10 @@ _U64 = struct.Struct(">Q")
 class Shape(Enum):
     """What the backend sends back for a command, so the caller knows when the reply is whole."""
 
-    NONE = "none"          # nothing is sent; from_meta(request, b"") gives the answer
-    META = "meta"          # one meta reply: a status line, plus a data block after a VA line
-    LINE = "line"          # one text line (VERSION ..., OK, RESET, or an error line)
-    STATS = "stats"        # text lines up to and including "END\r\n" (or one error line)
+    NONE = "none"  # nothing is sent; from_meta(request, b"") gives the answer
+    META = "meta"  # one meta reply: a status line, plus a data block after a VA line
+    LINE = "line"  # one text line (VERSION ..., OK, RESET, or an error line)
+    STATS = "stats"  # text lines up to and including "END\r\n" (or one error line)
 
 
 class MetaCall:
@@ -67,11 +67,17 @@ class MetaCall:
 LOCAL = MetaCall(None, Shape.NONE)
 
 _STORE_MODE = {Op.SET: b"MS", Op.ADD: b"ME", Op.REPLACE: b"MR", Op.APPEND: b"MA", Op.PREPEND: b"MP"}
-_GET_FLAGS = {Op.GET: b" v f c", Op.GETK: b" v f c", Op.GETE: b" v f c t", Op.GAT: b" v f c",
-              Op.GATK: b" v f c", Op.TOUCH: b" f c"}
+_GET_FLAGS = {
+    Op.GET: b" v f c",
+    Op.GETK: b" v f c",
+    Op.GETE: b" v f c t",
+    Op.GAT: b" v f c",
+    Op.GATK: b" v f c",
+    Op.TOUCH: b" f c",
+}
 _STATS_GROUPS = frozenset({b"items", b"slabs", b"sizes", b"sizes_enable", b"sizes_disable"})
 _TEXT_UNSAFE = frozenset(range(0x21)) | {0x7F}  # whitespace and control bytes
-_TOKENIZER_UNSAFE = frozenset(b"\x00\n ")      # what memcached's text tokenizer cannot carry
+_TOKENIZER_UNSAFE = frozenset(b"\x00\n ")  # what memcached's text tokenizer cannot carry
 
 
 def meta_key(key: bytes) -> tuple[bytes, bool] | None:
@@ -115,7 +121,11 @@ def to_meta(request: BinaryRequest) -> MetaCall:
     if command == Op.DELETE:
         return _keyed(request, b"md", b" C%d" % request.cas if request.cas else b"")
     if command in (Op.INCREMENT, Op.DECREMENT):
-        flags = b" N%d J%d" % (_ttl(request.exptime), request.initial) if request.exptime != NO_AUTOVIVIFY else b""
+        flags = (
+            b" N%d J%d" % (_ttl(request.exptime), request.initial)
+            if request.exptime != NO_AUTOVIVIFY
+            else b""
+        )
         flags += b" D%d M%s v c" % (request.delta, b"I" if command == Op.INCREMENT else b"D")
         if request.cas:
             flags += b" C%d" % request.cas
@@ -198,7 +208,7 @@ def parse_meta_reply(reply: bytes) -> tuple[bytes, list[bytes], bytes | None]:
     if code == b"VA":
         size = int(tokens[0])
         start = end + 2
-        return code, tokens[1:], reply[start:start + size]
+        return code, tokens[1:], reply[start : start + size]
     return code, tokens, None
 
 
@@ -253,8 +263,9 @@ def _error(request: BinaryRequest, status: int, text: bytes | None = None) -> by
 def _from_get(request: BinaryRequest, code: bytes, tokens: list[bytes], value: bytes | None) -> bytes:
     if code in (b"VA", b"HD"):
         ttl = _token(tokens, b"t", -1)
-        return get_hit_frame(request, _token(tokens, b"f"), value or b"", _token(tokens, b"c"),
-                             ttl if ttl > 0 else 0)
+        return get_hit_frame(
+            request, _token(tokens, b"f"), value or b"", _token(tokens, b"c"), ttl if ttl > 0 else 0
+        )
     if code == b"EN":
         return b"" if request.quiet else miss_frame(request)
     return _unexpected(request, code)
@@ -270,7 +281,9 @@ def _from_store(request: BinaryRequest, code: bytes, tokens: list[bytes]) -> byt
     if code == b"NS":
         if request.cas:
             return _error(request, Status.NOT_STORED)
-        status = {Op.ADD: Status.KEY_EEXISTS, Op.REPLACE: Status.KEY_ENOENT}.get(request.command, Status.NOT_STORED)
+        status = {Op.ADD: Status.KEY_EEXISTS, Op.REPLACE: Status.KEY_ENOENT}.get(
+            request.command, Status.NOT_STORED
+        )
         return _error(request, status)
     return _unexpected(request, code)
 

@@ -107,7 +107,9 @@ class TextParser:
                 self._pending = None
                 block = buf[pos:stop]
                 pos = stop
-                out.append(pending.make(block))
+                request = pending.make(block)
+                if request is not None:
+                    out.append(request)
                 continue
             nl = buf.find(b"\n", pos)
             if nl < 0:
@@ -236,7 +238,7 @@ class TextParser:
             return TooLarge(command, key, unlink=True, noreply=False, base64=base64)
         self._pending = _PendingData(
             nbytes, lambda block: Meta(command, key, flags[1:], line, block, quiet, base64))
-        return None
+        return None  # the request is complete once its data block is in
 
     # -- the rest of the text commands ------------------------------------------------------
 
@@ -311,6 +313,10 @@ class TextParser:
     def _quit(self, tokens: list[bytes], ntokens: int, line: bytes) -> Request:
         return Quit()
 
+    def _shutdown(self, tokens: list[bytes], ntokens: int, line: bytes) -> Request:
+        """Never forwarded: clients of a shared cache must not stop it (memcached without -A)."""
+        return Reply("shutdown", b"ERROR: shutdown not enabled\r\n")
+
 
 def _reply(command: str, data: bytes, noreply: bool) -> Request | None:
     """memcached's out_string(): with ``noreply`` even an error is not sent."""
@@ -328,4 +334,5 @@ _SIMPLE = {
     b"version": TextParser._version,
     b"stats": TextParser._stats,
     b"quit": TextParser._quit,
+    b"shutdown": TextParser._shutdown,
 }

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what cacheproxy needs on a Debian/Ubuntu machine and a virtualenv in .venv.
+#   scripts/setup.sh          runtime only (memcached + the proxy)
+#   scripts/setup.sh --test   everything the test suite uses (twemproxy, libmemcached tools,
+#                             prometheus, podman, a kube-apiserver built from Debian's source, helm)
+# Idempotent: what is installed or cached (under ~/.cache) is skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+want_test=${1:-}
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+
+apt_pkgs=(memcached)
+[ "$want_test" = --test ] && apt_pkgs+=(nutcracker libmemcached-tools prometheus podman runc mmdebstrap curl openssl gcc)
+missing=()
+for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: apt-get install ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# memcached from Debian starts a system service on 11211; our run command wants that port.
+if [ -d /run/systemd/system ] && systemctl is-active -q memcached 2>/dev/null; then
+  $SUDO systemctl disable --now memcached >/dev/null 2>&1 || true
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+extras="operator"; [ "$want_test" = --test ] && extras="operator,test"
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e ".[${extras}]"
+
+if [ "$want_test" = --test ]; then
+  [ -x scripts/k8s/build-control-plane.sh ] && bash scripts/k8s/build-control-plane.sh
+  [ -x scripts/k8s/get-helm.sh ] && { [ -x "$HOME/.cache/k8s-1.20.2/helm" ] || bash scripts/k8s/get-helm.sh; }
+  bash bench/build.sh >/dev/null 2>&1 || true
+fi
+echo "setup: done"

@@ -1,0 +1,38 @@
+"""Targets for the differential suite: memcached directly (A) and the proxy in front of its own
+memcached (B). Both live for the whole session and are reset with ``flush_all`` before each script,
+which makes them behave as fresh servers (CAS numbers aside, which the harness normalises)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.differential.run import Target, start_target
+
+
+@pytest.fixture(scope="session")
+def direct_target() -> Iterator[Target]:
+    target = start_target("memcached")
+    yield target
+    target.stop()
+
+
+@pytest.fixture(scope="session")
+def _proxy_holder() -> Iterator[dict[str, Target]]:
+    holder: dict[str, Target] = {}
+    yield holder
+    for target in holder.values():
+        target.stop()
+
+
+@pytest.fixture(params=["proxy", "proxy-unix"], ids=["tcp-backend", "unix-backend"])
+def proxy_target(request: pytest.FixtureRequest, _proxy_holder: dict[str, Target]) -> Target:
+    """The proxy, reaching its memcached over TCP or over a unix socket (as in pods). Restarted if an
+    earlier script killed it (that script fails on its own)."""
+    kind = request.param
+    if kind in _proxy_holder and not _proxy_holder[kind].alive():
+        _proxy_holder.pop(kind).stop()
+    if kind not in _proxy_holder:
+        _proxy_holder[kind] = start_target(kind)
+    return _proxy_holder[kind]

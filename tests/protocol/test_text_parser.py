@@ -1,0 +1,168 @@
+"""The sans-IO text/meta parser, apart from any network."""
+
+from __future__ import annotations
+
+from cacheproxy.protocol.numbers import safe_strtol, safe_strtoul, safe_strtoull
+from cacheproxy.protocol.requests import (
+    Arith,
+    Close,
+    Delete,
+    Get,
+    Meta,
+    Passthrough,
+    Quit,
+    Reply,
+    Store,
+    TooLarge,
+    Touch,
+)
+from cacheproxy.protocol.text import BAD_CHUNK, BAD_FORMAT, ERROR, TextParser, item_fits
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+
+def describe(requests) -> list[tuple]:
+    """A comparable view of parsed requests."""
+    out = []
+    for r in requests:
+        fields = tuple((name, getattr(r, name)) for name in sorted(type(r).__slots__) if hasattr(r, name))
+        out.append((type(r).__name__, r.command, fields))
+    return out
+
+
+def parse_all(data: bytes, max_item_size: int = 1 << 20) -> list:
+    return TextParser(max_item_size).feed(data)
+
+
+def parse_split(data: bytes, cuts: list[int], max_item_size: int = 1 << 20) -> list:
+    parser, out, last = TextParser(max_item_size), [], 0
+    for cut in sorted(set(cuts)):
+        out += parser.feed(data[last:cut])
+        last = cut
+    return out + parser.feed(data[last:])
+
+
+KEYS = st.binary(min_size=1, max_size=12).map(lambda b: bytes(97 + x % 26 for x in b))
+COMMANDS = st.one_of(
+    st.builds(lambda k: b"get " + k + b"\r\n", KEYS),
+    st.builds(lambda ks: b"gets " + b" ".join(ks) + b"\r\n", st.lists(KEYS, min_size=1, max_size=5)),
+    st.builds(lambda k, v, f: b"set %s %d 0 %d\r\n%s\r\n" % (k, f, len(v), v), KEYS, st.binary(max_size=40),
+              st.integers(0, 2**32 - 1)),
+    st.builds(lambda k, v: b"append %s 0 0 %d noreply\r\n%s\r\n" % (k, len(v), v), KEYS, st.binary(max_size=20)),
+    st.builds(lambda k, n: b"incr %s %d\r\n" % (k, n), KEYS, st.integers(0, 2**64 - 1)),
+    st.builds(lambda k: b"delete " + k + b"\r\n", KEYS),
+    st.builds(lambda k: b"touch " + k + b" 10\r\n", KEYS),
+    st.builds(lambda k, v: b"ms %s %d T0 F5\r\n%s\r\n" % (k, len(v), v), KEYS, st.binary(max_size=30)),
+    st.builds(lambda k: b"mg " + k + b" v f t q\r\n", KEYS),
+    st.just(b"mn\r\n"),
+    st.just(b"version\r\n"),
+    st.just(b"bogus command\r\n"),
+    st.just(b"set k 0 0 3\r\nabcd\r\n"),
+    st.just(b"flush_all 10 noreply\r\n"),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(COMMANDS, min_size=1, max_size=12), st.lists(st.integers(0, 2000), max_size=20))
+def test_any_split_of_a_stream_yields_the_same_requests(commands, cuts):
+    data = b"".join(commands)
+    assert describe(parse_split(data, [c % (len(data) + 1) for c in cuts])) == describe(parse_all(data))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=4000), st.lists(st.integers(0, 4000), max_size=10))
+def test_random_bytes_never_raise_and_buffer_stays_bounded(data, cuts):
+    parser, last = TextParser(4096), 0
+    for cut in [*sorted({c % (len(data) + 1) for c in cuts}), len(data)]:
+        parser.feed(data[last:cut])
+        last = cut
+        assert parser.buffered() <= 4096 + 2048 + 64
+
+
+def test_every_byte_fed_alone_gives_the_same_requests():
+    data = (b"set k 7 0 5\r\nhello\r\nget k j\r\ngat 10 k\r\nincr n 2 noreply\r\ndelete k 0\r\n"
+            b"ms k 2 b\r\nhi\r\nmd k q\r\nmn\r\nquit\r\n")
+    assert describe(parse_split(data, list(range(len(data))))) == describe(parse_all(data))
+
+
+def test_commands_map_to_requests():
+    r = parse_all(b"get a b\r\ngets a\r\ngat 5 a\r\ngats -1 b c\r\n")
+    assert [(type(x), x.keys, x.cas, x.exptime) for x in r] == [
+        (Get, [b"a", b"b"], False, None), (Get, [b"a"], True, None), (Get, [b"a"], False, 5),
+        (Get, [b"b", b"c"], True, -1)]
+    [s] = parse_all(b"cas k 4294967297 -5 3 99 noreply\r\nabc\r\n")
+    assert isinstance(s, Store) and (s.mode, s.flags, s.exptime, s.data, s.cas_unique, s.noreply) == (
+        b"C", 1, -5, b"abc", 99, True)
+    d, t, a, p = parse_all(b"delete k noreply\r\ntouch k 9\r\ndecr k 18446744073709551615\r\nflush_all 0\r\n")
+    assert isinstance(d, Delete) and d.noreply
+    assert isinstance(t, Touch) and t.exptime == 9
+    assert isinstance(a, Arith) and not a.incr and a.delta == 2**64 - 1
+    assert isinstance(p, Passthrough) and p.line == b"flush_all 0"
+    assert isinstance(parse_all(b"quit\r\n")[0], Quit)
+
+
+def test_errors_are_memcacheds():
+    def answers(data: bytes) -> list[bytes]:
+        return [r.data for r in parse_all(data) if isinstance(r, Reply)]
+
+    assert answers(b"\r\n") == [ERROR]
+    assert answers(b"bogus\r\n") == [ERROR]
+    assert answers(b"get\r\n") == [ERROR]
+    assert answers(b"get " + b"k" * 251 + b"\r\n") == [BAD_FORMAT]
+    assert answers(b"set k x 0 1\r\na\r\n") == [BAD_FORMAT, ERROR]  # data line parsed as a command
+    assert answers(b"set k 0 0 -1\r\n") == [BAD_FORMAT]
+    assert answers(b"set k 0 0 1\r\nab\r\n") == [BAD_CHUNK, ERROR]  # "ab\r" is the block; "\n" an empty line
+    assert answers(b"incr k x\r\n") == [b"CLIENT_ERROR invalid numeric delta argument\r\n"]
+    assert answers(b"incr k -1\r\n") == [b"CLIENT_ERROR invalid numeric delta argument\r\n"]
+    assert answers(b"delete k 1\r\n") == [
+        b"CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n"]
+    assert answers(b"touch k x\r\n") == [b"CLIENT_ERROR invalid exptime argument\r\n"]
+    assert answers(b"set k x 0 1 noreply\r\n") == []  # noreply silences even errors
+
+
+def test_too_large_is_swallowed_without_buffering():
+    parser = TextParser(1 << 20)
+    [r] = parser.feed(b"set big 0 0 2000000000\r\n")
+    assert isinstance(r, TooLarge) and r.unlink
+    for _ in range(100):
+        assert parser.feed(b"x" * 65536) == []
+        assert parser.buffered() == 0
+    assert isinstance(parser.feed(b"y" * (2000000002 - 100 * 65536) + b"get k\r\n")[0], Get)
+    [r] = parse_all(b"add big 0 0 1048576\r\n")
+    assert isinstance(r, TooLarge) and not r.unlink
+
+
+def test_item_size_limit_matches_memcached_formula():
+    assert item_fits(1, 0, 1048576 - 58 + 1 - 1, 1048576)
+    assert not item_fits(1, 0, 1048576 - 57, 1048576)
+    assert not item_fits(1, 1, 1048576 - 61, 1048576)
+
+
+def test_long_lines_close_unless_multiget():
+    assert isinstance(parse_all(b"set " + b"x" * 3000)[-1], Close)
+    parser = TextParser()
+    assert parser.feed(b"get " + b"k " * 2000) == []
+    [get] = parser.feed(b"\r\n")
+    assert isinstance(get, Get) and len(get.keys) == 2000
+    assert isinstance(parse_all(b"GET / HTTP/1.1\r\n")[0], Close)
+
+
+def test_meta_framing():
+    [m] = parse_all(b"ms k 3 T10 q\r\nabc\r\n")
+    assert isinstance(m, Meta) and m.quiet and m.data == b"abc\r\n" and m.line == b"ms k 3 T10 q"
+    [m, n] = parse_all(b"ms k abc\r\nmn\r\n")  # bad length: no data block follows
+    assert m.data is None and n.line == b"mn"
+    [m] = parse_all(b"mg k v b\r\n")
+    assert m.base64 and not m.quiet
+
+
+def test_numbers_follow_c():
+    assert safe_strtoul(b"4294967297") == 1
+    assert safe_strtoul(b"-1") is None
+    assert safe_strtoul(b"+7") == 7
+    assert safe_strtol(b"4294967301") == 5
+    assert safe_strtol(b"2147483648") == -2147483648
+    assert safe_strtol(b"12abc") is None
+    assert safe_strtol(b"12\t") == 12
+    assert safe_strtoull(b"18446744073709551616") is None
+    assert safe_strtoull(b"-0") == 0

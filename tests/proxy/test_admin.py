@@ -1,0 +1,52 @@
+"""The admin server: /metrics in Prometheus text format, /healthz, /readyz."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
+from pymemcache.client.base import Client
+
+
+def http_get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def samples(admin: str) -> dict:
+    status, body = http_get(f"http://{admin}/metrics")
+    assert status == 200
+    out = {}
+    for family in text_string_to_metric_families(body):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_metrics_count_requests(proxy):
+    host, port = proxy.addr.rsplit(":", 1)
+    c = Client((host, int(port)), timeout=5)
+    c.set("a", b"1")
+    for _ in range(3):
+        c.get("a")
+    c.get("missing")
+    c.close()
+    m = samples(proxy.extra["admin"])
+    assert m[("cacheproxy_requests_total", (("command", "get"), ("protocol", "text"), ("result", "hit")))] == 3
+    assert m[("cacheproxy_requests_total", (("command", "get"), ("protocol", "text"), ("result", "miss")))] == 1
+    assert m[("cacheproxy_requests_total", (("command", "set"), ("protocol", "text"), ("result", "stored")))] == 1
+    assert m[("cacheproxy_cache_lookups_total", (("level", "l1"), ("result", "hit")))] == 3
+    assert m[("cacheproxy_request_duration_seconds_count", (("command", "get"),))] == 4
+    assert m[("cacheproxy_client_connections_total", ())] >= 1
+    assert m[("cacheproxy_bytes_received_total", ())] > 0
+    assert m[("cacheproxy_bytes_sent_total", ())] > 0
+    assert m[("cacheproxy_backend_up", (("backend", "l1"),))] == 1
+
+
+def test_health_and_readiness(proxy):
+    assert http_get(f"http://{proxy.extra['admin']}/healthz") == (200, "ok\n")
+    assert http_get(f"http://{proxy.extra['admin']}/readyz") == (200, "ready\n")

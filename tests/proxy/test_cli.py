@@ -1,0 +1,39 @@
+"""The command line and the config file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from cacheproxy.config import load
+
+
+def test_flags_override_file(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("listen: 0.0.0.0:1\nl1: unix:/tmp/x.sock\nbatching: {enabled: true, max_connections: 3}\n")
+    c = load(cfg, {"listen": "127.0.0.1:2", "l2": None})
+    assert (c.listen, c.l1, c.batching.max_connections, c.orca_name) == ("127.0.0.1:2", "unix:/tmp/x.sock", 3, "l1only")
+    assert load(None, {"l2": "127.0.0.1:5"}).orca_name == "l1l2"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("bogus: 1\n", "unknown config keys: bogus"),
+    ("l1: nowhere\n", "is not HOST:PORT"),
+    ("orca: l1l2\n", "needs an l2"),
+    ("batching: {speed: 1}\n", "unknown batching keys"),
+])
+def test_bad_config_is_refused_with_a_message(tmp_path, text, message):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    run = subprocess.run([sys.executable, "-m", "cacheproxy", "--config", str(cfg)], capture_output=True, text=True,
+                         timeout=30)
+    assert run.returncode == 2
+    assert message in run.stderr
+
+
+def test_help_lists_the_contract_flags():
+    out = subprocess.run([sys.executable, "-m", "cacheproxy", "--help"], capture_output=True, text=True, timeout=30)
+    for flag in ("--listen", "--l1", "--l2", "--admin", "--config", "--batch-listen", "--workers"):
+        assert flag in out.stdout

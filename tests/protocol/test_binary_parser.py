@@ -213,3 +213,35 @@ def test_quiet_and_names() -> None:
     req = BinaryRequest(Op.GETKQ, key=b"k")
     assert req.quiet and req.command == Op.GETK and req.name == "getk"
     assert BinaryRequest(0x50).name == "unknown"
+
+
+@st.composite
+def mixed_headers(draw) -> bytes:
+    """Request-shaped bytes with arbitrary (often inconsistent) lengths: the error paths."""
+    opcode = draw(st.sampled_from([*list(Op), 0x1B, 0x50, 0xFF]))
+    keylen, extlen = draw(st.integers(0, 300)), draw(st.sampled_from([0, 4, 8, 20, 7]))
+    bodylen = draw(st.one_of(st.integers(0, 400), st.just(keylen + extlen), st.integers(0, 2**32 - 1)))
+    payload = draw(st.binary(max_size=500))
+    magic = draw(st.sampled_from([0x80] * 20 + [0x81]))
+    return struct.pack(">BBHBBHIIQ", magic, opcode, keylen, extlen, 0, 0, bodylen, draw(u32), 0) + payload
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(mixed_headers(), requests().map(lambda pair: pair[0])), max_size=8),
+       st.lists(st.integers(0, 10**4), max_size=20))
+def test_malformed_streams_are_split_independent_and_bounded(parts, cuts) -> None:
+    stream = b"".join(parts)
+    whole = BinaryParser(MAX_ITEM)
+    expected = whole.feed(stream)
+    parser = BinaryParser(MAX_ITEM)
+    got: list[BinaryRequest] = []
+    points = sorted({c % (len(stream) + 1) for c in cuts} | {0, len(stream)})
+    for start, end in pairwise(points):
+        got += parser.feed(stream[start:end])
+        assert parser.buffered <= max(READ_BUFFER_SIZE, MAX_ITEM)
+    assert got == expected and parser.closed == whole.closed
+    for request in got:  # every error answer is a well-formed memcached error frame
+        if request.error is not None:
+            (answer,), rest = parse_frames(request.error)
+            assert rest == b"" and answer[0] == request.opcode and answer[2] == request.opaque
+            assert answer[1] in (Status.UNKNOWN_COMMAND, Status.EINVAL, Status.E2BIG)

@@ -4,14 +4,15 @@ connection) only. The fault is injected into a proxy running in this process."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 
 import pytest
-
 from cacheproxy import app as app_module
 from cacheproxy.config import load
 from cacheproxy.metrics.stats import STATS
 from cacheproxy.server import text as text_module
+
 from tests.support.procs import connect, free_port, recv_until
 
 
@@ -33,10 +34,8 @@ def inprocess_proxy(memcached):
 
     def thread():
         asyncio.set_event_loop(loop)
-        try:
+        with contextlib.suppress(asyncio.CancelledError, RuntimeError):
             loop.run_until_complete(run())
-        except (asyncio.CancelledError, RuntimeError):
-            pass
 
     t = threading.Thread(target=thread, daemon=True)
     t.start()
@@ -47,7 +46,7 @@ def inprocess_proxy(memcached):
 
 
 def test_fault_closes_only_that_connection(inprocess_proxy, monkeypatch):
-    addr, loop = inprocess_proxy
+    addr, _loop = inprocess_proxy
     original = text_module.value_line
 
     def exploding(key, resp, cas):

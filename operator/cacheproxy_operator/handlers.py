@@ -1,0 +1,135 @@
+"""kopf wiring, kept thin: every trigger asks for a reconcile of one CacheProxy by name.
+
+Triggers: create/update/resume of the CacheProxy, a periodic resync timer (catches anything missed,
+e.g. the ServiceMonitor API appearing), and events on the children (a child deleted or edited by
+hand, a Deployment or pod changing readiness). Requests for the same CacheProxy are coalesced:
+while one reconcile runs, further requests mark it dirty and it runs once more afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+import kopf
+
+from cacheproxy_operator import GROUP, KIND, PLURAL, VERSION
+from cacheproxy_operator.kube import Kube, new_api_client
+from cacheproxy_operator.manifests.common import MANAGED_BY
+from cacheproxy_operator.reconcile import CR_API, reconcile
+
+log = logging.getLogger(__name__)
+RESYNC_SECONDS = float(os.environ.get("CACHEPROXY_RESYNC_SECONDS", "60"))
+CHILD_LABELS = {"app.kubernetes.io/managed-by": MANAGED_BY}
+# (group or group/version, plural); a group without version follows the server's preferred version.
+CHILD_RESOURCES = [
+    ("v1", "configmaps"),
+    ("v1", "services"),
+    ("v1", "pods"),
+    ("apps/v1", "deployments"),
+    ("policy", "poddisruptionbudgets"),
+    ("networking.k8s.io/v1", "networkpolicies"),
+    ("monitoring.coreos.com/v1", "servicemonitors"),
+]
+
+
+class Coalescer:
+    """Runs reconciles for one key at a time; requests arriving meanwhile collapse into one rerun."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._running: set[tuple[str, str]] = set()
+        self._dirty: set[tuple[str, str]] = set()
+
+    def run(self, key: tuple[str, str], work: Any) -> bool:
+        """Run WORK() now (and again while requests arrive); False if another thread has it."""
+        with self._guard:
+            if key in self._running:
+                self._dirty.add(key)
+                return False
+            self._running.add(key)
+        try:
+            while True:
+                with self._guard:
+                    self._dirty.discard(key)
+                work()
+                with self._guard:
+                    if key not in self._dirty:
+                        return True
+        finally:
+            with self._guard:
+                self._running.discard(key)
+
+
+_coalescer = Coalescer()
+_kube: Kube | None = None
+
+
+def kube() -> Kube:
+    global _kube
+    if _kube is None:
+        _kube = Kube(new_api_client())
+    return _kube
+
+
+def _emitter(body: dict[str, Any]):
+    def emit(event_type: str, reason: str, message: str) -> None:
+        kopf.event(body, type=event_type, reason=reason, message=message[:1000])
+
+    return emit
+
+
+def request_reconcile(namespace: str, name: str) -> None:
+    """Reconcile the CacheProxy NAMESPACE/NAME as it is on the server right now."""
+
+    def work() -> None:
+        body = kube().get(CR_API, KIND, namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return  # gone or going: the garbage collector removes the children via owner references
+        reconcile(kube(), body, _emitter(body))
+
+    try:
+        _coalescer.run((namespace, name), work)
+    except Exception as exc:
+        # kopf retries create/update/resume handlers on TemporaryError; the timer covers the rest.
+        raise kopf.TemporaryError(f"reconcile failed: {exc}", delay=5) from exc
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.peering.standalone = True
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="cacheproxy.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="cacheproxy.io", key="last-handled-configuration"
+    )
+    settings.posting.level = logging.WARNING  # only our explicit events, not kopf's handler chatter
+    settings.watching.server_timeout = 300
+    settings.execution.max_workers = 8
+    kube()
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+def on_cacheproxy(namespace: str, name: str, **_: Any) -> None:
+    request_reconcile(namespace, name)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
+def resync(namespace: str, name: str, **_: Any) -> None:
+    request_reconcile(namespace, name)
+
+
+def on_child_event(namespace: str, labels: dict[str, str], **_: Any) -> None:
+    owner = labels.get("app.kubernetes.io/instance")
+    if owner:
+        try:
+            request_reconcile(namespace, owner)
+        except kopf.TemporaryError as exc:  # event handlers are not retried; the timer will be
+            log.warning("child-triggered reconcile of %s/%s failed: %s", namespace, owner, exc)
+
+
+for _api, _plural in CHILD_RESOURCES:
+    kopf.on.event(_api, _plural, labels=CHILD_LABELS, id=f"child-{_plural}")(on_child_event)

@@ -1,0 +1,55 @@
+"""Pure builders: a (defaulted) CacheProxy spec in, the child manifests out. No API calls here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from cacheproxy_operator.manifests.common import Owner, content_hash
+from cacheproxy_operator.manifests.config import config_hash, config_map
+from cacheproxy_operator.manifests.monitoring import SERVICE_MONITOR_API, service_monitor
+from cacheproxy_operator.manifests.network import client_service, headless_service, network_policy
+from cacheproxy_operator.manifests.policy import pod_disruption_budget
+from cacheproxy_operator.manifests.workload import deployment
+
+__all__ = ["SERVICE_MONITOR_API", "Capabilities", "Owner", "Plan", "build", "config_hash", "content_hash"]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the API server serves, as far as the children are concerned."""
+
+    pdb_api_version: str = "policy/v1"
+    service_monitor: bool = True
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The children that should exist, and the optional kinds that should not (to be pruned)."""
+
+    desired: list[dict[str, Any]]
+    absent: list[tuple[str, str]]  # (apiVersion, kind) of optional children not wanted now
+
+
+def build(owner: Owner, spec: dict[str, Any], caps: Capabilities = Capabilities()) -> Plan:
+    """Every child for SPEC, in apply order (the ConfigMap before the Deployment that mounts it)."""
+    desired = [
+        config_map(owner, spec),
+        deployment(owner, spec),
+        client_service(owner, spec),
+        headless_service(owner, spec),
+    ]
+    absent: list[tuple[str, str]] = []
+    if spec["podDisruptionBudget"]["enabled"]:
+        desired.append(pod_disruption_budget(owner, spec, caps.pdb_api_version))
+    else:
+        absent.append((caps.pdb_api_version, "PodDisruptionBudget"))
+    if spec["monitoring"]["serviceMonitor"]["enabled"] and caps.service_monitor:
+        desired.append(service_monitor(owner, spec))
+    elif caps.service_monitor:
+        absent.append((SERVICE_MONITOR_API, "ServiceMonitor"))
+    if spec["networkPolicy"]["enabled"]:
+        desired.append(network_policy(owner, spec))
+    else:
+        absent.append(("networking.k8s.io/v1", "NetworkPolicy"))
+    return Plan(desired=desired, absent=absent)

@@ -1,0 +1,22 @@
+"""The PodDisruptionBudget (policy/v1 where served, else policy/v1beta1: same fields for our use)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cacheproxy_operator.manifests.common import Owner, metadata, selector_labels
+
+
+def pod_disruption_budget(owner: Owner, spec: dict[str, Any], api_version: str = "policy/v1") -> dict[str, Any]:
+    pdb = spec["podDisruptionBudget"]
+    budget: dict[str, Any] = {"selector": {"matchLabels": selector_labels(owner)}}
+    if "minAvailable" in pdb:
+        budget["minAvailable"] = pdb["minAvailable"]
+    else:
+        budget["maxUnavailable"] = pdb.get("maxUnavailable", 1)
+    return {
+        "apiVersion": api_version,
+        "kind": "PodDisruptionBudget",
+        "metadata": metadata(owner, spec, owner.name),
+        "spec": budget,
+    }

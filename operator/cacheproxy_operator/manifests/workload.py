@@ -1,0 +1,278 @@
+"""The Deployment: memcached L1 (+ optional extstore L2) and the cacheproxy sidecar in one pod.
+
+memcached listens only on unix sockets in an emptyDir shared with the proxy, so the proxy is the
+pod's one network entry point. On termination the proxy gets a short preStop pause (endpoints drop
+the pod first), then SIGTERM and drains; memcached's preStop outlasts that drain so in-flight
+requests still reach it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cacheproxy_operator.manifests.common import (
+    CONFIG_HASH_ANNOTATION,
+    Owner,
+    config_map_name,
+    metadata,
+    selector_labels,
+    standard_labels,
+)
+from cacheproxy_operator.manifests.config import (
+    CONFIG_DIR,
+    CONFIG_FILE,
+    L1_SOCKET,
+    L2_SOCKET,
+    SOCKET_DIR,
+    config_hash,
+)
+from cacheproxy_operator.spec import l2_volume_size, mebibytes
+
+L2_DATA_DIR = "/data"
+DRAIN_SLACK_SECONDS = 5
+
+
+def _memcached_resources(memory_mib: int, given: dict[str, Any]) -> dict[str, Any]:
+    """The user's resources, or memory sized from -m plus memcached's own overhead."""
+    if given:
+        return given
+    memory = f"{memory_mib + max(32, memory_mib // 10)}Mi"
+    return {"requests": {"cpu": "100m", "memory": memory}, "limits": {"memory": memory}}
+
+
+def _proxy_resources(given: dict[str, Any]) -> dict[str, Any]:
+    return given or {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
+
+
+def _container_security(spec: dict[str, Any]) -> dict[str, Any]:
+    security = spec["securityContext"]
+    return {
+        "runAsNonRoot": security["runAsNonRoot"],
+        "runAsUser": security["runAsUser"],
+        "runAsGroup": security["runAsGroup"],
+        "readOnlyRootFilesystem": security["readOnlyRootFilesystem"],
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def _pod_security(spec: dict[str, Any]) -> dict[str, Any]:
+    security = spec["securityContext"]
+    return {
+        "runAsNonRoot": security["runAsNonRoot"],
+        "runAsUser": security["runAsUser"],
+        "runAsGroup": security["runAsGroup"],
+        "fsGroup": security["fsGroup"],
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _memcached_hold_seconds(spec: dict[str, Any]) -> int:
+    proxy = spec["proxy"]
+    return proxy["preStopDelaySeconds"] + proxy["shutdownGraceSeconds"]
+
+
+def _sleep_prestop(seconds: int) -> dict[str, Any]:
+    return {"preStop": {"exec": {"command": ["sleep", str(seconds)]}}}
+
+
+def memcached_l1_container(spec: dict[str, Any]) -> dict[str, Any]:
+    memcached = spec["memcached"]
+    args = [
+        "-s",
+        L1_SOCKET,
+        "-a",
+        "0660",
+        "-m",
+        str(memcached["memoryMiB"]),
+        "-I",
+        str(memcached["maxItemSize"]),
+        "-t",
+        str(memcached["threads"]),
+        "-c",
+        str(memcached["maxConnections"]),
+        *memcached.get("extraArgs", []),
+    ]
+    return {
+        "name": "memcached",
+        "image": memcached["image"],
+        "imagePullPolicy": memcached["imagePullPolicy"],
+        "command": ["memcached"],
+        "args": args,
+        "resources": _memcached_resources(memcached["memoryMiB"], memcached.get("resources", {})),
+        "securityContext": _container_security(spec),
+        "volumeMounts": [{"name": "sockets", "mountPath": SOCKET_DIR}],
+        "lifecycle": _sleep_prestop(_memcached_hold_seconds(spec)),
+    }
+
+
+def memcached_l2_container(spec: dict[str, Any]) -> dict[str, Any]:
+    l2, memcached = spec["l2"], spec["memcached"]
+    extstore_mib = mebibytes(l2["extstoreSize"])
+    args = [
+        "-s",
+        L2_SOCKET,
+        "-a",
+        "0660",
+        "-m",
+        str(l2["memoryMiB"]),
+        "-I",
+        str(memcached["maxItemSize"]),
+        "-t",
+        str(memcached["threads"]),
+        "-c",
+        str(memcached["maxConnections"]),
+        "-o",
+        f"ext_path={L2_DATA_DIR}/extstore:{extstore_mib}M",
+    ]
+    return {
+        "name": "memcached-l2",
+        "image": l2.get("image") or memcached["image"],
+        "imagePullPolicy": memcached["imagePullPolicy"],
+        "command": ["memcached"],
+        "args": args,
+        "resources": _memcached_resources(l2["memoryMiB"], l2.get("resources", {})),
+        "securityContext": _container_security(spec),
+        "volumeMounts": [
+            {"name": "sockets", "mountPath": SOCKET_DIR},
+            {"name": "l2-data", "mountPath": L2_DATA_DIR},
+        ],
+        "lifecycle": _sleep_prestop(_memcached_hold_seconds(spec)),
+    }
+
+
+def proxy_container(spec: dict[str, Any]) -> dict[str, Any]:
+    proxy = spec["proxy"]
+    ports = [
+        {"name": "memcache", "containerPort": proxy["ports"]["client"], "protocol": "TCP"},
+        {"name": "metrics", "containerPort": proxy["ports"]["metrics"], "protocol": "TCP"},
+    ]
+    if proxy["batching"]["enabled"]:
+        ports.append({"name": "memcache-batch", "containerPort": proxy["ports"]["batch"], "protocol": "TCP"})
+    container: dict[str, Any] = {
+        "name": "cacheproxy",
+        "image": proxy["image"],
+        "imagePullPolicy": proxy["imagePullPolicy"],
+        "command": ["cacheproxy"],
+        "args": ["--config", f"{CONFIG_DIR}/{CONFIG_FILE}"],
+        "ports": ports,
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": "metrics"},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": "metrics"},
+            "periodSeconds": 5,
+            "failureThreshold": 2,
+        },
+        "resources": _proxy_resources(proxy.get("resources", {})),
+        "securityContext": _container_security(spec),
+        "volumeMounts": [
+            {"name": "sockets", "mountPath": SOCKET_DIR},
+            {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    if proxy["preStopDelaySeconds"]:
+        container["lifecycle"] = _sleep_prestop(proxy["preStopDelaySeconds"])
+    return container
+
+
+def _l2_volume(owner: Owner, spec: dict[str, Any]) -> dict[str, Any]:
+    storage = spec["l2"]["storage"]
+    size = l2_volume_size(spec)
+    if storage["type"] == "emptyDir":
+        return {"name": "l2-data", "emptyDir": {"sizeLimit": size}}
+    claim: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}
+    if storage.get("storageClassName"):
+        claim["storageClassName"] = storage["storageClassName"]
+    # A generic ephemeral volume gives every pod its own claim (a Deployment cannot use claim templates).
+    return {
+        "name": "l2-data",
+        "ephemeral": {"volumeClaimTemplate": {"metadata": {"labels": selector_labels(owner)}, "spec": claim}},
+    }
+
+
+def _affinity(owner: Owner, spec: dict[str, Any]) -> dict[str, Any] | None:
+    placement = spec["placement"]
+    term = {"labelSelector": {"matchLabels": selector_labels(owner)}, "topologyKey": placement["topologyKey"]}
+    if placement["antiAffinity"] == "hard":
+        return {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}}
+    if placement["antiAffinity"] == "soft":
+        return {
+            "podAntiAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": term}]
+            }
+        }
+    return None
+
+
+def _spread_constraints(owner: Owner, spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {**c, "labelSelector": c.get("labelSelector") or {"matchLabels": selector_labels(owner)}}
+        for c in spec["placement"].get("topologySpreadConstraints", [])
+    ]
+
+
+def termination_grace_seconds(spec: dict[str, Any]) -> int:
+    return _memcached_hold_seconds(spec) + DRAIN_SLACK_SECONDS
+
+
+def pod_spec(owner: Owner, spec: dict[str, Any]) -> dict[str, Any]:
+    containers = [memcached_l1_container(spec)]
+    if spec["l2"]["enabled"]:
+        containers.append(memcached_l2_container(spec))
+    containers.append(proxy_container(spec))
+    volumes: list[dict[str, Any]] = [
+        {"name": "sockets", "emptyDir": {"sizeLimit": "1Mi"}},
+        {"name": "config", "configMap": {"name": config_map_name(owner)}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+    ]
+    if spec["l2"]["enabled"]:
+        volumes.append(_l2_volume(owner, spec))
+    pod: dict[str, Any] = {
+        "containers": containers,
+        "volumes": volumes,
+        "securityContext": _pod_security(spec),
+        "terminationGracePeriodSeconds": termination_grace_seconds(spec),
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+    }
+    placement = spec["placement"]
+    affinity = _affinity(owner, spec)
+    if affinity:
+        pod["affinity"] = affinity
+    spread = _spread_constraints(owner, spec)
+    if spread:
+        pod["topologySpreadConstraints"] = spread
+    if placement.get("nodeSelector"):
+        pod["nodeSelector"] = dict(placement["nodeSelector"])
+    if placement.get("tolerations"):
+        pod["tolerations"] = list(placement["tolerations"])
+    if placement.get("priorityClassName"):
+        pod["priorityClassName"] = placement["priorityClassName"]
+    if spec.get("imagePullSecrets"):
+        pod["imagePullSecrets"] = list(spec["imagePullSecrets"])
+    return pod
+
+
+def deployment(owner: Owner, spec: dict[str, Any]) -> dict[str, Any]:
+    pod_labels = {**spec.get("podLabels", {}), **standard_labels(owner, spec)}
+    pod_annotations = {**spec.get("podAnnotations", {}), CONFIG_HASH_ANNOTATION: config_hash(spec)}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(owner, spec, owner.name),
+        "spec": {
+            "replicas": spec["replicas"],
+            "selector": {"matchLabels": selector_labels(owner)},
+            "revisionHistoryLimit": 5,
+            # Surge first: a cache tier should not lose capacity (and hit rate) during a rollout.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {
+                "metadata": {"labels": pod_labels, "annotations": pod_annotations},
+                "spec": pod_spec(owner, spec),
+            },
+        },
+    }

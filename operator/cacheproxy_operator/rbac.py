@@ -1,0 +1,41 @@
+"""The exact API permissions the operator uses, as data the Helm chart renders and a test compares.
+
+Namespaced rules go into a ClusterRole (cluster-wide mode) or a Role per watched namespace
+(single-namespace mode); CLUSTER_RULES are cluster-scoped reads kopf needs in both modes to notice
+CRDs appearing (e.g. ServiceMonitor installed later) and, cluster-wide, namespaces.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CHILD_VERBS = ["get", "list", "watch", "create", "patch", "delete"]
+READ_VERBS = ["get", "list", "watch"]
+
+NAMESPACED_RULES: list[dict[str, Any]] = [
+    # the CacheProxy itself: kopf keeps its progress in annotations (patch); status via the subresource
+    {
+        "apiGroups": ["cacheproxy.io"],
+        "resources": ["cacheproxies"],
+        "verbs": ["get", "list", "watch", "patch"],
+    },
+    {"apiGroups": ["cacheproxy.io"], "resources": ["cacheproxies/status"], "verbs": ["get", "patch"]},
+    # children: server-side apply is a PATCH that may create; prune deletes
+    {"apiGroups": [""], "resources": ["configmaps", "services"], "verbs": CHILD_VERBS},
+    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": CHILD_VERBS},
+    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": CHILD_VERBS},
+    {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": CHILD_VERBS},
+    {"apiGroups": ["monitoring.coreos.com"], "resources": ["servicemonitors"], "verbs": CHILD_VERBS},
+    # pods: readiness and IPs for status.endpoints
+    {"apiGroups": [""], "resources": ["pods"], "verbs": READ_VERBS},
+    # events on the CacheProxy
+    {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+]
+
+CLUSTER_RULES: list[dict[str, Any]] = [
+    {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": READ_VERBS},
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": READ_VERBS},
+]
+
+RULES: list[dict[str, Any]] = NAMESPACED_RULES + CLUSTER_RULES
+"""Everything, for one ClusterRole in cluster-wide (--all-namespaces) mode."""

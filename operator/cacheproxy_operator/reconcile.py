@@ -1,0 +1,218 @@
+"""Level-based reconcile of one CacheProxy: make every child match the spec, then report status.
+
+Idempotent by construction: a child is written only when it differs from what the builders want
+(its applied-hash annotation or any wanted field), so a second run against a converged tier makes
+no writes at all. Child names are fixed by the CacheProxy name, so an operator killed half-way and
+restarted can only converge, never duplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from cacheproxy_operator import GROUP, KIND, VERSION
+from cacheproxy_operator.kube import Kube, object_path
+from cacheproxy_operator.manifests import SERVICE_MONITOR_API, Capabilities, Owner, build
+from cacheproxy_operator.manifests.common import APPLIED_HASH_ANNOTATION, MANAGED_BY, content_hash
+from cacheproxy_operator.manifests.config import config_hash
+from cacheproxy_operator.spec import parse_quantity, semantic_errors, with_defaults
+from cacheproxy_operator.status import Observation, compute_status, transitions
+
+log = logging.getLogger(__name__)
+Emit = Callable[[str, str, str], None]  # (event type, reason, message)
+CR_API = f"{GROUP}/{VERSION}"
+# Fault injection for the crash-recovery test: pause after each child write so the operator can be
+# killed half-way through a reconcile. Never set in production.
+STEP_DELAY_ENV = "CACHEPROXY_FAULT_STEP_DELAY"
+
+
+class ChildConflict(Exception):
+    """A child's name is taken by an object this CacheProxy does not own (yet): retry later."""
+
+
+@dataclass
+class Outcome:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    status: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+def _zero(value: Any) -> bool:
+    return value in (None, False, 0, "", {}, [])
+
+
+def _same_scalar(want: Any, have: Any) -> bool:
+    if want == have:
+        return True
+    if isinstance(want, str | int) and isinstance(have, str | int) and not isinstance(want, bool):
+        try:  # the server canonicalises quantities: 1024Mi comes back as 1Gi
+            return abs(parse_quantity(str(want)) - parse_quantity(str(have))) < 1e-9
+        except ValueError:
+            return False
+    return False
+
+
+def is_subset(want: Any, have: Any) -> bool:
+    """Whether every field of WANT is present with the same value in HAVE (server defaults ignored).
+
+    Zero values match a missing field because the server omits empty fields when it stores them.
+    """
+    if isinstance(want, dict):
+        if not isinstance(have, dict):
+            return _zero(want) and have is None
+        return all(
+            is_subset(value, have[key]) if key in have and have[key] is not None else _zero(value)
+            for key, value in want.items()
+        )
+    if isinstance(want, list):
+        return isinstance(have, list) and len(want) == len(have) and all(map(is_subset, want, have))
+    return _same_scalar(want, have)
+
+
+def with_applied_hash(manifest: dict[str, Any]) -> dict[str, Any]:
+    """MANIFEST annotated with a hash of itself, so removed fields are noticed too (they change it)."""
+    meta = manifest["metadata"]
+    annotations = {**meta.get("annotations", {}), APPLIED_HASH_ANNOTATION: content_hash(manifest)}
+    return {**manifest, "metadata": {**meta, "annotations": annotations}}
+
+
+def _foreign_controller(live: dict[str, Any], owner: Owner) -> dict[str, Any] | None:
+    for ref in live["metadata"].get("ownerReferences") or []:
+        if ref.get("controller") and ref.get("uid") != owner.uid:
+            return ref
+    return None
+
+
+def ensure(kube: Kube, manifest: dict[str, Any], owner: Owner) -> str:
+    """Make one child match MANIFEST: 'created', 'updated' or 'unchanged'."""
+    manifest = with_applied_hash(manifest)
+    meta = manifest["metadata"]
+    live = kube.get(manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"])
+    if live is not None:
+        foreign = _foreign_controller(live, owner)
+        if foreign is not None:
+            raise ChildConflict(
+                f"{manifest['kind']} {meta['name']} is controlled by {foreign.get('kind')} "
+                f"{foreign.get('name')} ({foreign.get('uid')}); waiting for it to go away"
+            )
+        annotations = live["metadata"].get("annotations") or {}
+        if annotations.get(APPLIED_HASH_ANNOTATION) == meta["annotations"][APPLIED_HASH_ANNOTATION] and is_subset(
+            manifest, live
+        ):
+            return "unchanged"
+    kube.apply(manifest)
+    return "created" if live is None else "updated"
+
+
+def prune(kube: Kube, api_version: str, kind: str, owner: Owner) -> list[str]:
+    """Delete optional children of KIND this CacheProxy owns but no longer wants."""
+    deleted = []
+    selector = {"app.kubernetes.io/instance": owner.name, "app.kubernetes.io/managed-by": MANAGED_BY}
+    for item in kube.list(api_version, kind, owner.namespace, selector):
+        refs = item["metadata"].get("ownerReferences") or []
+        if any(ref.get("uid") == owner.uid for ref in refs) and kube.delete(
+            api_version, kind, owner.namespace, item["metadata"]["name"]
+        ):
+            deleted.append(f"{kind}/{item['metadata']['name']}")
+    return deleted
+
+
+def discover(kube: Kube) -> Capabilities:
+    return Capabilities(
+        pdb_api_version="policy/v1" if kube.serves("policy/v1") else "policy/v1beta1",
+        service_monitor=kube.serves(SERVICE_MONITOR_API),
+    )
+
+
+def monitoring_state(spec: dict[str, Any], caps: Capabilities) -> tuple[str, str, str]:
+    if not spec["monitoring"]["serviceMonitor"]["enabled"]:
+        return ("False", "Disabled", "monitoring.serviceMonitor.enabled is false")
+    if not caps.service_monitor:
+        return (
+            "False",
+            "APINotServed",
+            f"{SERVICE_MONITOR_API} is not served by this cluster (install the "
+            "Prometheus Operator CRDs); no ServiceMonitor created",
+        )
+    return ("True", "ServiceMonitorCreated", "ServiceMonitor selects the client Service's metrics port")
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, ApiException):
+        return f"HTTP {exc.status} {exc.reason}: {(exc.body or '')[:300]}"
+    return str(exc)
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def reconcile(kube: Kube, body: dict[str, Any], emit: Emit, *, now: Callable[[], str] = now_rfc3339) -> Outcome:
+    """One full pass for the CacheProxy BODY (as read from the server). Never raises for a bad spec."""
+    owner = Owner.from_body(body)
+    spec = with_defaults(body.get("spec"))
+    previous = body.get("status") or {}
+    outcome = Outcome()
+    caps = discover(kube)
+    spec_errors = semantic_errors(spec)
+    if not spec_errors:
+        plan = build(owner, spec, caps)
+        try:
+            for manifest in plan.desired:
+                result = ensure(kube, manifest, owner)
+                ref = f"{manifest['kind']}/{manifest['metadata']['name']}"
+                if result != "unchanged":
+                    getattr(outcome, result).append(ref)
+                    time.sleep(float(os.environ.get(STEP_DELAY_ENV, "0")))
+            for api_version, kind in plan.absent:
+                outcome.deleted += prune(kube, api_version, kind, owner)
+        except (ApiException, ChildConflict) as exc:
+            outcome.error = _describe(exc)
+            log.warning("reconcile of %s/%s failed: %s", owner.namespace, owner.name, outcome.error)
+    deployment = kube.get("apps/v1", "Deployment", owner.namespace, owner.name)
+    pods = kube.list(
+        "v1",
+        "Pod",
+        owner.namespace,
+        {"app.kubernetes.io/name": "cacheproxy", "app.kubernetes.io/instance": owner.name},
+    )
+    observation = Observation(
+        generation=body["metadata"].get("generation", 0),
+        spec=spec,
+        deployment=deployment,
+        pods=pods,
+        spec_errors=spec_errors,
+        reconcile_error=outcome.error,
+        monitoring=monitoring_state(spec, caps),
+        config_hash="" if spec_errors else config_hash(spec),
+    )
+    outcome.status = compute_status(observation, previous, now())
+    if previous and outcome.created:
+        emit("Warning", "ChildrenRestored", "recreated " + ", ".join(outcome.created))
+    elif outcome.created:
+        emit("Normal", "Created", "created " + ", ".join(outcome.created))
+    if outcome.updated:
+        emit("Normal", "Updated", "updated " + ", ".join(outcome.updated))
+    if outcome.deleted:
+        emit("Normal", "Deleted", "deleted " + ", ".join(outcome.deleted))
+    for event in transitions(previous, outcome.status):
+        emit(*event)
+    if outcome.status != previous:
+        try:
+            kube.merge_patch(
+                object_path(CR_API, KIND, owner.namespace, owner.name) + "/status", {"status": outcome.status}
+            )
+        except ApiException as exc:
+            if exc.status != 404:  # deleted meanwhile: nothing left to report on
+                raise
+    return outcome

@@ -1,0 +1,183 @@
+"""The CacheProxy spec: defaults taken from the packaged CRD, and the checks a schema cannot express.
+
+The CRD is the single source of truth for defaults; applying them here too means the builders see a
+complete spec even for objects stored before a default was added (and in unit tests, without a server).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+_QUANTITY = re.compile(r"^([1-9][0-9]*)(Mi|Gi|Ti)$")
+_UNIT_MIB = {"Mi": 1, "Gi": 1024, "Ti": 1024 * 1024}
+# memcached flags the operator sets itself; overriding them in extraArgs would break the pod wiring.
+_RESERVED_MEMCACHED_FLAGS = {
+    "-s",
+    "--unix-socket",
+    "-p",
+    "--port",
+    "-l",
+    "--listen",
+    "-m",
+    "--memory-limit",
+    "-I",
+    "--max-item-size",
+    "-t",
+    "--threads",
+    "-c",
+    "--conn-limit",
+    "-a",
+    "--unix-mask",
+    "-U",
+    "--udp-port",
+    "-d",
+    "--daemon",
+}
+
+
+@cache
+def crd() -> dict[str, Any]:
+    """The CustomResourceDefinition shipped in the package (crd/cacheproxies.yaml)."""
+    text = resources.files("cacheproxy_operator").joinpath("crd/cacheproxies.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def spec_schema() -> dict[str, Any]:
+    return crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+
+
+def _defaulted(schema: dict[str, Any], value: Any) -> Any:
+    """VALUE with the schema's defaults filled in, the way the apiserver's structural defaulting does."""
+    if isinstance(value, dict) and schema.get("type") == "object":
+        out = dict(value)
+        for key, sub in schema.get("properties", {}).items():
+            if key not in out and "default" in sub:
+                out[key] = copy.deepcopy(sub["default"])
+            if key in out:
+                out[key] = _defaulted(sub, out[key])
+        return out
+    if isinstance(value, list) and schema.get("type") == "array" and "items" in schema:
+        return [_defaulted(schema["items"], item) for item in value]
+    return value
+
+
+def with_defaults(spec: dict[str, Any] | None) -> dict[str, Any]:
+    """SPEC completed with every CRD default (the input is not modified)."""
+    return _defaulted(spec_schema(), copy.deepcopy(spec or {}))
+
+
+def mebibytes(quantity: str) -> int:
+    """'10Gi' -> 10240. Only the Mi/Gi/Ti forms the CRD admits for sizes."""
+    match = _QUANTITY.match(quantity)
+    if not match:
+        raise ValueError(f"not a Mi/Gi/Ti quantity: {quantity!r}")
+    return int(match.group(1)) * _UNIT_MIB[match.group(2)]
+
+
+def l2_volume_size(spec: dict[str, Any]) -> str:
+    """The L2 volume size: storage.size, or extstoreSize plus 10 % headroom for memcached's own files."""
+    l2 = spec["l2"]
+    size = l2["storage"].get("size")
+    if size:
+        return size
+    return f"{-(-mebibytes(l2['extstoreSize']) * 11 // 10)}Mi"
+
+
+def effective_orca(spec: dict[str, Any]) -> str:
+    orca = spec["proxy"]["orca"]
+    if orca == "auto":
+        return "l1l2" if spec["l2"]["enabled"] else "l1only"
+    return orca
+
+
+def _memory_limit_mib(resources_: dict[str, Any]) -> float | None:
+    limit = (resources_ or {}).get("limits", {}).get("memory")
+    if limit is None:
+        return None
+    return parse_quantity(str(limit)) / (1 << 20)
+
+
+def parse_quantity(text: str) -> float:
+    """A Kubernetes resource quantity as a number (bytes, cores, ...)."""
+    match = re.fullmatch(r"([+-]?[0-9.]+)([a-zA-Z]*)", text.strip())
+    if not match:
+        raise ValueError(f"not a quantity: {text!r}")
+    number, suffix = float(match.group(1)), match.group(2)
+    binary = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+    decimal = {
+        "": 1,
+        "n": 1e-9,
+        "u": 1e-6,
+        "m": 1e-3,
+        "k": 1e3,
+        "M": 1e6,
+        "G": 1e9,
+        "T": 1e12,
+        "P": 1e15,
+        "E": 1e18,
+    }
+    if suffix in binary:
+        return number * binary[suffix]
+    if suffix in decimal:
+        return number * decimal[suffix]
+    if suffix[:1] in "eE" and suffix[1:].lstrip("+-").isdigit():
+        return number * 10 ** int(suffix[1:])
+    raise ValueError(f"not a quantity: {text!r}")
+
+
+def semantic_errors(spec: dict[str, Any]) -> list[str]:
+    """Problems in a schema-valid (defaulted) spec that would produce a broken tier. Empty when fine."""
+    errors: list[str] = []
+    memcached, l2, proxy = spec["memcached"], spec["l2"], spec["proxy"]
+    if proxy["orca"] == "l1l2" and not l2["enabled"]:
+        errors.append("proxy.orca is l1l2 but l2.enabled is false")
+    if proxy["orca"] == "l1only" and l2["enabled"]:
+        errors.append("proxy.orca is l1only but l2.enabled is true (the L2 would never be used)")
+    if l2["enabled"] and mebibytes(l2_volume_size(spec)) < mebibytes(l2["extstoreSize"]):
+        errors.append(f"l2.storage.size {l2['storage']['size']} is smaller than l2.extstoreSize {l2['extstoreSize']}")
+    ports = proxy["ports"]
+    used = [("client", ports["client"]), ("metrics", ports["metrics"])]
+    if proxy["batching"]["enabled"]:
+        used.append(("batch", ports["batch"]))
+    if len({port for _, port in used}) != len(used):
+        errors.append("proxy.ports must be distinct: " + ", ".join(f"{n}={p}" for n, p in used))
+    chunking = proxy["chunking"]
+    if chunking["enabled"] and chunking["threshold"] > memcached["maxItemSize"]:
+        errors.append("proxy.chunking.threshold exceeds memcached.maxItemSize")
+    if chunking["enabled"] and chunking["chunkSize"] > memcached["maxItemSize"]:
+        errors.append("proxy.chunking.chunkSize exceeds memcached.maxItemSize")
+    if memcached["maxItemSize"] > memcached["memoryMiB"] * (1 << 20) // 2:
+        errors.append("memcached.maxItemSize must be at most half of memcached.memoryMiB")
+    for flag in memcached.get("extraArgs", []):
+        if flag.split("=", 1)[0] in _RESERVED_MEMCACHED_FLAGS:
+            errors.append(f"memcached.extraArgs must not set {flag.split('=', 1)[0]} (the operator sets it)")
+    for field, container in (("memcached", memcached), ("l2", l2)):
+        if field == "l2" and not l2["enabled"]:
+            continue
+        try:
+            limit = _memory_limit_mib(container.get("resources", {}))
+        except ValueError as exc:
+            errors.append(f"{field}.resources: {exc}")
+            continue
+        if limit is not None and limit < container["memoryMiB"]:
+            errors.append(
+                f"{field}.resources.limits.memory is below {field}.memoryMiB "
+                f"({container['memoryMiB']} MiB); memcached would be OOM-killed"
+            )
+    pdb = spec["podDisruptionBudget"]
+    if "maxUnavailable" in pdb and "minAvailable" in pdb:
+        errors.append("podDisruptionBudget: set maxUnavailable or minAvailable, not both")
+    security = spec["securityContext"]
+    if security["runAsNonRoot"] and security["runAsUser"] == 0:
+        errors.append("securityContext.runAsUser is 0 while runAsNonRoot is true")
+    reserved = {"app.kubernetes.io/name", "app.kubernetes.io/instance"}
+    clash = reserved & set(spec.get("podLabels", {}))
+    if clash:
+        errors.append(f"podLabels must not set {', '.join(sorted(clash))} (used by the pod selector)")
+    return errors

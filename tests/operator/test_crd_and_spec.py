@@ -1,0 +1,126 @@
+"""The CRD (schema, defaults, chart copy), the examples, and the checks beyond the schema."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from cacheproxy_operator.spec import crd, l2_volume_size, semantic_errors, with_defaults
+
+from tests.operator.specs import MAXIMAL_SPEC
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGED = ROOT / "operator/cacheproxy_operator/crd/cacheproxies.yaml"
+CHART_COPY = ROOT / "charts/cacheproxy/crds/cacheproxies.cacheproxy.io.yaml"
+
+
+def openapi_schema() -> dict[str, Any]:
+    return crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+
+def as_json_schema(node: Any) -> Any:
+    """The CRD's OpenAPI schema as plain JSON Schema (drop the x-kubernetes markers)."""
+    if isinstance(node, dict):
+        return {k: as_json_schema(v) for k, v in node.items() if not k.startswith("x-kubernetes")}
+    if isinstance(node, list):
+        return [as_json_schema(v) for v in node]
+    return node
+
+
+def check_against_crd(obj: dict[str, Any]) -> None:
+    jsonschema.validate(obj, as_json_schema(openapi_schema()))
+
+
+def test_chart_copy_is_identical() -> None:
+    assert CHART_COPY.read_bytes() == PACKAGED.read_bytes()
+
+
+def test_crd_is_a_valid_v1_crd_for_current_kubernetes() -> None:
+    assert kubernetes_validate.validate(crd(), "1.33", strict=True) == "1.33"
+    version = crd()["spec"]["versions"][0]
+    assert crd()["spec"]["names"]["shortNames"] == ["cproxy"]
+    assert version["subresources"] == {"status": {}}
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Replicas", "Ready", "Phase", "Age"]
+    assert "x-kubernetes-validations" not in PACKAGED.read_text()  # no CEL: the test apiserver is 1.20
+
+
+def test_schema_is_structural_every_node_typed() -> None:
+    def walk(node: dict[str, Any], path: str) -> None:
+        assert "type" in node or node.get("x-kubernetes-int-or-string"), f"untyped schema node at {path}"
+        for key, sub in node.get("properties", {}).items():
+            walk(sub, f"{path}.{key}")
+        if isinstance(node.get("items"), dict):
+            walk(node["items"], f"{path}[]")
+        if isinstance(node.get("additionalProperties"), dict):
+            walk(node["additionalProperties"], f"{path}{{}}")
+
+    walk(openapi_schema(), "")
+
+
+@pytest.mark.parametrize("name", ["cacheproxy.yaml", "cacheproxy-l2.yaml"])
+def test_examples_are_valid_and_sensible(name: str) -> None:
+    example = yaml.safe_load((ROOT / "examples" / name).read_text())
+    assert example["apiVersion"] == "cacheproxy.io/v1alpha1" and example["kind"] == "CacheProxy"
+    check_against_crd(example)
+    assert semantic_errors(with_defaults(example["spec"])) == []
+
+
+def test_maximal_spec_is_valid() -> None:
+    check_against_crd({"apiVersion": "cacheproxy.io/v1alpha1", "kind": "CacheProxy", "spec": MAXIMAL_SPEC})
+    assert semantic_errors(with_defaults(MAXIMAL_SPEC)) == []
+
+
+def test_defaults_fill_nested_objects_without_touching_given_values() -> None:
+    spec = with_defaults({"proxy": {"logLevel": "debug"}})
+    assert spec["replicas"] == 2
+    assert spec["proxy"]["logLevel"] == "debug"
+    assert spec["proxy"]["ports"] == {"client": 11211, "metrics": 9150, "batch": 11212}
+    assert spec["memcached"]["image"] == "memcached:1.6.18"
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["monitoring"]["serviceMonitor"]["interval"] == "30s"
+    check_against_crd({"spec": spec})
+
+
+@pytest.mark.parametrize(
+    ("patch", "fragment"),
+    [
+        ({"proxy": {"orca": "l1l2"}}, "l2.enabled is false"),
+        ({"l2": {"enabled": True}, "proxy": {"orca": "l1only"}}, "never be used"),
+        ({"l2": {"enabled": True, "extstoreSize": "20Gi", "storage": {"size": "10Gi"}}}, "smaller than"),
+        ({"proxy": {"ports": {"metrics": 11211}}}, "distinct"),
+        ({"memcached": {"memoryMiB": 512, "resources": {"limits": {"memory": "256Mi"}}}}, "OOM"),
+        ({"memcached": {"extraArgs": ["-p", "11211"]}}, "must not set -p"),
+        ({"podDisruptionBudget": {"minAvailable": 1, "maxUnavailable": 1}}, "not both"),
+        ({"securityContext": {"runAsUser": 0}}, "runAsUser is 0"),
+        ({"podLabels": {"app.kubernetes.io/instance": "x"}}, "pod selector"),
+        ({"memcached": {"memoryMiB": 16, "maxItemSize": 16777216}}, "half"),
+    ],
+)
+def test_semantic_errors(patch: dict[str, Any], fragment: str) -> None:
+    spec = with_defaults(patch)
+    check_against_crd({"spec": spec})  # schema-valid, yet broken
+    errors = semantic_errors(spec)
+    assert any(fragment in e for e in errors), errors
+
+
+def test_schema_rejects_what_it_can() -> None:
+    for bad in (
+        {"replicas": -1},
+        {"proxy": {"orca": "fast"}},
+        {"l2": {"extstoreSize": "10GB"}},
+        {"placement": {"antiAffinity": "maybe"}},
+        {"monitoring": {"serviceMonitor": {"interval": "soon"}}},
+    ):
+        with pytest.raises(jsonschema.ValidationError):
+            check_against_crd({"spec": bad})
+
+
+def test_l2_volume_size_has_headroom() -> None:
+    assert l2_volume_size(with_defaults({"l2": {"enabled": True, "extstoreSize": "1Gi"}})) == "1127Mi"
+    spec = copy.deepcopy(MAXIMAL_SPEC)
+    assert l2_volume_size(with_defaults(spec)) == "24Gi"

@@ -1,0 +1,501 @@
+"""The operator against a genuine kube-apiserver + kube-controller-manager (no kubelet: pods never
+run, so tests patch pod status to drive readiness, which the ReplicaSet and Deployment controllers
+turn into the Deployment's readyReplicas)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cacheproxy_operator.manifests import Owner, build
+from cacheproxy_operator.manifests.common import CONFIG_HASH_ANNOTATION
+from cacheproxy_operator.manifests.config import config_hash, config_text
+from cacheproxy_operator.reconcile import STEP_DELAY_ENV, discover, reconcile
+from cacheproxy_operator.spec import with_defaults
+from kubernetes.client.exceptions import ApiException
+
+from tests.operator.conftest import kubectl, new_namespace, poll
+
+pytestmark = pytest.mark.cluster
+ROOT = Path(__file__).resolve().parents[2]
+SM_CRD = ROOT / "scripts/k8s/servicemonitor-crd.yaml"
+CR = ("cacheproxy.io/v1alpha1", "CacheProxy")
+INSTANCE = "app.kubernetes.io/instance"
+
+
+def create_cacheproxy(kube: Any, namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    body = {
+        "apiVersion": CR[0],
+        "kind": CR[1],
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+    return kube.request("POST", f"/apis/cacheproxy.io/v1alpha1/namespaces/{namespace}/cacheproxies", body=body)
+
+
+def patch_spec(kube: Any, namespace: str, name: str, spec: dict[str, Any]) -> None:
+    kube.merge_patch(f"/apis/cacheproxy.io/v1alpha1/namespaces/{namespace}/cacheproxies/{name}", {"spec": spec})
+
+
+def get_cr(kube: Any, namespace: str, name: str) -> dict[str, Any]:
+    return kube.get(*CR, namespace, name)
+
+
+def children(kube: Any, namespace: str, name: str) -> dict[str, list[dict[str, Any]]]:
+    selector = {INSTANCE: name}
+    kinds = [
+        ("v1", "ConfigMap"),
+        ("apps/v1", "Deployment"),
+        ("v1", "Service"),
+        (discover(kube).pdb_api_version, "PodDisruptionBudget"),
+        ("networking.k8s.io/v1", "NetworkPolicy"),
+    ]
+    if kube.serves("monitoring.coreos.com/v1"):
+        kinds.append(("monitoring.coreos.com/v1", "ServiceMonitor"))
+    return {kind: kube.list(api, kind, namespace, selector) for api, kind in kinds}
+
+
+def condition(cr: dict[str, Any], type_: str) -> tuple[str, str] | None:
+    for cond in (cr or {}).get("status", {}).get("conditions", []):
+        if cond["type"] == type_:
+            return cond["status"], cond["reason"]
+    return None
+
+
+def converged(kube: Any, namespace: str, name: str) -> dict[str, Any] | None:
+    cr = get_cr(kube, namespace, name)
+    status = cr.get("status", {})
+    if status.get("observedGeneration") == cr["metadata"]["generation"] and condition(cr, "Degraded") == (
+        "False",
+        "AsExpected",
+    ):
+        return cr
+    return None
+
+
+def events(namespace: str, name: str) -> list[dict[str, Any]]:
+    out = kubectl(
+        "get",
+        "events",
+        "-n",
+        namespace,
+        "-o",
+        "json",
+        "--field-selector",
+        f"involvedObject.kind=CacheProxy,involvedObject.name={name}",
+    ).stdout
+    return json.loads(out)["items"]
+
+
+def mark_pods_ready(kube: Any, namespace: str, name: str) -> list[str]:
+    """What a kubelet would report for running, ready pods."""
+    ips = []
+    for i, pod in enumerate(kube.list("v1", "Pod", namespace, {INSTANCE: name})):
+        ip = f"10.244.0.{i + 10}"
+        ips.append(ip)
+        kube.merge_patch(
+            f"/api/v1/namespaces/{namespace}/pods/{pod['metadata']['name']}/status",
+            {
+                "status": {
+                    "phase": "Running",
+                    "podIP": ip,
+                    "podIPs": [{"ip": ip}],
+                    "conditions": [
+                        {"type": "Ready", "status": "True"},
+                        {"type": "ContainersReady", "status": "True"},
+                    ],
+                }
+            },
+        )
+    return ips
+
+
+def test_create_makes_every_child_with_the_right_content(kube: Any, namespace: str, operator: Any) -> None:
+    cr = create_cacheproxy(kube, namespace, "basic", {"replicas": 2})
+    cr = poll(lambda: converged(kube, namespace, "basic"), what="first reconcile")
+    spec = with_defaults(cr["spec"])
+    kids = children(kube, namespace, "basic")
+    has_sm = kube.serves("monitoring.coreos.com/v1")
+    expected = {
+        "ConfigMap": ["basic-config"],
+        "Deployment": ["basic"],
+        "Service": ["basic", "basic-headless"],
+        "PodDisruptionBudget": ["basic"],
+        "NetworkPolicy": [],
+    }
+    if has_sm:
+        expected["ServiceMonitor"] = ["basic"]
+    assert {k: sorted(o["metadata"]["name"] for o in v) for k, v in kids.items()} == expected
+    for objects in kids.values():
+        for obj in objects:
+            assert obj["metadata"]["ownerReferences"][0]["uid"] == cr["metadata"]["uid"]
+            assert obj["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "cacheproxy-operator"
+    assert kids["ConfigMap"][0]["data"]["config.yaml"] == config_text(spec)
+    deployment = kids["Deployment"][0]
+    template = deployment["spec"]["template"]
+    assert template["metadata"]["annotations"][CONFIG_HASH_ANNOTATION] == config_hash(spec)
+    assert [c["name"] for c in template["spec"]["containers"]] == ["memcached", "cacheproxy"]
+    assert deployment["spec"]["replicas"] == 2
+    assert cr["status"]["configHash"] == config_hash(spec)
+    assert condition(cr, "Ready") == ("False", "ReplicasNotReady")
+    if not has_sm:
+        assert condition(cr, "Monitoring") == ("False", "APINotServed")
+    pdb = kube.get(discover(kube).pdb_api_version, "PodDisruptionBudget", namespace, "basic")
+    assert pdb["apiVersion"] == discover(kube).pdb_api_version and pdb["spec"]["maxUnavailable"] == 1
+    assert any(e["reason"] == "Created" for e in events(namespace, "basic"))
+    printed = kubectl("get", "cproxy", "-n", namespace, "basic").stdout
+    assert printed.split()[:5] == ["NAME", "REPLICAS", "READY", "PHASE", "AGE"]
+
+
+def test_reconcile_again_changes_nothing(kube: Any, namespace: str, operator: Any) -> None:
+    poll(lambda: converged(kube, namespace, "basic"), what="converged")
+    before = {
+        o["metadata"]["uid"]: o["metadata"]["resourceVersion"]
+        for kind, objs in children(kube, namespace, "basic").items()
+        for o in objs
+        if kind != "Deployment"
+    }
+    generation = kube.get("apps/v1", "Deployment", namespace, "basic")["metadata"]["generation"]
+    posted = []
+    outcome = reconcile(kube, get_cr(kube, namespace, "basic"), lambda *event: posted.append(event))
+    assert (outcome.created, outcome.updated, outcome.deleted, outcome.error) == ([], [], [], None)
+    assert posted == []
+    after = {
+        o["metadata"]["uid"]: o["metadata"]["resourceVersion"]
+        for kind, objs in children(kube, namespace, "basic").items()
+        for o in objs
+        if kind != "Deployment"
+    }
+    assert after == before
+    deployment = kube.get("apps/v1", "Deployment", namespace, "basic")
+    assert deployment["metadata"]["generation"] == generation  # its status moves, its spec did not
+    managers = {f["manager"] for f in deployment["metadata"]["managedFields"] if f["operation"] == "Apply"}
+    assert managers == {"cacheproxy-operator"}
+
+
+def test_readiness_and_endpoints_come_from_the_pods(kube: Any, namespace: str, operator: Any) -> None:
+    poll(lambda: len(kube.list("v1", "Pod", namespace, {INSTANCE: "basic"})) == 2, what="2 pods from the RS")
+    ips = mark_pods_ready(kube, namespace, "basic")
+    cr = poll(
+        lambda: (c := get_cr(kube, namespace, "basic")) and condition(c, "Ready") == ("True", "AllReplicasReady") and c,
+        what="Ready=True",
+    )
+    assert cr["status"]["readyReplicas"] == 2 and cr["status"]["phase"] == "Ready"
+    assert cr["status"]["endpoints"] == sorted(f"{ip}:11211" for ip in ips)
+    poll(lambda: any(e["reason"] == "Ready" for e in events(namespace, "basic")), what="Ready event")
+
+
+def test_spec_change_updates_children_and_config_hash(kube: Any, namespace: str, operator: Any) -> None:
+    old_hash = get_cr(kube, namespace, "basic")["status"]["configHash"]
+    patch_spec(
+        kube,
+        namespace,
+        "basic",
+        {
+            "replicas": 3,
+            "proxy": {"logLevel": "debug"},
+            "service": {"annotations": {"example.com/tier": "cache"}},
+        },
+    )
+    cr = poll(lambda: converged(kube, namespace, "basic"), what="reconcile of the edit")
+    new_hash = config_hash(with_defaults(cr["spec"]))
+    assert new_hash != old_hash and cr["status"]["configHash"] == new_hash
+    config = kube.get("v1", "ConfigMap", namespace, "basic-config")["data"]["config.yaml"]
+    assert "log_level: debug" in config
+    deployment = kube.get("apps/v1", "Deployment", namespace, "basic")
+    assert deployment["spec"]["replicas"] == 3
+    assert deployment["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION] == new_hash
+    service = kube.get("v1", "Service", namespace, "basic")
+    assert service["metadata"]["annotations"]["example.com/tier"] == "cache"
+    poll(lambda: condition(get_cr(kube, namespace, "basic"), "Ready")[0] == "False", what="Ready drops")
+
+
+def test_children_deleted_or_edited_by_hand_are_restored(kube: Any, namespace: str, operator: Any) -> None:
+    poll(lambda: converged(kube, namespace, "basic"), what="converged")
+    old_uids = {
+        kind: kube.get(api, kind, namespace, name)["metadata"]["uid"]
+        for api, kind, name in [("v1", "Service", "basic"), ("v1", "ConfigMap", "basic-config")]
+    }
+    kubectl("delete", "-n", namespace, "service/basic", "configmap/basic-config")
+    kubectl("scale", "-n", namespace, "deployment/basic", "--replicas=7")
+    kubectl("label", "-n", namespace, "service/basic-headless", "app.kubernetes.io/managed-by-", "--overwrite")
+
+    def restored() -> bool:
+        svc = kube.get("v1", "Service", namespace, "basic")
+        cm = kube.get("v1", "ConfigMap", namespace, "basic-config")
+        dep = kube.get("apps/v1", "Deployment", namespace, "basic")
+        return bool(
+            svc
+            and cm
+            and svc["metadata"]["uid"] != old_uids["Service"]
+            and cm["metadata"]["uid"] != old_uids["ConfigMap"]
+            and dep["spec"]["replicas"] == 3
+        )
+
+    poll(restored, what="Service and ConfigMap recreated, replicas back to 3")
+    # the headless Service lost the label the child watch filters on: the resync timer restores it
+    poll(
+        lambda: (
+            kube.get("v1", "Service", namespace, "basic-headless")["metadata"]["labels"].get(
+                "app.kubernetes.io/managed-by"
+            )
+            == "cacheproxy-operator"
+        ),
+        what="label restored",
+    )
+    assert any(e["reason"] == "ChildrenRestored" for e in events(namespace, "basic"))
+
+
+def test_schema_rejects_an_invalid_spec(kube: Any, namespace: str, operator: Any) -> None:
+    bad = kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        check=False,
+        stdin=json.dumps(
+            {
+                "apiVersion": CR[0],
+                "kind": CR[1],
+                "metadata": {"name": "bad"},
+                "spec": {"replicas": -1, "proxy": {"orca": "fast", "ports": {"client": 70000}}},
+            }
+        ),
+    )
+    assert bad.returncode != 0
+    for fragment in ("spec.replicas", "spec.proxy.orca", "spec.proxy.ports.client"):
+        assert fragment in bad.stderr
+    with pytest.raises(ApiException) as err:
+        create_cacheproxy(kube, namespace, "bad", {"l2": {"extstoreSize": "lots"}})
+    assert err.value.status == 422
+    assert get_cr(kube, namespace, "bad") is None
+
+
+def test_semantically_invalid_spec_gets_a_condition_and_an_event(kube: Any, namespace: str, operator: Any) -> None:
+    create_cacheproxy(kube, namespace, "wrong", {"proxy": {"orca": "l1l2"}})
+    cr = poll(
+        lambda: (c := get_cr(kube, namespace, "wrong")) and condition(c, "Degraded") == ("True", "InvalidSpec") and c,
+        what="InvalidSpec",
+    )
+    assert "l2.enabled is false" in next(c["message"] for c in cr["status"]["conditions"] if c["type"] == "Degraded")
+    assert cr["status"]["phase"] == "Invalid"
+    poll(
+        lambda: [e for e in events(namespace, "wrong") if e["reason"] == "InvalidSpec" and e["type"] == "Warning"],
+        what="InvalidSpec event",
+    )
+    assert kube.get("apps/v1", "Deployment", namespace, "wrong") is None
+    patch_spec(kube, namespace, "wrong", {"l2": {"enabled": True}})
+    poll(lambda: converged(kube, namespace, "wrong"), what="fixed spec reconciled")
+    deployment = kube.get("apps/v1", "Deployment", namespace, "wrong")
+    names = [c["name"] for c in deployment["spec"]["template"]["spec"]["containers"]]
+    assert names == ["memcached", "memcached-l2", "cacheproxy"]
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["l2-data"]["emptyDir"]["sizeLimit"] in ("11264Mi", "11Gi")
+
+
+def test_service_monitor_only_where_the_api_is_served(kube: Any, namespace: str, operator: Any) -> None:
+    if kube.serves("monitoring.coreos.com/v1"):
+        pytest.fail("this test installs and removes the ServiceMonitor CRD; use a cluster without it")
+    create_cacheproxy(
+        kube,
+        namespace,
+        "monitored",
+        {
+            "monitoring": {"serviceMonitor": {"interval": "15s", "labels": {"release": "kube-prometheus-stack"}}},
+            "networkPolicy": {"enabled": True, "clientSelector": {"matchLabels": {"cache-client": "true"}}},
+        },
+    )
+    cr = poll(lambda: converged(kube, namespace, "monitored"), what="reconciled without the API")
+    assert condition(cr, "Monitoring") == ("False", "APINotServed")
+    assert kube.get("networking.k8s.io/v1", "NetworkPolicy", namespace, "monitored") is not None
+    kubectl("apply", "-f", str(SM_CRD))
+    try:
+        kubectl(
+            "wait",
+            "--for=condition=Established",
+            "--timeout=30s",
+            "crd/servicemonitors.monitoring.coreos.com",
+        )
+        monitor = poll(
+            lambda: kube.get("monitoring.coreos.com/v1", "ServiceMonitor", namespace, "monitored"),
+            what="ServiceMonitor created once the API is served",
+        )
+        assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+        assert monitor["spec"]["endpoints"][0]["interval"] == "15s"
+        poll(
+            lambda: condition(get_cr(kube, namespace, "monitored"), "Monitoring") == ("True", "ServiceMonitorCreated"),
+            what="Monitoring=True",
+        )
+        # switched off: the operator removes what it made
+        patch_spec(
+            kube,
+            namespace,
+            "monitored",
+            {"monitoring": {"serviceMonitor": {"enabled": False}}, "networkPolicy": {"enabled": False}},
+        )
+        poll(
+            lambda: (
+                kube.get("monitoring.coreos.com/v1", "ServiceMonitor", namespace, "monitored") is None
+                and kube.get("networking.k8s.io/v1", "NetworkPolicy", namespace, "monitored") is None
+            ),
+            what="ServiceMonitor and NetworkPolicy pruned",
+        )
+    finally:
+        kubectl("delete", "-f", str(SM_CRD), "--wait=true", check=False)
+
+
+def test_deleting_the_cacheproxy_collects_every_child(kube: Any, namespace: str, operator: Any) -> None:
+    poll(lambda: converged(kube, namespace, "basic"), what="converged")
+    assert kube.list("apps/v1", "Deployment", namespace, {INSTANCE: "basic"})
+    kubectl("delete", "cproxy", "-n", namespace, "basic", "--wait=true")
+
+    def leftovers() -> list[str]:
+        found = [f"{k}/{o['metadata']['name']}" for k, objs in children(kube, namespace, "basic").items() for o in objs]
+        found += [f"Pod/{p['metadata']['name']}" for p in kube.list("v1", "Pod", namespace, {INSTANCE: "basic"})]
+        return found
+
+    poll(lambda: not leftovers(), timeout=90, interval=1, what="garbage collection of the children")
+
+
+def test_operator_killed_mid_reconcile_converges_without_duplicates(cluster: str, kube: Any) -> None:
+    namespace = new_namespace("cproxy-crash")
+    env = {**os.environ, STEP_DELAY_ENV: "30", "CACHEPROXY_RESYNC_SECONDS": "2"}
+    cmd = [sys.executable, "-m", "cacheproxy_operator", "--namespace", namespace]
+    first = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        create_cacheproxy(kube, namespace, "crashy", {"replicas": 1})
+        poll(lambda: kube.get("v1", "ConfigMap", namespace, "crashy-config"), timeout=30, what="first child")
+        assert kube.get("apps/v1", "Deployment", namespace, "crashy") is None  # really half-way
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    config_uid = kube.get("v1", "ConfigMap", namespace, "crashy-config")["metadata"]["uid"]
+    env.pop(STEP_DELAY_ENV)
+    second = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        poll(lambda: converged(kube, namespace, "crashy"), what="convergence after restart")
+        kids = children(kube, namespace, "crashy")
+        counts = {kind: len(objs) for kind, objs in kids.items()}
+        assert counts == {
+            "ConfigMap": 1,
+            "Deployment": 1,
+            "Service": 2,
+            "PodDisruptionBudget": 1,
+            "NetworkPolicy": 0,
+        }
+        assert kids["ConfigMap"][0]["metadata"]["uid"] == config_uid  # adopted, not recreated
+        desired = build(
+            Owner.from_body(get_cr(kube, namespace, "crashy")),
+            with_defaults(get_cr(kube, namespace, "crashy")["spec"]),
+            discover(kube),
+        ).desired
+        assert {m["kind"] for m in desired} - {"ServiceMonitor"} <= set(counts)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        try:
+            second.wait(20)
+        except subprocess.TimeoutExpired:
+            second.kill()
+            second.wait()
+        kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def restricted_kubeconfig(kube: Any, namespace: str, admin_kubeconfig: str, path: Path) -> None:
+    """A kubeconfig for a ServiceAccount holding exactly rbac.NAMESPACED_RULES (Role) + CLUSTER_RULES."""
+    from cacheproxy_operator import rbac
+
+    sa = "cacheproxy-operator"
+    manifests = [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": sa, "namespace": namespace}},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": sa, "namespace": namespace},
+            "rules": rbac.NAMESPACED_RULES,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": sa, "namespace": namespace},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": sa},
+            "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": namespace}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": f"{sa}-{namespace}"},
+            "rules": rbac.CLUSTER_RULES,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": f"{sa}-{namespace}"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": f"{sa}-{namespace}",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": namespace}],
+        },
+    ]
+    kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests}))
+    # Kubernetes < 1.24 mints a token Secret for every ServiceAccount; newer ones use the TokenRequest API.
+    token = kubectl("create", "token", "-n", namespace, sa, check=False).stdout.strip()
+    if not token:
+        secret = poll(
+            lambda: (kube.get("v1", "ServiceAccount", namespace, sa).get("secrets") or [None])[0],
+            what="ServiceAccount token secret",
+        )
+        import base64
+
+        data = kube.request("GET", f"/api/v1/namespaces/{namespace}/secrets/{secret['name']}")["data"]
+        token = base64.b64decode(data["token"]).decode()
+    view = json.loads(kubectl("config", "view", "--raw", "--minify", "-o", "json").stdout)
+    view["users"] = [{"name": sa, "user": {"token": token}}]
+    view["contexts"][0]["context"]["user"] = sa
+    path.write_text(json.dumps(view))
+
+
+def test_operator_needs_no_more_than_its_rbac_rules(cluster: str, kube: Any, tmp_path: Path) -> None:
+    """Run with exactly the rules in cacheproxy_operator.rbac: it converges and is never refused."""
+    namespace = new_namespace("cproxy-rbac")
+    kubeconfig = tmp_path / "kubeconfig"
+    restricted_kubeconfig(kube, namespace, cluster, kubeconfig)
+    log = tmp_path / "operator.log"
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "CACHEPROXY_RESYNC_SECONDS": "2"}
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cacheproxy_operator", "--namespace", namespace],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        create_cacheproxy(kube, namespace, "least", {"networkPolicy": {"enabled": True}})
+        poll(lambda: converged(kube, namespace, "least"), what="convergence with least privilege")
+        kubectl("delete", "-n", namespace, "networkpolicy/least")
+        poll(lambda: kube.get("networking.k8s.io/v1", "NetworkPolicy", namespace, "least"), what="restored")
+        patch_spec(kube, namespace, "least", {"networkPolicy": {"enabled": False}})
+        poll(
+            lambda: kube.get("networking.k8s.io/v1", "NetworkPolicy", namespace, "least") is None,
+            what="pruned",
+        )
+        poll(lambda: converged(kube, namespace, "least"), what="converged after prune")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        kubectl("delete", "clusterrole,clusterrolebinding", f"cacheproxy-operator-{namespace}", check=False)
+    text = log.read_text()
+    assert "403" not in text and "Forbidden" not in text and "forbidden" not in text, text[-3000:]

@@ -1,0 +1,250 @@
+"""The pure manifest builders: content of every child, and schema validity for Kubernetes 1.33."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from cacheproxy_operator.manifests import Capabilities, Owner, build
+from cacheproxy_operator.manifests.common import APP_NAME, CONFIG_HASH_ANNOTATION
+from cacheproxy_operator.manifests.config import L1_SOCKET, L2_SOCKET, config_hash, proxy_config
+from cacheproxy_operator.spec import with_defaults
+
+from tests.operator.specs import MAXIMAL_SPEC
+
+ROOT = Path(__file__).resolve().parents[2]
+OWNER = Owner(name="cache", namespace="apps", uid="5f1c1e9a-0000-4000-8000-000000000001")
+K8S_VERSION = "1.33"
+
+
+def children(spec: dict[str, Any], caps: Capabilities | None = None) -> dict[str, dict[str, Any]]:
+    plan = build(OWNER, with_defaults(spec), caps or Capabilities())
+    return {f"{m['kind']}/{m['metadata']['name']}": m for m in plan.desired}
+
+
+def containers(deployment: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in deployment["spec"]["template"]["spec"]["containers"]}
+
+
+def service_monitor_schema() -> dict[str, Any]:
+    crd = yaml.safe_load((ROOT / "scripts/k8s/servicemonitor-crd.yaml").read_text())
+    return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+
+@pytest.mark.parametrize("spec", [{}, MAXIMAL_SPEC], ids=["default", "maximal"])
+def test_every_child_is_valid_for_current_kubernetes(spec: dict[str, Any]) -> None:
+    for manifest in children(spec).values():
+        if manifest["kind"] == "ServiceMonitor":  # not a core type: check it against the CRD schema
+            jsonschema.validate(manifest, service_monitor_schema())
+            continue
+        assert kubernetes_validate.validate(manifest, K8S_VERSION, strict=True) == K8S_VERSION
+
+
+def test_strict_validation_catches_a_broken_manifest() -> None:
+    """Guards the test above: the validator really is strict about unknown and mistyped fields."""
+    deployment = children({})["Deployment/cache"]
+    deployment["spec"]["replicaz"] = 2
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+
+
+def test_default_spec_children() -> None:
+    kids = children({})
+    assert sorted(kids) == [
+        "ConfigMap/cache-config",
+        "Deployment/cache",
+        "PodDisruptionBudget/cache",
+        "Service/cache",
+        "Service/cache-headless",
+        "ServiceMonitor/cache",
+    ]
+    for manifest in kids.values():
+        meta = manifest["metadata"]
+        assert meta["namespace"] == "apps"
+        assert meta["ownerReferences"] == [
+            {
+                "apiVersion": "cacheproxy.io/v1alpha1",
+                "kind": "CacheProxy",
+                "name": "cache",
+                "uid": OWNER.uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+        assert meta["labels"]["app.kubernetes.io/name"] == APP_NAME
+        assert meta["labels"]["app.kubernetes.io/instance"] == "cache"
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "cacheproxy-operator"
+        assert meta["labels"]["app.kubernetes.io/part-of"] == APP_NAME
+
+
+def test_deployment_wiring_matches_the_contract() -> None:
+    deployment = children({})["Deployment/cache"]
+    pod = deployment["spec"]["template"]["spec"]
+    by_name = containers(deployment)
+    assert list(by_name) == ["memcached", "cacheproxy"]
+    memcached, proxy = by_name["memcached"], by_name["cacheproxy"]
+    assert memcached["image"] == "memcached:1.6.18"
+    assert memcached["args"][:2] == ["-s", L1_SOCKET]
+    assert memcached["args"][memcached["args"].index("-m") + 1] == "1024"
+    assert memcached["args"][memcached["args"].index("-I") + 1] == "1048576"
+    assert proxy["image"] == "ghcr.io/cacheproxy/cacheproxy:0.1.0"
+    assert proxy["command"] + proxy["args"] == ["cacheproxy", "--config", "/etc/cacheproxy/config.yaml"]
+    assert {p["name"]: p["containerPort"] for p in proxy["ports"]} == {"memcache": 11211, "metrics": 9150}
+    assert proxy["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert proxy["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert proxy["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
+    # memcached must outlive the proxy's drain: preStop delay + shutdown grace, inside the pod's grace
+    assert memcached["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "30"]
+    assert pod["terminationGracePeriodSeconds"] > 30
+    mounts = {c["name"]: {m["mountPath"] for m in c["volumeMounts"]} for c in pod["containers"]}
+    assert "/var/run/cacheproxy" in mounts["memcached"] & mounts["cacheproxy"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes["sockets"]
+    assert volumes["config"]["configMap"]["name"] == "cache-config"
+    assert deployment["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION] == config_hash(
+        with_defaults({})
+    )
+    assert deployment["spec"]["selector"]["matchLabels"] == {
+        "app.kubernetes.io/name": APP_NAME,
+        "app.kubernetes.io/instance": "cache",
+    }
+
+
+def test_security_defaults_are_non_root_read_only_and_drop_all() -> None:
+    deployment = children(MAXIMAL_SPEC)["Deployment/cache"]
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 20000
+    assert pod["automountServiceAccountToken"] is False
+    for container in pod["containers"]:
+        ctx = container["securityContext"]
+        assert ctx["runAsNonRoot"] is True
+        assert ctx["readOnlyRootFilesystem"] is True
+        assert ctx["allowPrivilegeEscalation"] is False
+        assert ctx["capabilities"] == {"drop": ["ALL"]}
+        assert "add" not in ctx["capabilities"]
+
+
+def test_config_file_follows_the_contract() -> None:
+    default = proxy_config(with_defaults({}))
+    assert default["listen"] == "0.0.0.0:11211" and default["admin"] == "0.0.0.0:9150"
+    assert default["l1"] == f"unix:{L1_SOCKET}" and default["l2"] is None
+    assert default["orca"] == "l1only" and default["batch_listen"] is None
+    full = proxy_config(with_defaults(MAXIMAL_SPEC))
+    assert full["l2"] == f"unix:{L2_SOCKET}" and full["orca"] == "l1l2"
+    assert full["batch_listen"] == "0.0.0.0:21212" and full["batching"]["flush_us"] == 100
+    assert full["max_item_size"] == 2097152 and full["backend_timeout"] == 0.5
+    assert full["chunking"] == {"enabled": True, "threshold": 1048576, "chunk_size": 1000000}
+    text = children(MAXIMAL_SPEC)["ConfigMap/cache-config"]["data"]["config.yaml"]
+    assert yaml.safe_load(text) == full
+
+
+def test_config_change_changes_the_pod_template_hash() -> None:
+    before = children({})["Deployment/cache"]["spec"]["template"]["metadata"]["annotations"]
+    after = children({"proxy": {"logLevel": "debug"}})["Deployment/cache"]["spec"]["template"]["metadata"]
+    assert after["annotations"][CONFIG_HASH_ANNOTATION] != before[CONFIG_HASH_ANNOTATION]
+    same = children({"replicas": 7})["Deployment/cache"]["spec"]["template"]["metadata"]["annotations"]
+    assert same[CONFIG_HASH_ANNOTATION] == before[CONFIG_HASH_ANNOTATION]
+
+
+def test_l2_container_and_per_pod_claim() -> None:
+    deployment = children(MAXIMAL_SPEC)["Deployment/cache"]
+    l2 = containers(deployment)["memcached-l2"]
+    assert "ext_path=/data/extstore:20480M" in l2["args"]
+    assert l2["args"][:2] == ["-s", L2_SOCKET]
+    volume = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}["l2-data"]
+    claim = volume["ephemeral"]["volumeClaimTemplate"]["spec"]
+    assert claim["storageClassName"] == "fast-ssd"
+    assert claim["resources"]["requests"]["storage"] == "24Gi"
+    empty = children({"l2": {"enabled": True, "extstoreSize": "10Gi"}})["Deployment/cache"]
+    volume = {v["name"]: v for v in empty["spec"]["template"]["spec"]["volumes"]}["l2-data"]
+    assert volume["emptyDir"]["sizeLimit"] == "11264Mi"  # extstore + 10 %
+
+
+def test_services_ports_and_headless() -> None:
+    kids = children(MAXIMAL_SPEC)
+    client, headless = kids["Service/cache"], kids["Service/cache-headless"]
+    assert client["spec"]["type"] == "LoadBalancer"
+    assert client["metadata"]["annotations"] == MAXIMAL_SPEC["service"]["annotations"]
+    assert {p["name"]: (p["port"], p["targetPort"]) for p in client["spec"]["ports"]} == {
+        "memcache": (11211, "memcache"),
+        "metrics": (9150, "metrics"),
+        "memcache-batch": (11212, "memcache-batch"),
+    }
+    assert headless["spec"]["clusterIP"] == "None"
+    proxy = containers(kids["Deployment/cache"])["cacheproxy"]
+    assert {p["name"] for p in proxy["ports"]} == {p["targetPort"] for p in client["spec"]["ports"]}
+
+
+def test_service_monitor_selects_only_the_client_service() -> None:
+    kids = children(MAXIMAL_SPEC)
+    monitor = kids["ServiceMonitor/cache"]
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    matching = [
+        k for k, m in kids.items() if m["kind"] == "Service" and selector.items() <= m["metadata"]["labels"].items()
+    ]
+    assert matching == ["Service/cache"]
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "metrics", "path": "/metrics", "interval": "15s", "scrapeTimeout": "10s"}
+    ]
+
+
+def test_optional_children_follow_capabilities_and_switches() -> None:
+    plan = build(OWNER, with_defaults({}), Capabilities(pdb_api_version="policy/v1beta1", service_monitor=False))
+    kinds = {m["kind"]: m for m in plan.desired}
+    assert "ServiceMonitor" not in kinds
+    assert kinds["PodDisruptionBudget"]["apiVersion"] == "policy/v1beta1"
+    assert kinds["PodDisruptionBudget"]["spec"]["maxUnavailable"] == 1
+    off = build(
+        OWNER,
+        with_defaults(
+            {"podDisruptionBudget": {"enabled": False}, "monitoring": {"serviceMonitor": {"enabled": False}}}
+        ),
+    )
+    assert {m["kind"] for m in off.desired} == {"ConfigMap", "Deployment", "Service"}
+    assert set(off.absent) == {
+        ("policy/v1", "PodDisruptionBudget"),
+        ("monitoring.coreos.com/v1", "ServiceMonitor"),
+        ("networking.k8s.io/v1", "NetworkPolicy"),
+    }
+
+
+def test_network_policy_limits_clients_by_label() -> None:
+    policy = children(MAXIMAL_SPEC)["NetworkPolicy/cache"]["spec"]
+    assert policy["policyTypes"] == ["Ingress"]
+    clients, metrics = policy["ingress"]
+    assert clients["from"] == [
+        {
+            "podSelector": {"matchLabels": {"cache-client": "true"}},
+            "namespaceSelector": MAXIMAL_SPEC["networkPolicy"]["clientNamespaceSelector"],
+        }
+    ]
+    assert {p["port"] for p in clients["ports"]} == {21211, 21212}
+    assert metrics["ports"] == [{"protocol": "TCP", "port": 29150}]
+
+
+def test_placement() -> None:
+    pod = children(MAXIMAL_SPEC)["Deployment/cache"]["spec"]["template"]["spec"]
+    required = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert required[0]["topologyKey"] == "topology.kubernetes.io/zone"
+    assert pod["topologySpreadConstraints"][0]["labelSelector"] == {
+        "matchLabels": {"app.kubernetes.io/name": APP_NAME, "app.kubernetes.io/instance": "cache"}
+    }
+    assert pod["nodeSelector"] == {"node-role/cache": "true"}
+    assert pod["priorityClassName"] == "cache-critical"
+    soft = children({})["Deployment/cache"]["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+    assert "preferredDuringSchedulingIgnoredDuringExecution" in soft
+    none = children({"placement": {"antiAffinity": "none"}})["Deployment/cache"]["spec"]["template"]["spec"]
+    assert "affinity" not in none
+
+
+def test_builders_are_pure() -> None:
+    spec = with_defaults(MAXIMAL_SPEC)
+    frozen = yaml.safe_dump(spec)
+    assert build(OWNER, spec) == build(OWNER, spec)
+    assert yaml.safe_dump(spec) == frozen

@@ -1,0 +1,203 @@
+"""Pure pieces of the reconcile: status conditions, the subset comparison, retries, coalescing, RBAC."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from cacheproxy_operator import rbac
+from cacheproxy_operator.handlers import Coalescer
+from cacheproxy_operator.kube import retrying
+from cacheproxy_operator.reconcile import is_subset, with_applied_hash
+from cacheproxy_operator.spec import with_defaults
+from cacheproxy_operator.status import Observation, compute_status, endpoints, transitions
+from kubernetes.client.exceptions import ApiException
+
+SPEC = with_defaults({"replicas": 2})
+T0, T1 = "2030-01-01T00:00:00Z", "2030-01-01T00:01:00Z"
+
+
+def deployment(ready: int, updated: int = 2, replicas: int = 2, generation: int = 1) -> dict:
+    return {
+        "metadata": {"generation": generation},
+        "status": {
+            "observedGeneration": generation,
+            "readyReplicas": ready,
+            "updatedReplicas": updated,
+            "replicas": replicas,
+        },
+    }
+
+
+def pod(ip: str, ready: bool) -> dict:
+    return {
+        "metadata": {},
+        "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
+    }
+
+
+def conditions(status: dict) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+
+
+def test_ready_when_all_replicas_ready() -> None:
+    status = compute_status(Observation(3, SPEC, deployment(2), [pod("10.0.0.2", True), pod("10.0.0.1", True)]), {}, T0)
+    assert conditions(status)["Ready"] == ("True", "AllReplicasReady")
+    assert conditions(status)["Progressing"] == ("False", "RolloutComplete")
+    assert conditions(status)["Degraded"] == ("False", "AsExpected")
+    assert status["phase"] == "Ready" and status["observedGeneration"] == 3
+    assert status["endpoints"] == ["10.0.0.1:11211", "10.0.0.2:11211"]
+
+
+def test_progressing_until_ready_and_rolled_out() -> None:
+    status = compute_status(Observation(1, SPEC, deployment(1), []), {}, T0)
+    assert conditions(status)["Ready"] == ("False", "ReplicasNotReady")
+    assert status["phase"] == "Progressing"
+    stale = compute_status(Observation(1, SPEC, deployment(2, updated=1, replicas=3), []), {}, T0)
+    assert conditions(stale)["Ready"][0] == "False"
+
+
+def test_invalid_spec_is_degraded_with_the_reason() -> None:
+    status = compute_status(Observation(2, SPEC, None, [], spec_errors=["proxy.orca is l1l2 but ..."]), {}, T0)
+    assert conditions(status)["Degraded"] == ("True", "InvalidSpec")
+    assert status["phase"] == "Invalid"
+    assert ("Warning", "InvalidSpec", "proxy.orca is l1l2 but ...") in transitions({}, status)
+
+
+def test_unchanged_observation_gives_identical_status_and_no_events() -> None:
+    obs = Observation(1, SPEC, deployment(2), [pod("10.0.0.1", True)])
+    first = compute_status(obs, {}, T0)
+    second = compute_status(obs, first, T1)
+    assert second == first
+    assert transitions(first, second) == []
+    flipped = compute_status(Observation(1, SPEC, deployment(1), []), first, T1)
+    ready = next(c for c in flipped["conditions"] if c["type"] == "Ready")
+    assert ready["lastTransitionTime"] == T1
+    assert ("Warning", "NotReady", "1/2 replicas ready") in transitions(first, flipped)
+
+
+def test_endpoints_skip_unready_terminating_and_ipless_pods() -> None:
+    terminating = pod("10.0.0.9", True)
+    terminating["metadata"]["deletionTimestamp"] = T0
+    pods = [
+        pod("10.0.0.1", True),
+        pod("10.0.0.2", False),
+        terminating,
+        {"metadata": {}, "status": {}},
+        pod("fd00::1", True),
+    ]
+    assert endpoints(pods, 11211) == ["10.0.0.1:11211", "[fd00::1]:11211"]
+
+
+def test_subset_tolerates_server_defaults_and_canonical_quantities() -> None:
+    want = {
+        "spec": {
+            "replicas": 2,
+            "template": {"resources": {"limits": {"memory": "1024Mi"}}},
+            "publishNotReadyAddresses": False,
+            "emptyDir": {},
+            "list": [{"a": 1}],
+        }
+    }
+    have = {
+        "spec": {
+            "replicas": 2,
+            "extra": "x",
+            "template": {"resources": {"limits": {"memory": "1Gi"}}},
+            "emptyDir": {},
+            "list": [{"a": 1, "protocol": "TCP"}],
+        }
+    }
+    assert is_subset(want, have)
+    assert not is_subset({"spec": {"replicas": 3}}, have)
+    assert not is_subset({"spec": {"list": [{"a": 1}, {"a": 2}]}}, have)
+    assert not is_subset({"spec": {"template": {"resources": {"limits": {"memory": "2Gi"}}}}}, have)
+    assert not is_subset({"spec": {"missing": "value"}}, have)
+
+
+def test_applied_hash_changes_when_a_field_is_removed() -> None:
+    full = {"metadata": {"name": "x"}, "spec": {"nodeSelector": {"a": "b"}}}
+    bare = {"metadata": {"name": "x"}, "spec": {}}
+    key = "cacheproxy.io/applied-hash"
+    assert (
+        with_applied_hash(full)["metadata"]["annotations"][key]
+        != with_applied_hash(bare)["metadata"]["annotations"][key]
+    )
+
+
+def test_conflicts_are_retried_and_other_errors_are_not() -> None:
+    calls = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise ApiException(status=409, reason="Conflict")
+        return "done"
+
+    assert retrying(flaky, sleep=lambda _: None) == "done" and len(calls) == 3
+
+    def forbidden() -> None:
+        calls.append(1)
+        raise ApiException(status=403, reason="Forbidden")
+
+    calls.clear()
+    with pytest.raises(ApiException):
+        retrying(forbidden, sleep=lambda _: None)
+    assert len(calls) == 1
+
+
+def test_retries_give_up_after_the_last_attempt() -> None:
+    calls = []
+
+    def always_conflict() -> None:
+        calls.append(1)
+        raise ApiException(status=409, reason="Conflict")
+
+    with pytest.raises(ApiException):
+        retrying(always_conflict, attempts=4, sleep=lambda _: None)
+    assert len(calls) == 4
+
+
+def test_coalescer_runs_once_more_for_requests_arriving_meanwhile() -> None:
+    coalescer = Coalescer()
+    started, release = threading.Event(), threading.Event()
+    runs = []
+
+    def slow() -> None:
+        runs.append(1)
+        if len(runs) == 1:
+            started.set()
+            assert release.wait(10)
+
+    worker = threading.Thread(target=coalescer.run, args=(("ns", "a"), slow))
+    worker.start()
+    assert started.wait(10)
+    assert coalescer.run(("ns", "a"), slow) is False  # taken: marked dirty instead
+    assert coalescer.run(("ns", "a"), slow) is False
+    assert coalescer.run(("ns", "b"), lambda: None) is True  # other keys are independent
+    release.set()
+    worker.join(10)
+    assert len(runs) == 2  # the two requests collapsed into one rerun
+
+
+def test_rbac_rules_cover_every_child_kind_and_grant_no_wildcards() -> None:
+    granted = {
+        (group, resource): set(rule["verbs"])
+        for rule in rbac.RULES
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    for key in [
+        ("", "configmaps"),
+        ("", "services"),
+        ("apps", "deployments"),
+        ("policy", "poddisruptionbudgets"),
+        ("networking.k8s.io", "networkpolicies"),
+        ("monitoring.coreos.com", "servicemonitors"),
+    ]:
+        assert {"get", "patch", "delete"} <= granted[key]
+    assert granted[("", "pods")] == {"get", "list", "watch"}
+    assert granted[("cacheproxy.io", "cacheproxies/status")] == {"get", "patch"}
+    assert all("*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"] for rule in rbac.RULES)
+    assert not any(r in {"secrets", "update"} for rule in rbac.RULES for r in rule["resources"] + rule["verbs"])
+    assert rbac.RULES == rbac.NAMESPACED_RULES + rbac.CLUSTER_RULES

@@ -127,9 +127,14 @@ class Runtime:
             client.abort()
 
 
-async def serve(config: Config, *, admin: bool = True, ready_event: asyncio.Event | None = None) -> None:
+async def serve(config: Config, *, admin: bool = True, ready_event: asyncio.Event | None = None,
+                ready_hook: Callable | None = None) -> None:
+    """Run the proxy until SIGTERM/SIGINT, then drain. ``ready_hook`` receives the readiness
+    function (used by ``--workers`` to report each worker's readiness to the parent)."""
     loop = asyncio.get_running_loop()
     runtime = Runtime(config, loop)
+    if ready_hook is not None:
+        ready_hook(runtime.ready)
     servers = [await listen(runtime, config.address("listen"), reuse_port=config.workers > 1)]
     if config.batch_listen:
         from .orcas.l1l2 import batch_runtime

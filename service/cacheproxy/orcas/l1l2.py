@@ -111,6 +111,7 @@ NO_LOCK = _NoLock()
 class L1L2:
     """The L1L2 orca for one client connection (see the module docstring for the orderings)."""
 
+    counts_lookups = True  # per level, which the servers cannot see
     promote = True  # write L2 hits back to L1
     refresh_mode = SET  # how a successful L2 store is mirrored into L1
 

@@ -38,6 +38,7 @@ class BinarySession:
         self.orca = conn.orca
         self.loop = conn.loop
         self.parser = BinaryParser(max_item_size=conn.runtime.config.max_item_size)
+        self.count_lookups = not getattr(self.orca, "counts_lookups", False)
 
     def feed(self, data: bytes) -> None:
         now = self.loop.time()
@@ -79,6 +80,9 @@ class BinarySession:
             self.orca.text(line, call.shape is Shape.STATS, done)
 
     def finish(self, request: BinaryRequest, slot, started: float, frame: bytes) -> None:
-        STATS.requests[("binary", request.name, result_of(request, frame))] += 1
+        result = result_of(request, frame)
+        STATS.requests[("binary", request.name, result)] += 1
+        if self.count_lookups and request.name in _HIT_COMMANDS and result in ("hit", "miss"):
+            STATS.lookups[("l1", result)] += 1
         STATS.latency[request.name].observe(self.loop.time() - started)
         self.conn.complete(slot, frame)

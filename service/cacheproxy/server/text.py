@@ -37,6 +37,7 @@ ARITH_ANSWERS = {b"NF": (b"NOT_FOUND\r\n", "not_found")}
 META_RESULTS = {b"VA": "hit", b"HD": "ok", b"EN": "miss", b"NF": "not_found", b"NS": "not_stored",
                 b"EX": "exists", b"MN": "ok", b"ME": "ok"}
 END = b"END\r\n"
+L1_HIT, L1_MISS = ("l1", "hit"), ("l1", "miss")
 
 
 def error_answer(resp: MetaResponse | BackendError) -> tuple[bytes, str]:
@@ -68,6 +69,8 @@ class TextSession:
         self.orca = conn.orca
         self.parser = TextParser(conn.runtime.config.max_item_size)
         self.loop = conn.loop
+        # L1Only leaves hit/miss counting to the server (it sees every answer anyway).
+        self.count_lookups = not getattr(self.orca, "counts_lookups", False)
         self.dispatch: dict[type, Callable[[Request, float], None]] = {
             Get: self.get, Store: self.store, Delete: self.delete, Touch: self.touch, Arith: self.arith,
             Meta: self.meta, Passthrough: self.passthrough, Reply: self.local_reply,
@@ -107,6 +110,17 @@ class TextSession:
 
     def get(self, req: Get, started: float) -> None:
         slot, keys, cas = self.conn.slot(), req.keys, req.cas
+        if len(keys) == 1:  # the common case, without the gathering below
+            key = keys[0]
+
+            def one(resp: MetaResponse | BackendError) -> None:
+                try:
+                    self.render_get(slot, req, (resp,), started)
+                except Exception:
+                    self.conn.fault()
+
+            self.orca.get(key, one, cas=cas, exptime=req.exptime)
+            return
         if not keys:
             self.finish(slot, req.command, "miss", started, END)
             return
@@ -125,14 +139,19 @@ class TextSession:
         for i, key in enumerate(keys):
             self.orca.get(key, collect(i), cas=cas, exptime=req.exptime)
 
-    def render_get(self, slot: Slot, req: Get, results: list, started: float) -> None:
-        parts, hit = [], False
+    def render_get(self, slot: Slot, req: Get, results, started: float) -> None:
+        parts, hit, count = [], False, self.count_lookups
         for key, resp in zip(req.keys, results, strict=True):
             code = getattr(resp, "code", None)
             if code == b"VA":
                 parts.append(value_line(key, resp, req.cas))
                 hit = True
-            elif code != b"EN":
+                if count:
+                    STATS.lookups[L1_HIT] += 1
+            elif code == b"EN":
+                if count:
+                    STATS.lookups[L1_MISS] += 1
+            else:
                 data, result = error_answer(resp)
                 self.finish(slot, req.command, result, started, data)
                 return

@@ -180,3 +180,25 @@ def test_batch_port_refreshes_l1_only_where_present_and_never_promotes(batch):
     l2.set("cold", b"c")
     assert b.get("cold") == b"c"
     assert l1.get("cold") is None  # batch reads never promote
+
+
+def test_locked_mode_keeps_levels_equal_under_concurrent_writers(l1, l2, tmp_path):
+    cfg = tmp_path / "locked.yaml"
+    cfg.write_text("locked: true\n")
+    proxy = start_proxy(l1.addr, l2=l2.addr, args=["--config", str(cfg)])
+    writers = [connect(proxy.addr) for _ in range(30)]
+    try:
+        for rnd in range(5):
+            for i, s in enumerate(writers):  # every writer races on the one key
+                value = b"w%02d-r%d" % (i, rnd)
+                s.sendall(b"set hot 0 0 %d\r\n%s\r\n" % (len(value), value) * 3)
+            for s in writers:
+                assert recv_until(s, b"STORED\r\n" * 3) == b"STORED\r\n" * 3
+            one, two = Conn(l1.addr), Conn(l2.addr)
+            assert one.get("hot") == two.get("hot") is not None
+            one.close()
+            two.close()
+    finally:
+        for s in writers:
+            s.close()
+        proxy.stop()

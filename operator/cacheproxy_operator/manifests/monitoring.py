@@ -23,5 +23,7 @@ def service_monitor(owner: Owner, spec: dict[str, Any]) -> dict[str, Any]:
             "selector": {"matchLabels": {**selector_labels(owner), ROLE_LABEL: "client"}},
             "namespaceSelector": {"matchNames": [owner.namespace]},
             "endpoints": [endpoint],
+            # The dashboard and alerts select and group by CacheProxy through this pod label.
+            "podTargetLabels": ["app.kubernetes.io/instance"],
         },
     }

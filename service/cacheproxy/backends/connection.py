@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import socket
+import select
 from collections import deque
 from collections.abc import Callable
 
 from ..metrics.stats import STATS
 from ..protocol.meta import READERS, MetaResponse
+from . import outbox
 from .address import Address
 from .errors import BackendError
 
@@ -32,6 +33,10 @@ BACKOFF_MIN, BACKOFF_MAX = 0.05, 2.0
 
 class BackendConnection(asyncio.Protocol):
     """One backend connection, shared by whoever holds it; see the module docstring."""
+
+    __slots__ = ("_backoff", "_buf", "_connect_task", "_flush_scheduled", "_out", "_retry_at", "address",
+                 "count_batches", "flush_delay", "last_progress", "loop", "max_batch", "name", "on_close",
+                 "pending", "state", "timeout", "transport")
 
     def __init__(self, address: Address, name: str = "l1", timeout: float = 2.0, *, max_batch: int = 0,
                  flush_delay: float = 0.0, count_batches: bool = False) -> None:
@@ -69,16 +74,16 @@ class BackendConnection(asyncio.Protocol):
         if self.transport is None:
             return
         if self.max_batch and len(out) >= self.max_batch:
-            self._flush()
+            self.flush_out()
         elif not self._flush_scheduled:
             # Everything sent during this loop turn (or within flush_delay) leaves in one write.
             self._flush_scheduled = True
             if self.flush_delay:
-                self.loop.call_later(self.flush_delay, self._flush)
+                self.loop.call_later(self.flush_delay, self.flush_out)
             else:
-                self.loop.call_soon(self._flush)
+                outbox.mark(self)
 
-    def _flush(self) -> None:
+    def flush_out(self) -> None:
         self._flush_scheduled = False
         out = self._out
         if out and self.transport is not None:
@@ -110,15 +115,12 @@ class BackendConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self._backoff:
             STATS.backend_reconnects[self.name] += 1
         self._backoff = 0.0
         self.state = OPEN
         STATS.backend_connections[self.name] += 1
-        self._flush()
+        self.flush_out()
 
     # -- receiving -------------------------------------------------------------------------
 
@@ -133,6 +135,7 @@ class BackendConnection(asyncio.Protocol):
             response, pos = parsed
             _, callback, _ = pending.popleft()
             callback(response)
+        outbox.flush()  # the answers just completed leave now, one write per client
         if pos < len(buf):
             if not pending:
                 STATS.backend_errors[(self.name, "protocol")] += 1
@@ -184,6 +187,15 @@ class BackendConnection(asyncio.Protocol):
         if self.on_close is not None:
             self.on_close(self)
 
+    def _answer_waiting(self) -> bool:
+        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
+        if sock is None:
+            return False
+        try:
+            return bool(select.select([sock.fileno()], [], [], 0)[0])
+        except (OSError, ValueError):
+            return False
+
     def oldest_pending(self) -> float | None:
         return self.pending[0][2] if self.pending else None
 
@@ -193,5 +205,7 @@ class BackendConnection(asyncio.Protocol):
         # Connecting under a burst of thousands of new clients can take a few SYN retries.
         limit = self.timeout * 3 if self.state == CONNECTING else self.timeout
         if self.pending and now - self.pending[0][2] > limit and now - self.last_progress > limit:
+            if self._answer_waiting():
+                return  # the backend did answer; a busy event loop has not read it yet
             STATS.backend_errors[(self.name, "timeout")] += 1
             self.abort(f"backend {self.name} timeout")

@@ -26,7 +26,7 @@ def track(conn: BackendConnection) -> BackendConnection:
     return conn
 
 
-async def sweep_forever(interval: float = 0.1) -> None:
+async def sweep_forever(interval: float = 0.25) -> None:
     loop = asyncio.get_running_loop()
     while True:
         await asyncio.sleep(interval)

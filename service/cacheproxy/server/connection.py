@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections import deque
 from typing import TYPE_CHECKING
 
+from ..backends import outbox
 from ..metrics.stats import STATS
 
 if TYPE_CHECKING:
@@ -39,6 +39,9 @@ class Slot:
 
 
 class ClientConnection(asyncio.Protocol):
+    __slots__ = ("_out", "_reading_paused", "_write_scheduled", "_writing_paused", "closing", "last_activity",
+                 "loop", "orca", "runtime", "session", "slots", "transport")
+
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.loop = runtime.loop
@@ -59,9 +62,6 @@ class ClientConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         STATS.client_connections += 1
         STATS.client_connections_total += 1
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.last_activity = self.loop.time()
         self.runtime.clients.add(self)
 
@@ -73,6 +73,7 @@ class ClientConnection(asyncio.Protocol):
             if session is None:
                 session = self.session = self._start_session(data[0])
             session.feed(data)
+            outbox.flush()  # backend requests and local answers leave in one write each
         except Exception:
             self.fault()
             return
@@ -131,12 +132,12 @@ class ClientConnection(asyncio.Protocol):
             if head.data:
                 out.append(head.data)
             if head.close_after:
-                self._write_now()
+                self.flush_out()
                 self.close()
                 return
         if out and not self._write_scheduled:
             self._write_scheduled = True
-            self.loop.call_soon(self._write_now)
+            outbox.mark(self)
         if self._reading_paused:
             self._maybe_resume_reading()
 
@@ -144,7 +145,7 @@ class ClientConnection(asyncio.Protocol):
         """Answer now, in order after everything already queued."""
         self.complete(self.slot(), data)
 
-    def _write_now(self) -> None:
+    def flush_out(self) -> None:
         self._write_scheduled = False
         out = self._out
         if not out or self.transport is None:
@@ -172,7 +173,7 @@ class ClientConnection(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None and not self.closing:
             self.closing = True
-            self._write_now()
+            self.flush_out()
             self.transport.close()
 
     def abort(self) -> None:

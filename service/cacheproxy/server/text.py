@@ -64,6 +64,9 @@ def value_line(key: bytes, resp: MetaResponse, cas: bool) -> bytes:
 class TextSession:
     """Serves one text/meta client connection."""
 
+    __slots__ = ("conn", "count_lookups", "loop", "orca", "parser")
+    dispatch: dict[type, Callable]  # request type → unbound method, filled in below the class
+
     def __init__(self, conn: ClientConnection) -> None:
         self.conn = conn
         self.orca = conn.orca
@@ -71,11 +74,6 @@ class TextSession:
         self.loop = conn.loop
         # L1Only leaves hit/miss counting to the server (it sees every answer anyway).
         self.count_lookups = not getattr(self.orca, "counts_lookups", False)
-        self.dispatch: dict[type, Callable[[Request, float], None]] = {
-            Get: self.get, Store: self.store, Delete: self.delete, Touch: self.touch, Arith: self.arith,
-            Meta: self.meta, Passthrough: self.passthrough, Reply: self.local_reply,
-            TooLarge: self.too_large, Quit: self.quit, Close: self.hang_up,
-        }
 
     def feed(self, data: bytes) -> None:
         requests = self.parser.feed(data)
@@ -86,7 +84,7 @@ class TextSession:
         for request in requests:
             if self.conn.closing:
                 return
-            dispatch[type(request)](request, now)
+            dispatch[type(request)](self, request, now)
 
     def finish(self, slot: Slot, command: str, result: str, started: float, data: bytes) -> None:
         STATS.requests[("text", command, result)] += 1
@@ -162,11 +160,14 @@ class TextSession:
 
     def _answer_by(self, table: dict, req: Request, slot: Slot, started: float, noreply: bool) -> Callable:
         def done(resp: MetaResponse | BackendError) -> None:
-            answer = table.get(getattr(resp, "code", None))
-            data, result = answer if answer is not None else error_answer(resp)
-            self.finish(slot, req.command, result, started, b"" if noreply else data)
+            try:
+                answer = table.get(getattr(resp, "code", None))
+                data, result = answer if answer is not None else error_answer(resp)
+                self.finish(slot, req.command, result, started, b"" if noreply else data)
+            except Exception:
+                self.conn.fault()
 
-        return self.guarded(done)
+        return done
 
     def store(self, req: Store, started: float) -> None:
         cb = self._answer_by(STORE_ANSWERS, req, self.conn.slot(), started, req.noreply)
@@ -249,3 +250,11 @@ class TextSession:
     def hang_up(self, req: Close, started: float) -> None:
         STATS.errors["protocol"] += 1
         self.conn.close_after_answers()
+
+
+TextSession.dispatch = {
+    Get: TextSession.get, Store: TextSession.store, Delete: TextSession.delete, Touch: TextSession.touch,
+    Arith: TextSession.arith, Meta: TextSession.meta, Passthrough: TextSession.passthrough,
+    Reply: TextSession.local_reply, TooLarge: TextSession.too_large, Quit: TextSession.quit,
+    Close: TextSession.hang_up,
+}

@@ -1,0 +1,284 @@
+"""Start and stop the systems under test: each target in front of its own fresh memcached.
+
+A *target* is what the load generator talks to: ``direct`` (memcached itself), ``twemproxy``
+(Debian's ``nutcracker``), ``l1only`` (the proxy, one backend connection per client) or ``batched``
+(the proxy with ``batching: {enabled: true}``); proxies take a ``-wN`` suffix for N worker processes.
+Everything binds 127.0.0.1 (or a unix socket in a temp dir); every process is stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+KINDS = ("direct", "twemproxy", "l1only", "batched")
+TARGET_RE = re.compile(r"^(direct|twemproxy|l1only|batched)(?:-w(\d+))?$")
+
+
+def raise_nofile_limit() -> None:
+    """Soft open-files limit up to the hard one (20,000 here): 10k clients need 10k+ descriptors."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def parse_target(spec: str, default_workers: int = 1) -> tuple[str, int]:
+    """``l1only-w2`` -> (``l1only``, 2); workers apply to the proxy targets only."""
+    match = TARGET_RE.match(spec)
+    if not match:
+        raise ValueError(f"unknown target {spec!r}: expected one of {', '.join(KINDS)} (proxies: -wN)")
+    kind, workers = match.group(1), match.group(2)
+    if workers and kind in ("direct", "twemproxy"):
+        raise ValueError(f"{spec}: only the proxy targets have workers")
+    return kind, int(workers) if workers else (default_workers if kind in ("l1only", "batched") else 1)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_connectable(port: int, proc: subprocess.Popen, log: Path | None, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            tail = log.read_text()[-2000:] if log and log.exists() else ""
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode} before listening\n{tail}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s") from None
+            time.sleep(0.05)
+
+
+def wait_unix_socket(path: Path, proc: subprocess.Popen, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"memcached exited with {proc.returncode}")
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(str(path))
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def spawn(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Its own session (a Ctrl-C to the harness does not hit it first) and the raised fd limit."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=raise_nofile_limit,
+            start_new_session=True,
+            env=env,
+        )
+
+
+def stop(proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@dataclass
+class Options:
+    backend: str = "unix"  # how proxies reach their memcached: unix socket (as in the pod) or tcp
+    memcached_threads: int = 2
+    memcached_mb: int = 256
+
+
+@dataclass
+class Stack:
+    """One target and its backing memcached (for ``direct`` they are the same process)."""
+
+    name: str
+    kind: str
+    workers: int
+    workdir: Path
+    port: int = 0
+    admin: str | None = None
+    backend: str = ""  # the memcached's address, for its stats
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def roots(self) -> dict[str, int]:
+        """Process trees to sample: ``proxy`` (absent for direct) and ``memcached``."""
+        return {role: p.pid for role, p in self.procs.items()}
+
+    def stop(self) -> None:
+        for role in ("proxy", "memcached"):
+            if role in self.procs:
+                stop(self.procs[role])
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.workdir.glob("*.log")))
+
+
+def start_memcached(workdir: Path, opts: Options, *, tcp: bool) -> tuple[subprocess.Popen, str, int]:
+    """A fresh memcached; returns (process, address for a proxy, TCP port or 0)."""
+    maxconns = min(20000, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+    cmd = [
+        shutil.which("memcached") or "/usr/bin/memcached",
+        "-U",
+        "0",
+        "-t",
+        str(opts.memcached_threads),
+        "-m",
+        str(opts.memcached_mb),
+        "-c",
+        str(maxconns),
+        "-b",
+        "4096",
+    ]
+    if os.geteuid() == 0:
+        cmd += ["-u", "root"]
+    if tcp:
+        port = free_port()
+        proc = spawn([*cmd, "-l", "127.0.0.1", "-p", str(port)], workdir / "memcached.log")
+        wait_connectable(port, proc, workdir / "memcached.log")
+        return proc, f"127.0.0.1:{port}", port
+    path = workdir / "l1.sock"
+    proc = spawn([*cmd, "-s", str(path)], workdir / "memcached.log")
+    wait_unix_socket(path, proc)
+    return proc, f"unix:{path}", 0
+
+
+def memcached_stat(addr: str, name: str, timeout: float = 2.0) -> int | None:
+    """One number from memcached's ``stats`` (e.g. curr_connections), or None if it does not answer."""
+    try:
+        if addr.startswith("unix:"):
+            sock = socket.socket(socket.AF_UNIX)
+            sock.settimeout(timeout)
+            sock.connect(addr[5:])
+        else:
+            host, port = addr.rsplit(":", 1)
+            sock = socket.create_connection((host, int(port)), timeout=timeout)
+        with sock:
+            sock.sendall(b"stats\r\n")
+            data = b""
+            while not data.endswith(b"END\r\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return None
+                data += chunk
+    except OSError:
+        return None
+    for line in data.decode().splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1] == name:
+            return int(parts[2])
+    return None
+
+
+def twemproxy_config(listen_port: int, backend: str) -> str:
+    """nutcracker's YAML: one pool, one server, its default single server connection."""
+    server = backend[5:] if backend.startswith("unix:") else backend
+    return (
+        "cacheproxy_bench:\n"
+        f"  listen: 127.0.0.1:{listen_port}\n"
+        "  hash: fnv1a_64\n"
+        "  distribution: ketama\n"
+        "  backlog: 4096\n"
+        "  preconnect: true\n"
+        "  auto_eject_hosts: false\n"
+        "  servers:\n"
+        f"    - {server}:1\n"
+    )
+
+
+def proxy_command(stack: Stack, l1: str) -> list[str]:
+    stack.admin = f"127.0.0.1:{free_port()}"
+    cmd = [
+        sys.executable,
+        "-m",
+        "cacheproxy",
+        "--listen",
+        f"127.0.0.1:{stack.port}",
+        "--l1",
+        l1,
+        "--admin",
+        stack.admin,
+        "--log-level",
+        "warning",
+        "--shutdown-grace",
+        "2",
+    ]
+    if stack.workers > 1:
+        cmd += ["--workers", str(stack.workers)]
+    if stack.kind == "batched":
+        config = stack.workdir / "config.yaml"
+        config.write_text(json.dumps({"batching": {"enabled": True}}) + "\n")  # JSON is YAML
+        cmd += ["--config", str(config)]
+    return cmd
+
+
+def start_stack(spec: str, workdir: Path, opts: Options, default_workers: int = 1) -> Stack:
+    kind, workers = parse_target(spec, default_workers)
+    workdir.mkdir(parents=True, exist_ok=True)
+    stack = Stack(spec, kind, workers, workdir)
+    try:
+        if kind == "direct":
+            stack.procs["memcached"], stack.backend, stack.port = start_memcached(workdir, opts, tcp=True)
+            return stack
+        stack.procs["memcached"], l1, _ = start_memcached(workdir, opts, tcp=opts.backend == "tcp")
+        stack.backend = l1
+        stack.port = free_port()
+        if kind == "twemproxy":
+            config = workdir / "nutcracker.yml"
+            config.write_text(twemproxy_config(stack.port, l1))
+            cmd = [
+                shutil.which("nutcracker") or "/usr/sbin/nutcracker",
+                "-c",
+                str(config),
+                "-s",
+                str(free_port()),
+                "-a",
+                "127.0.0.1",
+                "-o",
+                str(workdir / "nutcracker.log"),
+            ]
+            stack.procs["proxy"] = spawn(cmd, workdir / "proxy.log")
+        else:
+            env = dict(os.environ)
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "service"), env.get("PYTHONPATH")]))
+            stack.procs["proxy"] = spawn(proxy_command(stack, l1), workdir / "proxy.log", env)
+        wait_connectable(stack.port, stack.procs["proxy"], workdir / "proxy.log")
+        return stack
+    except BaseException:
+        stack.stop()
+        raise
+
+
+def start_stack_or_none(spec: str, workdir: Path, opts: Options, default_workers: int = 1) -> Stack | None:
+    """Like start_stack, but a target that does not start is reported on stderr and skipped."""
+    try:
+        return start_stack(spec, workdir, opts, default_workers)
+    except Exception as exc:
+        print(f"  {spec}: did not start, skipped: {exc}", file=sys.stderr, flush=True)
+        return None

@@ -1,0 +1,184 @@
+"""Generate the Grafana dashboard (charts/cacheproxy/dashboards/cacheproxy.json).
+
+The dashboard is data, but hand-editing 1,000 lines of Grafana JSON invites drift between panels; it is
+built here from a short list of panels instead. tests/monitoring checks that the committed JSON equals
+this output and that every panel's query returns data from a real Prometheus scraping a real proxy.
+
+Usage: python3 scripts/prometheus/build_dashboard.py [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DASHBOARD_PATH = Path(__file__).resolve().parents[2] / "charts/cacheproxy/dashboards/cacheproxy.json"
+
+# Every proxy series carries these labels (ServiceMonitor podTargetLabels / Prometheus relabelling).
+SEL = 'namespace="$namespace", app_kubernetes_io_instance=~"$cacheproxy"'
+RATE = "$__rate_interval"
+# kube-state-metrics pods of a CacheProxy: the operator's Deployment is named after the CacheProxy.
+KSM_SEL = 'namespace="$namespace", pod=~"($cacheproxy)-.*"'
+INSTANCES = 'label_values(cacheproxy_info{namespace="$namespace"}, app_kubernetes_io_instance)'
+
+
+@dataclass(frozen=True)
+class Target:
+    expr: str
+    legend: str
+
+
+@dataclass(frozen=True)
+class Panel:
+    title: str
+    description: str
+    targets: tuple[Target, ...]
+    unit: str = "short"
+    kind: str = "timeseries"
+    width: int = 12
+    extra_defaults: dict = field(default_factory=dict)
+
+
+def hit_ratio(level: str) -> str:
+    """Hits over lookups; 0 (not "no data") while a level has had lookups but never a hit."""
+    lookups = f'cacheproxy_cache_lookups_total{{{SEL}, level="{level}"'
+    total = f"sum(rate({lookups}}}[{RATE}]))"
+    return f'(sum(rate({lookups}, result="hit"}}[{RATE}])) or {total} * 0) / {total}'
+
+
+
+def latency(quantile: str) -> str:
+    return (f"histogram_quantile({quantile}, sum by (le, command) "
+            f"(rate(cacheproxy_request_duration_seconds_bucket{{{SEL}}}[{RATE}])))")
+
+
+PANELS: tuple[Panel, ...] = (
+    Panel("Requests/s by command and result", "Client requests answered per second.",
+          (Target(f"sum by (command, result) (rate(cacheproxy_requests_total{{{SEL}}}[{RATE}]))",
+                  "{{command}} {{result}}"),), unit="reqps"),
+    Panel("Hit ratio", "Share of key lookups found, per cache level (L2 only when configured).",
+          (Target(hit_ratio("l1"), "L1"), Target(hit_ratio("l2"), "L2")), unit="percentunit",
+          extra_defaults={"min": 0, "max": 1}),
+    Panel("Latency p50 by command", "Median request latency at the proxy.",
+          (Target(latency("0.5"), "{{command}}"),), unit="s"),
+    Panel("Latency p99 by command", "99th percentile request latency at the proxy.",
+          (Target(latency("0.99"), "{{command}}"),), unit="s"),
+    Panel("Client connections", "Open client connections per pod, and the configured maximum.",
+          (Target(f"sum by (pod) (cacheproxy_client_connections{{{SEL}}})", "{{pod}}"),
+           Target(f"max(cacheproxy_client_connections_max{{{SEL}}})", "max per pod")), unit="short"),
+    Panel("Backend connections", "Connections from the proxies to memcached, per backend.",
+          (Target(f"sum by (backend) (cacheproxy_backend_connections{{{SEL}}})", "{{backend}}"),),
+          unit="short"),
+    Panel("Errors by kind", "Errors answered to clients and backend faults per second.",
+          (Target(f"sum by (kind) (rate(cacheproxy_errors_total{{{SEL}}}[{RATE}]))", "client {{kind}}"),
+           Target(f"sum by (backend, kind) (rate(cacheproxy_backend_errors_total{{{SEL}}}[{RATE}]))",
+                  "backend {{backend}} {{kind}}")), unit="short"),
+    Panel("Bytes in / out", "Bytes received from and sent to clients per second.",
+          (Target(f"sum(rate(cacheproxy_bytes_received_total{{{SEL}}}[{RATE}]))", "in"),
+           Target(f"sum(rate(cacheproxy_bytes_sent_total{{{SEL}}}[{RATE}]))", "out")), unit="Bps"),
+    Panel("Backend up", "1 while the backend answers; the lowest value across pods.",
+          (Target(f"min by (backend) (cacheproxy_backend_up{{{SEL}}})", "{{backend}}"),),
+          unit="short", extra_defaults={"min": 0, "max": 1}),
+    Panel("Pods ready", "Ready pods (kube-state-metrics; without it: pods Prometheus scrapes).",
+          (Target(f'sum(kube_pod_status_ready{{{KSM_SEL}, condition="true"}}) or sum(up{{{SEL}}})',
+                  "ready"),), unit="short", kind="stat", width=6),
+    Panel("Restarts", "Container restarts (kube-state-metrics; without it: proxy process restarts).",
+          (Target(f"sum(increase(kube_pod_container_status_restarts_total{{{KSM_SEL}}}[1h])) "
+                  f"or sum(changes(process_start_time_seconds{{{SEL}}}[1h]))", "restarts in 1h"),),
+          unit="short", kind="stat", width=6),
+)
+
+
+def panel_json(panel: Panel, panel_id: int, x: int, y: int) -> dict:
+    height = 8 if panel.kind == "timeseries" else 5
+    body: dict = {
+        "id": panel_id,
+        "type": panel.kind,
+        "title": panel.title,
+        "description": panel.description,
+        "datasource": {"type": "prometheus", "uid": "${datasource}"},
+        "gridPos": {"h": height, "w": panel.width, "x": x, "y": y},
+        "fieldConfig": {"defaults": {"unit": panel.unit, **panel.extra_defaults}, "overrides": []},
+        "targets": [
+            {"refId": chr(ord("A") + i), "expr": t.expr, "legendFormat": t.legend,
+             "datasource": {"type": "prometheus", "uid": "${datasource}"}}
+            for i, t in enumerate(panel.targets)
+        ],
+    }
+    if panel.kind == "timeseries":
+        body["options"] = {"legend": {"displayMode": "list", "placement": "bottom"},
+                           "tooltip": {"mode": "multi"}}
+    else:
+        body["options"] = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+                           "colorMode": "value", "graphMode": "area"}
+    return body
+
+
+def variables() -> list[dict]:
+    ds = {"type": "prometheus", "uid": "${datasource}"}
+    return [
+        {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
+         "current": {}, "hide": 0, "refresh": 1, "options": []},
+        {"name": "namespace", "label": "Namespace", "type": "query", "datasource": ds,
+         "query": {"query": "label_values(cacheproxy_info, namespace)", "refId": "namespace"},
+         "definition": "label_values(cacheproxy_info, namespace)", "refresh": 2, "sort": 1,
+         "current": {}, "hide": 0, "options": [], "includeAll": False, "multi": False},
+        {"name": "cacheproxy", "label": "CacheProxy", "type": "query", "datasource": ds,
+         "query": {"query": INSTANCES, "refId": "cacheproxy"}, "definition": INSTANCES,
+         "refresh": 2, "sort": 1, "current": {}, "hide": 0, "options": [], "includeAll": True,
+         "multi": True, "allValue": ".+"},
+    ]
+
+
+def dashboard() -> dict:
+    panels, x, y, row_height = [], 0, 0, 0
+    for panel_id, panel in enumerate(PANELS, start=1):
+        body = panel_json(panel, panel_id, x, y)
+        panels.append(body)
+        row_height = max(row_height, body["gridPos"]["h"])
+        x += panel.width
+        if x >= 24:
+            x, y, row_height = 0, y + row_height, 0
+    return {
+        "title": "cacheproxy",
+        "uid": "cacheproxy-overview",
+        "description": "cacheproxy: traffic, hit ratio, latency, connections, errors and pod health "
+                       "per namespace and CacheProxy.",
+        "tags": ["cacheproxy", "memcached"],
+        "editable": True,
+        "graphTooltip": 1,
+        "schemaVersion": 39,
+        "version": 1,
+        "refresh": "30s",
+        "time": {"from": "now-1h", "to": "now"},
+        "timezone": "browser",
+        "annotations": {"list": []},
+        "links": [],
+        "templating": {"list": variables()},
+        "panels": panels,
+    }
+
+
+def render() -> str:
+    return json.dumps(dashboard(), indent=2, sort_keys=False) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail if the committed JSON is out of date")
+    args = parser.parse_args()
+    text = render()
+    if args.check:
+        if DASHBOARD_PATH.read_text() != text:
+            print(f"{DASHBOARD_PATH} is out of date: run {sys.argv[0]}", file=sys.stderr)
+            return 1
+        return 0
+    DASHBOARD_PATH.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""The chart grants the operator exactly the API access it uses: cacheproxy_operator.rbac.RULES.
+
+Rules are compared as sets of (apiGroup, resource, verb) triples, so the grouping of rules may differ but
+not one verb more or less is allowed, in both the cluster-wide and the single-namespace mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from tests.chart.helm import VALUES_MAX, by_kind, documents, one, render
+
+Triple = tuple[str, str, str]
+
+# Cluster-scoped resources: in single-namespace mode they can only be granted by a ClusterRole.
+CLUSTER_SCOPED = {("apiextensions.k8s.io", "customresourcedefinitions"), ("", "namespaces")}
+
+
+def triples(rules: Iterable[Mapping]) -> set[Triple]:
+    out: set[Triple] = set()
+    for rule in rules:
+        groups = rule.get("apiGroups", rule.get("api_groups"))
+        assert "resourceNames" not in rule and "nonResourceURLs" not in rule, rule
+        for group in groups:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    out.add((group, resource, verb))
+    return out
+
+
+def operator_triples() -> set[Triple]:
+    from cacheproxy_operator.rbac import RULES
+
+    return triples(RULES)
+
+
+def test_cluster_wide_mode_grants_exactly_the_operator_rules() -> None:
+    docs = documents(render())
+    assert not by_kind(docs, "Role")
+    granted = triples(one(docs, "ClusterRole")["rules"])
+    assert granted == operator_triples()
+    assert "*" not in {part for triple in granted for part in triple}
+
+
+def test_single_namespace_mode_grants_the_same_rules_split_by_scope() -> None:
+    docs = documents(render(values=[VALUES_MAX]))
+    namespaced = triples(one(docs, "Role")["rules"])
+    cluster = triples(one(docs, "ClusterRole")["rules"])
+    assert namespaced | cluster == operator_triples()
+    assert {(group, resource) for group, resource, _ in cluster} <= CLUSTER_SCOPED
+    assert not {(group, resource) for group, resource, _ in namespaced} & CLUSTER_SCOPED
+
+
+def test_bindings_name_the_operator_service_account() -> None:
+    docs = documents(render(values=[VALUES_MAX]))
+    account = one(docs, "ServiceAccount")["metadata"]
+    for kind in ("ClusterRoleBinding", "RoleBinding"):
+        binding = one(docs, kind)
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["name"],
+                                        "namespace": account["namespace"]}]
+    assert one(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == account["name"]

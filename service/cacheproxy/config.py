@@ -21,8 +21,9 @@ ORCAS = ("l1only", "l1l2")
 @dataclass
 class Chunking:
     enabled: bool = False
-    threshold: int = 0
-    chunk_size: int = 0
+    threshold: int = 0  # 0 = just under max_item_size
+    chunk_size: int = 0  # 0 = derived from max_item_size
+    max_value_size: int = 64 << 20  # the largest value a client may store while chunking is on
 
 
 @dataclass
@@ -57,6 +58,11 @@ class Config:
     def orca_name(self) -> str:
         return self.orca or ("l1l2" if self.l2 else "l1only")
 
+    @property
+    def client_value_limit(self) -> int:
+        """The item size the client-side parsers enforce: L1's -I, or more when chunking."""
+        return self.chunking.max_value_size if self.chunking.enabled else self.max_item_size
+
     def address(self, name: str) -> Address:
         return parse_address(getattr(self, name))
 
@@ -73,6 +79,13 @@ class Config:
             raise ValueError("orca l1l2 needs an l2 address")
         if self.max_item_size < 1024:
             raise ValueError("max_item_size must be at least 1024")
+        c = self.chunking
+        # A plain item of `threshold` bytes under a 250-byte key, and a chunk item, must fit L1's -I.
+        if c.enabled and (c.threshold < 0 or c.threshold > self.max_item_size - 320
+                          or c.chunk_size < 0 or c.chunk_size > self.max_item_size - 128
+                          or c.max_value_size < self.max_item_size):
+            raise ValueError("chunking: need 0 <= threshold <= max_item_size - 320, "
+                             "0 <= chunk_size <= max_item_size - 128, max_value_size >= max_item_size")
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
         for name in ("idle_timeout", "read_timeout", "backend_timeout", "shutdown_grace"):

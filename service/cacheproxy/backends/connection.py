@@ -76,11 +76,14 @@ class BackendConnection(asyncio.Protocol):
         if self.max_batch and len(out) >= self.max_batch:
             self.flush_out()
         elif not self._flush_scheduled:
-            # Everything sent during this loop turn (or within flush_delay) leaves in one write.
             self._flush_scheduled = True
             if self.flush_delay:
                 self.loop.call_later(self.flush_delay, self.flush_out)
+            elif self.count_batches:
+                # A pooled connection collects the requests of every client read this turn.
+                self.loop.call_soon(self.flush_out)
             else:
+                # A client's own connection writes as soon as that client's read is handled.
                 outbox.mark(self)
 
     def flush_out(self) -> None:

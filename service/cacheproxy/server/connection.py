@@ -89,6 +89,7 @@ class ClientConnection(asyncio.Protocol):
             self.orca.close()
             self.orca = None
         self.transport = None
+        self.session = None  # breaks the connection <-> session cycle: freed without the GC
 
     def pause_writing(self) -> None:
         self._writing_paused = True

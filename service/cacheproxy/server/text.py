@@ -70,7 +70,7 @@ class TextSession:
     def __init__(self, conn: ClientConnection) -> None:
         self.conn = conn
         self.orca = conn.orca
-        self.parser = TextParser(conn.runtime.config.max_item_size)
+        self.parser = TextParser(conn.runtime.config.client_value_limit)
         self.loop = conn.loop
         # L1Only leaves hit/miss counting to the server (it sees every answer anyway).
         self.count_lookups = not getattr(self.orca, "counts_lookups", False)

@@ -102,7 +102,10 @@ class Runtime:
             done = self.loop.create_future()
             conn.send(b"version\r\n", LINE, lambda r, f=done: f.done() or f.set_result(r))
             try:
-                resp = await asyncio.wait_for(done, HEALTH_INTERVAL * 2)
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that
+                # races with the answer, and this loop would then outlive shutdown.
+                async with asyncio.timeout(HEALTH_INTERVAL * 2):
+                    resp = await done
                 ok = getattr(resp, "code", None) == b"VERSION"
             except TimeoutError:
                 ok = False
@@ -211,10 +214,10 @@ async def serve(config: Config, *, admin: bool = True, ready_event: asyncio.Even
     await runtime.drain(servers)
     for task in tasks:
         task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await asyncio.wait(tasks, timeout=2)
     if runner is not None:
-        await runner.cleanup()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2):
+                await runner.cleanup()
     gc.enable()
     log.info("cacheproxy stopped")

@@ -12,9 +12,11 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 
+from tests.proxy.test_admin import samples
 from tests.support.procs import start_memcached, start_proxy
 
 
@@ -38,6 +40,14 @@ def test_many_concurrent_connections(mode: str, n: int):
         result = run_clients(proxy.addr, n)
         assert result == {"connected": n, "ok": 2 * n, "wrong": 0, "errors": 0}
         assert proxy.popen.poll() is None
+        key = ("cacheproxy_backend_connections", (("backend", "l1"),))
+        if mode == "batched":  # Rend's anchor: thousands of clients over a handful of connections
+            assert 1 <= samples(proxy.extra["admin"])[key] <= 8
+        else:  # every client's own backend connection closes with it
+            deadline = time.monotonic() + 20
+            while samples(proxy.extra["admin"])[key] != 0:
+                assert time.monotonic() < deadline, "backend connections leaked"
+                time.sleep(0.1)
     finally:
         proxy.stop()
         mc.stop()

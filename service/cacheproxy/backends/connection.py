@@ -43,7 +43,8 @@ class BackendConnection(asyncio.Protocol):
         self.address, self.name, self.timeout = address, name, timeout
         self.max_batch, self.flush_delay, self.count_batches = max_batch, flush_delay, count_batches
         self.loop = asyncio.get_event_loop()
-        self.pending: deque[tuple[int, Callback, float]] = deque()
+        # (answer shape, callback, time sent, payload to retry or None, retry function or None)
+        self.pending: deque[tuple] = deque()
         self.state = IDLE
         self.transport: asyncio.Transport | None = None
         self._out: list[bytes] = []
@@ -57,8 +58,11 @@ class BackendConnection(asyncio.Protocol):
 
     # -- sending ---------------------------------------------------------------------------
 
-    def send(self, payload: bytes, shape: int, callback: Callback) -> None:
-        """Queue PAYLOAD; CALLBACK gets the answer (of SHAPE) or a BackendError, exactly once."""
+    def send(self, payload: bytes, shape: int, callback: Callback, retry: Callable | None = None) -> None:
+        """Queue PAYLOAD; CALLBACK gets the answer (of SHAPE) or a BackendError, exactly once.
+
+        RETRY, for idempotent reads, is called as ``retry(payload, shape, callback)`` instead of
+        failing the callback when this connection breaks with the request in flight."""
         state = self.state
         if state != OPEN and state != CONNECTING:
             if state == CLOSED:
@@ -68,7 +72,7 @@ class BackendConnection(asyncio.Protocol):
                 callback(BackendError(f"backend {self.name} unavailable"))
                 return
             self._start_connect()
-        self.pending.append((shape, callback, self.loop.time()))
+        self.pending.append((shape, callback, self.loop.time(), payload if retry else None, retry))
         out = self._out
         out.append(payload)
         if self.transport is None:
@@ -136,7 +140,7 @@ class BackendConnection(asyncio.Protocol):
             if parsed is None:
                 break
             response, pos = parsed
-            _, callback, _ = pending.popleft()
+            callback = pending.popleft()[1]
             callback(response)
         outbox.flush()  # the answers just completed leave now, one write per client
         if pos < len(buf):
@@ -169,8 +173,11 @@ class BackendConnection(asyncio.Protocol):
         self._out.clear()
         error = BackendError(reason)
         pending, self.pending = self.pending, deque()
-        for _, callback, _ in pending:
-            callback(error)
+        for shape, callback, _, payload, retry in pending:
+            if retry is not None:
+                retry(payload, shape, callback)
+            else:
+                callback(error)
 
     def abort(self, reason: str) -> None:
         """Drop the connection now (timeout, garbage): in-flight requests get SERVER_ERROR."""

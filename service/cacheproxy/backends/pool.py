@@ -57,6 +57,7 @@ class BackendPool:
             conn.close()
         self.conns.clear()
 
+
 class Lane:
     """One client's view of the pool.
 
@@ -78,6 +79,14 @@ class Lane:
         conn.send(payload, shape, callback)
 
     def send_read(self, payload: bytes, shape: int, callback: Callback) -> None:
+        conn = self.conn
+        if conn.state == CLOSED:
+            conn = self.conn = self.pool.pick()
+        conn.send(payload, shape, callback, self._retry)
+
+    def _retry(self, payload: bytes, shape: int, callback: Callback) -> None:
+        """A read's connection broke under it: try other connections, a bounded number of times.
+        (Nothing is allocated per read until a failure actually happens.)"""
         tries = [self.pool.read_retries]
 
         def answered(resp) -> None:
@@ -88,4 +97,4 @@ class Lane:
             else:
                 callback(resp)
 
-        self.send(payload, shape, answered)
+        answered(BackendError(f"backend {self.pool.name} connection lost"))

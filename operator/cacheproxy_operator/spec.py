@@ -143,15 +143,19 @@ def semantic_errors(spec: dict[str, Any]) -> list[str]:
         errors.append(f"l2.storage.size {l2['storage']['size']} is smaller than l2.extstoreSize {l2['extstoreSize']}")
     ports = proxy["ports"]
     used = [("client", ports["client"]), ("metrics", ports["metrics"])]
-    if proxy["batching"]["enabled"]:
+    if proxy["batchPort"]["enabled"]:
         used.append(("batch", ports["batch"]))
+        if not l2["enabled"]:
+            errors.append("proxy.batchPort.enabled needs l2.enabled (the batch orca writes through to L2)")
     if len({port for _, port in used}) != len(used):
         errors.append("proxy.ports must be distinct: " + ", ".join(f"{n}={p}" for n, p in used))
     chunking = proxy["chunking"]
-    if chunking["enabled"] and chunking["threshold"] > memcached["maxItemSize"]:
-        errors.append("proxy.chunking.threshold exceeds memcached.maxItemSize")
-    if chunking["enabled"] and chunking["chunkSize"] > memcached["maxItemSize"]:
-        errors.append("proxy.chunking.chunkSize exceeds memcached.maxItemSize")
+    # The proxy's own limits (cacheproxy.config): a plain item under a 250-byte key and a chunk
+    # item must both fit memcached's -I.
+    if chunking["enabled"] and chunking["threshold"] > memcached["maxItemSize"] - 320:
+        errors.append("proxy.chunking.threshold must be at most memcached.maxItemSize - 320")
+    if chunking["enabled"] and chunking["chunkSize"] > memcached["maxItemSize"] - 128:
+        errors.append("proxy.chunking.chunkSize must be at most memcached.maxItemSize - 128")
     if memcached["maxItemSize"] > memcached["memoryMiB"] * (1 << 20) // 2:
         errors.append("memcached.maxItemSize must be at most half of memcached.memoryMiB")
     for flag in memcached.get("extraArgs", []):

@@ -46,7 +46,7 @@ class Runtime:
     def _orca_factory(self) -> Callable:
         cfg = self.config
         l1 = cfg.address("l1")
-        if cfg.orca_name == "l1only" and cfg.chunking.enabled:
+        if cfg.orca_name == "l1only" and cfg.chunking.enabled:  # (l1l2 chunks in orcas/l1l2.py)
             return self._chunked_factory()
         if cfg.orca_name == "l1only":
             if cfg.batching.enabled:
@@ -125,12 +125,14 @@ class Runtime:
             await asyncio.sleep(tick)
             now = self.loop.time()
             for client in list(self.clients):
-                quiet_for = now - client.last_activity
                 if client.slots:
                     continue
-                session = client.session
-                waiting = session is not None and session.parser.buffered() > 0
-                if (partial and waiting and quiet_for > partial) or (idle and not waiting and quiet_for > idle):
+                started = client.partial_since  # a request began arriving and is not complete
+                if started is not None:
+                    if partial and now - started > partial:  # a slow (or stuck) sender
+                        STATS.errors["timeout"] += 1
+                        client.close()
+                elif idle and now - client.last_activity > idle:
                     STATS.errors["timeout"] += 1
                     client.close()
 
@@ -141,6 +143,7 @@ class Runtime:
         log.info("draining %d client connections (grace %.1fs)", len(self.clients), self.config.shutdown_grace)
         for server in servers:
             server.close()
+        await asyncio.sleep(0.05)  # let bytes already in idle clients' sockets be read and served
         deadline = self.loop.time() + self.config.shutdown_grace
         while self.clients and self.loop.time() < deadline:
             for client in list(self.clients):

@@ -37,6 +37,7 @@ MAXIMAL_SPEC: dict[str, Any] = {
         "logLevel": "debug",
         "chunking": {"enabled": True, "threshold": 1048576, "chunkSize": 1000000},
         "batching": {"enabled": True, "maxConnections": 4, "maxBatch": 32, "flushMicroseconds": 100},
+        "batchPort": {"enabled": True},
         "ports": {"client": 21211, "metrics": 29150, "batch": 21212},
         "resources": {"requests": {"cpu": "1", "memory": "256Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}},
     },

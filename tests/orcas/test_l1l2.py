@@ -202,3 +202,23 @@ def test_locked_mode_keeps_levels_equal_under_concurrent_writers(l1, l2, tmp_pat
         for s in writers:
             s.close()
         proxy.stop()
+
+
+def test_l1l2_with_chunking_round_trips_large_values(l1, l2, tmp_path):
+    cfg = tmp_path / "chunked.yaml"
+    cfg.write_text("chunking: {enabled: true}\n")
+    proxy = start_proxy(l1.addr, l2=l2.addr, args=["--config", str(cfg)])
+    p, one = Conn(proxy.addr), Conn(l1.addr)
+    try:
+        big = bytes(range(256)) * 12_000  # ~3 MiB: several chunks on each level
+        assert p.set("large", big, flags=5) == b"STORED\r\n"
+        out = p.cmd(b"get large\r\n", b"END\r\n")
+        assert out == b"VALUE large 5 %d\r\n%s\r\nEND\r\n" % (len(big), big)
+        assert one.cmd(b"delete large\r\n") == b"DELETED\r\n"  # drop L1's metadata: next read is from L2
+        out = p.cmd(b"get large\r\n", b"END\r\n")
+        assert out == b"VALUE large 5 %d\r\n%s\r\nEND\r\n" % (len(big), big)
+        assert one.mg("large", "f").startswith(b"HD")  # promoted back into L1 (chunked there too)
+    finally:
+        p.close()
+        one.close()
+        proxy.stop()

@@ -76,7 +76,7 @@ def test_random_bytes_never_raise_and_buffer_stays_bounded(data, cuts):
     for cut in [*sorted({c % (len(data) + 1) for c in cuts}), len(data)]:
         parser.feed(data[last:cut])
         last = cut
-        assert parser.buffered() <= 4096 + 2048 + 64
+        assert parser.buffered <= 4096 + 2048 + 64
 
 
 def test_every_byte_fed_alone_gives_the_same_requests():
@@ -126,7 +126,7 @@ def test_too_large_is_swallowed_without_buffering():
     assert isinstance(r, TooLarge) and r.unlink
     for _ in range(100):
         assert parser.feed(b"x" * 65536) == []
-        assert parser.buffered() == 0
+        assert parser.buffered == 0
     assert isinstance(parser.feed(b"y" * (2000000002 - 100 * 65536) + b"get k\r\n")[0], Get)
     [r] = parse_all(b"add big 0 0 1048576\r\n")
     assert isinstance(r, TooLarge) and not r.unlink

@@ -25,7 +25,7 @@ def proxy_config(spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "listen": f"0.0.0.0:{ports['client']}",
         "admin": f"0.0.0.0:{ports['metrics']}",
-        "batch_listen": f"0.0.0.0:{ports['batch']}" if batching["enabled"] else None,
+        "batch_listen": f"0.0.0.0:{ports['batch']}" if proxy["batchPort"]["enabled"] else None,
         "l1": f"unix:{L1_SOCKET}",
         "l2": f"unix:{L2_SOCKET}" if spec["l2"]["enabled"] else None,
         "orca": effective_orca(spec),

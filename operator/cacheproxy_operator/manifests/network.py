@@ -19,7 +19,7 @@ def service_ports(spec: dict[str, Any]) -> list[dict[str, Any]]:
         {"name": "memcache", "port": 11211, "targetPort": "memcache", "protocol": "TCP"},
         {"name": "metrics", "port": 9150, "targetPort": "metrics", "protocol": "TCP"},
     ]
-    if proxy["batching"]["enabled"]:
+    if proxy["batchPort"]["enabled"]:
         ports.append({"name": "memcache-batch", "port": 11212, "targetPort": "memcache-batch", "protocol": "TCP"})
     return ports
 
@@ -69,7 +69,7 @@ def network_policy(owner: Owner, spec: dict[str, Any]) -> dict[str, Any]:
     policy = spec["networkPolicy"]
     proxy = spec["proxy"]
     client_ports = [{"protocol": "TCP", "port": proxy["ports"]["client"]}]
-    if proxy["batching"]["enabled"]:
+    if proxy["batchPort"]["enabled"]:
         client_ports.append({"protocol": "TCP", "port": proxy["ports"]["batch"]})
     clients = _peer(policy.get("clientSelector", {}), policy.get("clientNamespaceSelector"))
     ingress = [{"from": [clients], "ports": client_ports}]

@@ -147,7 +147,7 @@ def proxy_container(spec: dict[str, Any]) -> dict[str, Any]:
         {"name": "memcache", "containerPort": proxy["ports"]["client"], "protocol": "TCP"},
         {"name": "metrics", "containerPort": proxy["ports"]["metrics"], "protocol": "TCP"},
     ]
-    if proxy["batching"]["enabled"]:
+    if proxy["batchPort"]["enabled"]:
         ports.append({"name": "memcache-batch", "containerPort": proxy["ports"]["batch"], "protocol": "TCP"})
     container: dict[str, Any] = {
         "name": "cacheproxy",

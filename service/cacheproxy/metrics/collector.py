@@ -116,6 +116,8 @@ class StatsCollector(Collector):
         yield _histogram("cacheproxy_batch_size", "Requests per batched backend write", "backend",
                          s["batch_sizes"])
         yield GaugeMetricFamily("cacheproxy_draining", "1 once a SIGTERM drain has begun", value=s["draining"])
+        yield GaugeMetricFamily("cacheproxy_tasks", "asyncio tasks alive (flat unless something leaks)",
+                                value=s["tasks"])
         g = GaugeMetricFamily("cacheproxy_info", "Build and mode information", labels=["version", "orca"])
         g.add_metric([__version__, s["orca"]], 1)
         yield g

@@ -76,8 +76,20 @@ class Stats:
             "chunk_token_mismatches": self.chunk_token_mismatches,
             "batch_sizes": {k: (list(h.counts), h.total) for k, h in self.batch_sizes.items()},
             "draining": self.draining,
+            "tasks": _task_count(),
             "orca": self.orca,
         }
+
+
+def _task_count() -> int:
+    """asyncio tasks alive in this process: the proxy runs none per request or per connection
+    (L1L2 operations aside), so this should stay flat; a leak would show here."""
+    import asyncio
+
+    try:
+        return len(asyncio.all_tasks())
+    except RuntimeError:  # no running loop (a snapshot taken outside the proxy)
+        return 0
 
 
 STATS = Stats()

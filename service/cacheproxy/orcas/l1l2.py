@@ -259,9 +259,14 @@ class L1L2:
         return await self.l1.call("text", line, multiline)
 
     def close(self) -> None:
-        if self.owned:
-            self.l1.handler.conn.close()
-            self.l2.handler.conn.close()
+        """The client went away. Every callback still owed is answered (a handler's queue, or a
+        connection's in-flight requests), so no operation task is left waiting forever."""
+        for level in (self.l1, self.l2):
+            handler = level.handler
+            if hasattr(handler, "close"):
+                handler.close()  # a chunked handler drains its queue (and closes an owned conn)
+            elif self.owned:
+                handler.conn.close()
 
 
 class L1L2Batch(L1L2):
@@ -271,16 +276,28 @@ class L1L2Batch(L1L2):
     refresh_mode = REPLACE
 
 
-def _handlers(runtime: Runtime) -> Callable[[], tuple[PlainHandler, PlainHandler, bool]]:
+def _handlers(runtime: Runtime) -> Callable[[], tuple[Any, Any, bool]]:
+    """Per-client handlers for L1 and L2: plain or chunked, on own connections or pool lanes."""
     cfg = runtime.config
+    chunking = cfg.chunking
+
+    def handler(conn: Any, owned: bool) -> Any:
+        if not chunking.enabled:
+            return PlainHandler(conn)
+        from ..handlers.chunked import ChunkedHandler
+
+        return ChunkedHandler.for_item_size(conn, cfg.max_item_size, threshold=chunking.threshold,
+                                            chunk_size=chunking.chunk_size,
+                                            max_value_size=chunking.max_value_size, owned=owned)
+
     if cfg.batching.enabled:
         p1, p2 = runtime.pool("l1"), runtime.pool("l2")
-        return lambda: (PlainHandler(p1.lane()), PlainHandler(p2.lane()), False)
+        return lambda: (handler(p1.lane(), False), handler(p2.lane(), False), False)
     a1, a2 = cfg.address("l1"), cfg.address("l2")
 
-    def own() -> tuple[PlainHandler, PlainHandler, bool]:
-        return (PlainHandler(track(BackendConnection(a1, "l1", cfg.backend_timeout))),
-                PlainHandler(track(BackendConnection(a2, "l2", cfg.backend_timeout))), True)
+    def own() -> tuple[Any, Any, bool]:
+        return (handler(track(BackendConnection(a1, "l1", cfg.backend_timeout)), True),
+                handler(track(BackendConnection(a2, "l2", cfg.backend_timeout)), True), True)
 
     return own
 

@@ -82,6 +82,7 @@ class TextParser:
         self._swallow = 0
         self.closed = False
 
+    @property
     def buffered(self) -> int:
         """Bytes held while waiting for the rest of a request (bounded by the item size limit)."""
         return len(self._buf)

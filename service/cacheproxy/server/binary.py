@@ -7,6 +7,8 @@ client's command, and the backend's answer is turned back into memcached's exact
 
 from __future__ import annotations
 
+from collections import deque
+
 from ..backends.errors import BackendError
 from ..metrics.stats import STATS
 from ..protocol.binary import BinaryParser, BinaryRequest, error_frame
@@ -39,19 +41,28 @@ class BinarySession:
         self.loop = conn.loop
         self.parser = BinaryParser(max_item_size=conn.runtime.config.max_item_size)
         self.count_lookups = not getattr(self.orca, "counts_lookups", False)
+        self.backlog: deque[BinaryRequest | None] = deque()
 
     def feed(self, data: bytes) -> None:
+        self.backlog.extend(self.parser.feed(data))
+        if self.parser.closed:
+            self.backlog.append(None)  # close after everything parsed before the bad frame
+        self.run_backlog()
+
+    def run_backlog(self) -> None:
+        """Serve parsed requests while the client keeps up with its answers (see may_dispatch)."""
+        backlog, conn = self.backlog, self.conn
         now = self.loop.time()
-        for request in self.parser.feed(data):
-            if self.conn.closing:
+        while backlog and conn.may_dispatch() and not conn.closing:
+            request = backlog.popleft()
+            if request is None:
+                STATS.errors["protocol"] += 1
+                conn.close_after_answers()
                 return
             self.dispatch(request, now)
             if request.close:
-                self.conn.close_after_answers()
+                conn.close_after_answers()
                 return
-        if self.parser.closed:
-            STATS.errors["protocol"] += 1
-            self.conn.close_after_answers()
 
     def dispatch(self, request: BinaryRequest, started: float) -> None:
         call = to_meta(request)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_IN_FLIGHT = 256  # requests parsed but unanswered before we stop reading this client
+MAX_IN_FLIGHT = 128  # unanswered requests of one client before its next ones wait
 BINARY_MAGIC = 0x80
 
 
@@ -40,7 +40,7 @@ class Slot:
 
 class ClientConnection(asyncio.Protocol):
     __slots__ = ("_out", "_reading_paused", "_write_scheduled", "_writing_paused", "closing", "last_activity",
-                 "loop", "orca", "runtime", "session", "slots", "transport")
+                 "loop", "orca", "partial_since", "rejected", "runtime", "session", "slots", "transport")
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -54,14 +54,21 @@ class ClientConnection(asyncio.Protocol):
         self._reading_paused = False
         self._writing_paused = False
         self.closing = False
+        self.rejected = False
         self.last_activity = 0.0
+        self.partial_since: float | None = None  # when an unfinished request started to arrive
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        STATS.client_connections += 1
         STATS.client_connections_total += 1
+        if len(self.runtime.clients) >= self.runtime.config.max_connections:
+            self.rejected = self.closing = True  # over the limit: closed at accept, never served
+            STATS.errors["rejected"] += 1
+            transport.abort()
+            return
+        STATS.client_connections += 1
         self.last_activity = self.loop.time()
         self.runtime.clients.add(self)
 
@@ -77,11 +84,18 @@ class ClientConnection(asyncio.Protocol):
         except Exception:
             self.fault()
             return
-        if len(self.slots) > MAX_IN_FLIGHT and not self._reading_paused:
-            self._reading_paused = True
+        if session.parser.buffered:
+            if self.partial_since is None:
+                self.partial_since = self.last_activity
+        else:
+            self.partial_since = None
+        if session.backlog and not self._reading_paused and self.transport is not None:
+            self._reading_paused = True  # requests wait parsed; read no more until they are sent
             self.transport.pause_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.rejected:
+            return
         STATS.client_connections -= 1
         self.closing = True
         self.runtime.clients.discard(self)
@@ -157,9 +171,28 @@ class ClientConnection(asyncio.Protocol):
         STATS.bytes_sent += len(data)
         self.transport.write(data)
 
+    def may_dispatch(self) -> bool:
+        """Backpressure: a client that does not read its answers stops getting requests served
+        (they wait parsed, in order) once MAX_IN_FLIGHT are unanswered or its socket is full, so
+        its memory stays bounded by MAX_IN_FLIGHT answers."""
+        return len(self.slots) < MAX_IN_FLIGHT and not self._writing_paused
+
     def _maybe_resume_reading(self) -> None:
-        if (self._reading_paused and not self._writing_paused and len(self.slots) <= MAX_IN_FLIGHT // 2
-                and self.transport is not None and not self.closing):
+        if not self._reading_paused or self.transport is None or self.closing:
+            return
+        session = self.session
+        if session is not None and session.backlog:
+            if not self.may_dispatch() or len(self.slots) > MAX_IN_FLIGHT // 2:
+                return
+            try:
+                session.run_backlog()
+                outbox.flush()
+            except Exception:
+                self.fault()
+                return
+            if session.backlog:
+                return
+        if not self._writing_paused and len(self.slots) <= MAX_IN_FLIGHT // 2:
             self._reading_paused = False
             self.transport.resume_reading()
 

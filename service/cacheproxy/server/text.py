@@ -7,6 +7,7 @@ so meta clients see memcached's own bytes.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 
 from ..backends.errors import BackendError
@@ -27,7 +28,7 @@ from ..protocol.requests import (
     Touch,
 )
 from ..protocol.text import TOO_LARGE, TextParser
-from .connection import ClientConnection, Slot
+from .connection import MAX_IN_FLIGHT, ClientConnection, Slot
 
 STORE_ANSWERS = {b"HD": (b"STORED\r\n", "stored"), b"NS": (b"NOT_STORED\r\n", "not_stored"),
                  b"EX": (b"EXISTS\r\n", "exists"), b"NF": (b"NOT_FOUND\r\n", "not_found")}
@@ -64,7 +65,7 @@ def value_line(key: bytes, resp: MetaResponse, cas: bool) -> bytes:
 class TextSession:
     """Serves one text/meta client connection."""
 
-    __slots__ = ("conn", "count_lookups", "loop", "orca", "parser")
+    __slots__ = ("backlog", "conn", "count_lookups", "loop", "orca", "parser")
     dispatch: dict[type, Callable]  # request type → unbound method, filled in below the class
 
     def __init__(self, conn: ClientConnection) -> None:
@@ -74,16 +75,29 @@ class TextSession:
         self.loop = conn.loop
         # L1Only leaves hit/miss counting to the server (it sees every answer anyway).
         self.count_lookups = not getattr(self.orca, "counts_lookups", False)
+        self.backlog: deque[Request] = deque()  # parsed, waiting for the client to read answers
 
     def feed(self, data: bytes) -> None:
         requests = self.parser.feed(data)
         if not requests:
+            return
+        if self.backlog or len(requests) + len(self.conn.slots) > MAX_IN_FLIGHT:
+            self.backlog.extend(requests)
+            self.run_backlog()
             return
         now = self.loop.time()
         dispatch = self.dispatch
         for request in requests:
             if self.conn.closing:
                 return
+            dispatch[type(request)](self, request, now)
+
+    def run_backlog(self) -> None:
+        """Serve waiting requests while the client keeps up with its answers."""
+        backlog, conn, dispatch = self.backlog, self.conn, self.dispatch
+        now = self.loop.time()
+        while backlog and conn.may_dispatch() and not conn.closing:
+            request = backlog.popleft()
             dispatch[type(request)](self, request, now)
 
     def finish(self, slot: Slot, command: str, result: str, started: float, data: bytes) -> None:

@@ -1,0 +1,125 @@
+"""What the reliability tests observe from outside the proxy: /proc, /metrics, a load driver.
+
+Everything here polls with a deadline; nothing sleeps to synchronise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import TypeVar
+
+from prometheus_client.parser import text_string_to_metric_families
+
+T = TypeVar("T")
+
+
+def rss_kib(pid: int) -> int:
+    """VmRSS of PID in KiB (resident memory, what the kubelet's OOM decisions follow)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def fd_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def thread_count(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no Threads for {pid}")
+
+
+def metrics(admin: str) -> dict[tuple[str, tuple], float]:
+    """Every sample of ``GET /metrics`` keyed by (name, sorted labels)."""
+    with urllib.request.urlopen(f"http://{admin}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out: dict[tuple[str, tuple], float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def metric(admin: str, name: str, **labels: str) -> float:
+    return metrics(admin).get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def wait_until(probe: Callable[[], T], ok: Callable[[T], bool], timeout: float, what: str,
+               interval: float = 0.05) -> T:
+    """Poll PROBE until OK(value) or TIMEOUT; fail with the last value seen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if ok(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: still {value!r} after {timeout}s")
+        time.sleep(interval)
+
+
+class LoadDriver:
+    """``tests.reliability.loaddriver`` in its own process, stopped by PID."""
+
+    def __init__(self, addr: str, conns: int, *, rate: float = 1.0, seconds: float = 120.0,
+                 prefix: str = "rel", size: int = 32) -> None:
+        cmd = [sys.executable, "-m", "tests.reliability.loaddriver", addr, "--conns", str(conns),
+               "--rate", str(rate), "--seconds", str(seconds), "--prefix", prefix, "--size", str(size)]
+        self.conns = conns
+        self.seconds = seconds
+        self.popen = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+        self.result: dict | None = None
+
+    def _line(self, timeout: float) -> str:
+        ready, _, _ = select.select([self.popen.stdout], [], [], timeout)
+        if not ready:
+            raise TimeoutError("load driver said nothing")
+        return self.popen.stdout.readline().decode()
+
+    def wait_ready(self, timeout: float = 120.0) -> int:
+        """Block until every connection is open and has answered one round; return how many."""
+        line = self._line(timeout)
+        if not line.startswith("READY "):
+            raise RuntimeError(f"load driver: {line!r} {self.popen.stderr.read().decode()[-2000:]}")
+        return int(line.split()[1])
+
+    def finish(self, timeout: float = 60.0) -> dict:
+        """Tell the driver to stop (stdin EOF) and return its tally."""
+        try:  # communicate() closes stdin: that EOF is the driver's signal to stop
+            out, err = self.popen.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+        lines = out.decode().strip().splitlines()
+        if self.popen.returncode != 0 or not lines:
+            raise RuntimeError(f"load driver exited {self.popen.returncode}: {err.decode()[-3000:]}")
+        self.result = json.loads(lines[-1])
+        return self.result
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            os.kill(self.popen.pid, signal.SIGKILL)
+            self.popen.wait()
+
+
+def ok_rounds_between(tally: dict, start: float, end: float) -> int:
+    """Rounds answered correctly between two CLOCK_MONOTONIC times (100 ms resolution)."""
+    return sum(n for bucket, n in tally["ok_per_100ms"].items() if start * 10 <= int(bucket) < end * 10)
+
+
+def summary(tally: dict) -> dict:
+    """The counters of a tally, without its event lists (for assertion messages)."""
+    return {k: v for k, v in tally.items() if isinstance(v, int | float)} | {"wrong_samples": tally["wrong_samples"]}

@@ -41,7 +41,7 @@ class BinarySession:
         self.loop = conn.loop
         self.parser = BinaryParser(max_item_size=conn.runtime.config.max_item_size)
         self.count_lookups = not getattr(self.orca, "counts_lookups", False)
-        self.backlog: deque[BinaryRequest | None] = deque()
+        self.backlog: deque[BinaryRequest | None] = deque()  # parsed, waiting for the client to keep up
 
     def feed(self, data: bytes) -> None:
         self.backlog.extend(self.parser.feed(data))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from typing import TYPE_CHECKING
 
 from ..backends import outbox
@@ -48,7 +47,9 @@ class ClientConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.session = None
         self.orca = None
-        self.slots: deque[Slot] = deque()
+        # A list, not a deque: it is nearly always 0-2 long, and an empty deque costs ~600 bytes
+        # per connection (10,000 idle clients = 6 MB).
+        self.slots: list[Slot] = []
         self._out: list[bytes] = []
         self._write_scheduled = False
         self._reading_paused = False
@@ -143,7 +144,7 @@ class ClientConnection(asyncio.Protocol):
             return
         out = self._out
         while slots and slots[0].data is not None:
-            head = slots.popleft()
+            head = slots.pop(0)
             if head.data:
                 out.append(head.data)
             if head.close_after:

@@ -75,13 +75,15 @@ class TextSession:
         self.loop = conn.loop
         # L1Only leaves hit/miss counting to the server (it sees every answer anyway).
         self.count_lookups = not getattr(self.orca, "counts_lookups", False)
-        self.backlog: deque[Request] = deque()  # parsed, waiting for the client to read answers
+        self.backlog: deque[Request] | None = None  # parsed, waiting for the client to read answers
 
     def feed(self, data: bytes) -> None:
         requests = self.parser.feed(data)
         if not requests:
             return
         if self.backlog or len(requests) + len(self.conn.slots) > MAX_IN_FLIGHT:
+            if self.backlog is None:
+                self.backlog = deque()  # made only for clients that outrun their answers
             self.backlog.extend(requests)
             self.run_backlog()
             return

@@ -156,9 +156,10 @@ def last_cas(data: bytes, previous: int) -> int:
     return previous
 
 
-def run_script(addr_a: str, addr_b: str, steps: list[Step], seed: int = 0) -> list[tuple]:
-    """Run STEPS on both sides; returns per-step (direct, mapped) raw answers and close flags."""
-    direct, mapped = Direct(addr_a), Mapped(addr_b, seed)
+def run_script(addr_a: str, addr_b: str, steps: list[Step], seed: int = 0, *, b_direct: bool = False) -> list[tuple]:
+    """Run STEPS on both sides; returns per-step (direct, mapped) raw answers and close flags.
+    With B_DIRECT, side B also gets the raw bytes (it is the proxy, mapping for itself)."""
+    direct, mapped = Direct(addr_a), (Direct(addr_b) if b_direct else Mapped(addr_b, seed))
     results = []
     cas_a = cas_b = 0
     try:

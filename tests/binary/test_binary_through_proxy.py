@@ -9,7 +9,7 @@ import signal
 import pytest
 from cacheproxy.protocol.binary import Op, encode_request, parse_frames
 
-from tests.binary.harness import Direct, last_cas, normalise
+from tests.binary.harness import normalise, run_script
 from tests.binary.scripts import CLOSING, SCRIPTS
 from tests.support.procs import connect, recv_until, start_memcached, start_proxy
 
@@ -33,24 +33,9 @@ def flush(addr: str) -> None:
 
 
 def run_both(addr_a: str, addr_b: str, steps) -> None:
-    a, b = Direct(addr_a), Direct(addr_b)
-    cas_a = cas_b = 0
-    try:
-        for index, step in enumerate(steps):
-            if a.closed or b.closed:
-                break
-            blob_a = step(cas_a) if callable(step) else step
-            blob_b = step(cas_b) if callable(step) else step
-            sentinel = 0x5E5E0000 + index
-            noop = encode_request(Op.NOOP, opaque=sentinel)
-            got_a = a.run(blob_a + noop, sentinel)
-            got_b = b.run(blob_b + noop, None if a.closed else sentinel)
-            assert normalise(got_b) == normalise(got_a), f"step {blob_a[:60]!r}"
-            assert b.closed == a.closed, f"close differs after {blob_a[:60]!r}"
-            cas_a, cas_b = last_cas(got_a, cas_a), last_cas(got_b, cas_b)
-    finally:
-        a.close()
-        b.close()
+    for blob, got_a, got_b, closed_a, closed_b in run_script(addr_a, addr_b, steps, b_direct=True):
+        assert normalise(got_b) == normalise(got_a), f"step {blob[:60]!r}"
+        assert closed_b == closed_a, f"close differs after {blob[:60]!r}"
 
 
 # Stat answers depend on each server's history (slab classes used so far), not on the protocol:

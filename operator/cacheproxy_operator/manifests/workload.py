@@ -78,21 +78,7 @@ def _sleep_prestop(seconds: int) -> dict[str, Any]:
 
 def memcached_l1_container(spec: dict[str, Any]) -> dict[str, Any]:
     memcached = spec["memcached"]
-    args = [
-        "-s",
-        L1_SOCKET,
-        "-a",
-        "0660",
-        "-m",
-        str(memcached["memoryMiB"]),
-        "-I",
-        str(memcached["maxItemSize"]),
-        "-t",
-        str(memcached["threads"]),
-        "-c",
-        str(memcached["maxConnections"]),
-        *memcached.get("extraArgs", []),
-    ]
+    args = _memcached_args(L1_SOCKET, memcached["memoryMiB"], memcached, memcached.get("extraArgs", []))
     return {
         "name": "memcached",
         "image": memcached["image"],
@@ -106,25 +92,17 @@ def memcached_l1_container(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _memcached_args(socket: str, memory_mib: int, memcached: dict[str, Any], extra: list[str]) -> list[str]:
+    """One memcached on a unix socket in the shared emptyDir; L1 and L2 share -I, -t and -c."""
+    return ["-s", socket, "-a", "0660", "-m", str(memory_mib), "-I", str(memcached["maxItemSize"]),
+            "-t", str(memcached["threads"]), "-c", str(memcached["maxConnections"]), *extra]
+
+
 def memcached_l2_container(spec: dict[str, Any]) -> dict[str, Any]:
     l2, memcached = spec["l2"], spec["memcached"]
     extstore_mib = mebibytes(l2["extstoreSize"])
-    args = [
-        "-s",
-        L2_SOCKET,
-        "-a",
-        "0660",
-        "-m",
-        str(l2["memoryMiB"]),
-        "-I",
-        str(memcached["maxItemSize"]),
-        "-t",
-        str(memcached["threads"]),
-        "-c",
-        str(memcached["maxConnections"]),
-        "-o",
-        f"ext_path={L2_DATA_DIR}/extstore:{extstore_mib}M",
-    ]
+    args = _memcached_args(L2_SOCKET, l2["memoryMiB"], memcached,
+                           ["-o", f"ext_path={L2_DATA_DIR}/extstore:{extstore_mib}M"])
     return {
         "name": "memcached-l2",
         "image": l2.get("image") or memcached["image"],

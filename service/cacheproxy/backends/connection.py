@@ -117,10 +117,13 @@ class BackendConnection(asyncio.Protocol):
             STATS.backend_errors[(self.name, "connect")] += 1
             self._fail(f"backend {self.name} unavailable: {exc.strerror or exc}")
         except asyncio.CancelledError:
-            self._fail(f"backend {self.name} connection closed")
-            raise
+            raise  # whoever cancelled (a timeout, close()) has already failed the requests
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.transport is not None or self.state == CLOSED:  # never two transports at once
+            transport.set_protocol(_DETACHED)
+            transport.abort()
+            return
         self.transport = transport  # type: ignore[assignment]
         if self._backoff:
             STATS.backend_reconnects[self.name] += 1
@@ -165,6 +168,11 @@ class BackendConnection(asyncio.Protocol):
 
     def _fail(self, reason: str) -> None:
         """Answer everything in flight with an error and back off before reconnecting."""
+        task = self._connect_task
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            # A connect still hanging (a stopped backend's full accept queue) must not complete
+            # later beside the one the next request starts: one transport per connection, ever.
+            task.cancel()
         if self.state != CLOSED:
             self.state = DOWN
             self._backoff = min(BACKOFF_MAX, max(BACKOFF_MIN, self._backoff * 2))
@@ -179,20 +187,25 @@ class BackendConnection(asyncio.Protocol):
             else:
                 callback(error)
 
+    def _detach(self) -> None:
+        """Let go of the transport now; its last events go to a protocol that ignores them, so a
+        late ``connection_lost`` can never be mistaken for one of the next transport's."""
+        transport = self.transport
+        if transport is not None:
+            self.transport = None
+            STATS.backend_connections[self.name] -= 1
+            transport.set_protocol(_DETACHED)
+            transport.abort()
+
     def abort(self, reason: str) -> None:
         """Drop the connection now (timeout, garbage): in-flight requests get SERVER_ERROR."""
-        transport = self.transport
+        self._detach()
         self._fail(reason)
-        if transport is not None:
-            transport.abort()
 
     def close(self) -> None:
         """Close for good (its client went away)."""
         self.state = CLOSED
-        if self._connect_task is not None and not self._connect_task.done():
-            self._connect_task.cancel()
-        if self.transport is not None:
-            self.transport.close()
+        self._detach()
         self._fail(f"backend {self.name} connection closed")
         if self.on_close is not None:
             self.on_close(self)
@@ -219,3 +232,10 @@ class BackendConnection(asyncio.Protocol):
                 return  # the backend did answer; a busy event loop has not read it yet
             STATS.backend_errors[(self.name, "timeout")] += 1
             self.abort(f"backend {self.name} timeout")
+
+
+class _Detached(asyncio.Protocol):
+    """Receives the last events of transports a BackendConnection has already let go of."""
+
+
+_DETACHED = _Detached()

@@ -19,10 +19,18 @@ _ERRORS = (b"ERROR", b"CLIENT_ERROR", b"SERVER_ERROR")
 class MetaResponse:
     """One backend answer: ``code`` is its first token, ``raw`` the exact bytes received."""
 
-    __slots__ = ("code", "line", "raw", "value")
+    __slots__ = ("_raw", "code", "line", "value")
 
-    def __init__(self, code: bytes, line: bytes, value: bytes | None, raw: bytes) -> None:
-        self.code, self.line, self.value, self.raw = code, line, value, raw
+    def __init__(self, code: bytes, line: bytes, value: bytes | None, raw: bytes | None = None) -> None:
+        self.code, self.line, self.value, self._raw = code, line, value, raw
+
+    @property
+    def raw(self) -> bytes:
+        """The answer's bytes; for a value answer rebuilt on demand (text gets never need it)."""
+        raw = self._raw
+        if raw is None:
+            raw = self._raw = self.line + b"\r\n" + (self.value + b"\r\n" if self.value is not None else b"")
+        return raw
 
     def flag(self, name: bytes) -> bytes | None:
         """The value of a returned flag token (``f``, ``c``, ``t``, ``k``, ``O`` ...), if present."""
@@ -52,7 +60,7 @@ def read_meta(buf: bytes, pos: int) -> tuple[MetaResponse, int] | None:
         stop = nl + 1 + size + 2
         if stop > len(buf):
             return None
-        return MetaResponse(code, line, buf[nl + 1:stop - 2], buf[pos:stop]), stop
+        return MetaResponse(code, line, buf[nl + 1:stop - 2]), stop
     return MetaResponse(code, line, None, buf[pos:nl + 1]), nl + 1
 
 

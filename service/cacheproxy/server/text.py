@@ -53,13 +53,16 @@ def error_answer(resp: MetaResponse | BackendError) -> tuple[bytes, str]:
     return resp.raw, "server_error"
 
 
-def value_line(key: bytes, resp: MetaResponse, cas: bool) -> bytes:
-    """``VA <size> f<flags> [c<cas>]`` + data → ``VALUE <key> <flags> <size> [<cas>]`` + data."""
-    tokens = resp.line.split(b" ")
-    head = b"VALUE " + key + b" " + tokens[2][1:] + b" " + tokens[1]
-    if cas:
-        head += b" " + tokens[3][1:]
-    return head + b"\r\n" + resp.value + b"\r\n"  # type: ignore[operator]
+def value_line(key: bytes, resp: MetaResponse, cas: bool, end: bytes = b"") -> bytes:
+    """``VA <size> f<flags> [c<cas>]`` + data → ``VALUE <key> <flags> <size> [<cas>]`` + data (+ END)."""
+    line = resp.line
+    size_end = line.find(b" ", 3)
+    if not cas:  # "VA <size> f<flags>[ t<ttl>]": one formatting step, no token list
+        flags_end = line.find(b" ", size_end + 1)
+        flags = line[size_end + 2:] if flags_end < 0 else line[size_end + 2:flags_end]
+        return b"VALUE %b %b %b\r\n%b\r\n%b" % (key, flags, line[3:size_end], resp.value, end)
+    tokens = line.split(b" ")
+    return b"VALUE %b %b %b %b\r\n%b\r\n%b" % (key, tokens[2][1:], tokens[1], tokens[3][1:], resp.value, end)
 
 
 class TextSession:
@@ -129,7 +132,12 @@ class TextSession:
 
             def one(resp: MetaResponse | BackendError) -> None:
                 try:
-                    self.render_get(slot, req, (resp,), started)
+                    if getattr(resp, "code", None) == b"VA":  # the hot path: one hit
+                        if self.count_lookups:
+                            STATS.lookups[L1_HIT] += 1
+                        self.finish(slot, req.command, "hit", started, value_line(key, resp, cas, END))
+                    else:
+                        self.render_get(slot, req, (resp,), started)
                 except Exception:
                     self.conn.fault()
 

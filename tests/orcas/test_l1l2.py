@@ -222,3 +222,13 @@ def test_l1l2_with_chunking_round_trips_large_values(l1, l2, tmp_path):
         p.close()
         one.close()
         proxy.stop()
+
+
+def test_one_clients_pipeline_keeps_memcached_order(levels):
+    """set k; get k pipelined must read the new value, get k; set k the old one (as memcached)."""
+    p, _, _ = levels
+    p.set("order", b"old")
+    out = p.cmd(b"get order\r\nset order 0 0 3\r\nnew\r\nget order\r\ndelete order\r\nget order\r\n",
+                b"DELETED\r\nEND\r\n")
+    assert out == (b"VALUE order 0 3\r\nold\r\nEND\r\nSTORED\r\nVALUE order 0 3\r\nnew\r\nEND\r\n"
+                   b"DELETED\r\nEND\r\n")

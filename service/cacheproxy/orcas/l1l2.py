@@ -119,14 +119,36 @@ class L1L2:
                  locks: StripedLocks | None = None, owned: bool = True) -> None:
         self.l1, self.l2 = Levels("l1", l1, loop), Levels("l2", l2, loop)
         self.loop, self.locks, self.owned = loop, locks, owned
+        self._last_write: asyncio.Future | None = None  # this client's ordering (see _run)
+        self._reads: list[asyncio.Future] = []
 
     # -- plumbing --------------------------------------------------------------------------
 
-    def _run(self, key: bytes, coro_fn: Callable, cb: Callback, *args: Any) -> None:
-        """Run one operation as a task; its result (or a SERVER_ERROR) goes to CB exactly once."""
+    def _run(self, key: bytes, coro_fn: Callable, cb: Callback, *args: Any, write: bool = True) -> None:
+        """Run one operation as a task; its result (or a SERVER_ERROR) goes to CB exactly once.
+
+        One client's operations keep memcached's per-connection order: a write starts only after
+        everything the client sent before it has finished, and a read only after the writes sent
+        before it (reads between two writes run together, so a multiget's L1 misses still reach
+        L2 in one burst). Without this, ``set k; get k`` pipelined could read L1 before the set
+        reached it, and ``get k; set k`` could read the new value."""
+        after = [self._last_write] if self._last_write is not None else []
+        if write:
+            after += self._reads
+            self._reads = []
+        done = self.loop.create_future()
+        if write:
+            self._last_write = done
+        else:
+            if len(self._reads) >= 32:  # a read-only client: forget reads that have finished
+                self._reads = [f for f in self._reads if not f.done()]
+            self._reads.append(done)
 
         async def runner() -> None:
             try:
+                for earlier in after:
+                    if not earlier.done():
+                        await earlier
                 if self.locks is not None and key:
                     async with self.locks(key):
                         result = await coro_fn(key, *args)
@@ -136,6 +158,8 @@ class L1L2:
                 log.exception("L1L2 operation failed")
                 STATS.errors["server_error"] += 1
                 result = BackendError("proxy internal error")
+            finally:
+                done.set_result(None)
             cb(result)
 
         self.loop.create_task(runner())
@@ -144,7 +168,7 @@ class L1L2:
 
     def get(self, key: bytes, cb: Callback, *, cas: bool = False, exptime: int | None = None,
             ttl: bool = False) -> None:
-        self._run(key, self._get, cb, cas, exptime)
+        self._run(key, self._get, cb, cas, exptime, write=exptime is not None)
 
     async def _get(self, key: bytes, cas: bool, exptime: int | None) -> Any:
         if not cas:
@@ -226,7 +250,7 @@ class L1L2:
 
     def meta(self, line: bytes, data: bytes | None, quiet: bool, cb: Callback) -> None:
         key = line.split(b" ", 2)[1] if line.count(b" ") else b""
-        self._run(key, self._meta, cb, line, data, quiet)
+        self._run(key, self._meta, cb, line, data, quiet, write=line[:2] not in (b"mg", b"mn", b"me"))
 
     async def _meta(self, key: bytes, line: bytes, data: bytes | None, quiet: bool) -> Any:
         command = line[:2]
@@ -249,7 +273,7 @@ class L1L2:
         return r2
 
     def text(self, line: bytes, multiline: bool, cb: Callback) -> None:
-        self._run(b"", self._text, cb, line, multiline)
+        self._run(b"", self._text, cb, line, multiline, write=line.startswith(b"flush_all"))
 
     async def _text(self, key: bytes, line: bytes, multiline: bool) -> Any:
         if line.startswith(b"flush_all"):

@@ -212,6 +212,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=120.0, help="hard bound on the run")
     p.add_argument("--prefix", default="rel")
     p.add_argument("--size", type=int, default=32, help="value size in bytes")
+    p.add_argument("--out", help="write the JSON tally to this file instead of stdout")
     args = p.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -222,7 +223,13 @@ def main() -> None:
     except ImportError:
         pass
     tally = asyncio.run(run(args))
-    print(json.dumps(asdict(tally)), flush=True)
+    text = json.dumps(asdict(tally))
+    if args.out:  # a file: a tally of several hundred KiB must not depend on pipe writes
+        with open(args.out, "w") as f:
+            f.write(text)
+        print("DONE", flush=True)
+    else:
+        print(text, flush=True)
 
 
 if __name__ == "__main__":

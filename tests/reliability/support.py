@@ -11,6 +11,8 @@ import select
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -75,8 +77,10 @@ class LoadDriver:
 
     def __init__(self, addr: str, conns: int, *, rate: float = 1.0, seconds: float = 120.0,
                  prefix: str = "rel", size: int = 32) -> None:
+        self.out_path = tempfile.mktemp(prefix="loaddriver-", suffix=".json")
         cmd = [sys.executable, "-m", "tests.reliability.loaddriver", addr, "--conns", str(conns),
-               "--rate", str(rate), "--seconds", str(seconds), "--prefix", prefix, "--size", str(size)]
+               "--rate", str(rate), "--seconds", str(seconds), "--prefix", prefix, "--size", str(size),
+               "--out", self.out_path]
         self.conns = conns
         self.seconds = seconds
         self.popen = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -98,15 +102,27 @@ class LoadDriver:
 
     def finish(self, timeout: float = 60.0) -> dict:
         """Tell the driver to stop (stdin EOF) and return its tally."""
-        try:  # communicate() closes stdin: that EOF is the driver's signal to stop
-            out, err = self.popen.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise
+        # Not communicate(): it reads the raw pipe and would miss what _line()'s buffered readline
+        # already pulled in (a long tally line then arrives with a hole in it).
+        errors: list[bytes] = []
+        drain = threading.Thread(target=lambda: errors.append(self.popen.stderr.read()), daemon=True)
+        drain.start()
+        self.popen.stdin.close()  # EOF is the driver's signal to stop
+        timer = threading.Timer(timeout, self.kill)
+        timer.start()
+        try:
+            out = self.popen.stdout.read()
+            self.popen.wait()
+        finally:
+            timer.cancel()
+        drain.join(10)
+        err = errors[0] if errors else b""
         lines = out.decode().strip().splitlines()
-        if self.popen.returncode != 0 or not lines:
+        if self.popen.returncode != 0 or not lines or lines[-1] != "DONE":
             raise RuntimeError(f"load driver exited {self.popen.returncode}: {err.decode()[-3000:]}")
-        self.result = json.loads(lines[-1])
+        with open(self.out_path) as f:
+            self.result = json.load(f)
+        os.unlink(self.out_path)
         return self.result
 
     def kill(self) -> None:

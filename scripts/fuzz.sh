@@ -16,6 +16,8 @@ RUNS=${1:-1000000}
 MERGE=${2:-}
 MAX_SECONDS=${MAX_SECONDS:-840}
 PY=${PYTHON:-python3}
+[ -z "${PYTHON:-}" ] && [ -x .venv/bin/python ] && PY=.venv/bin/python  # what scripts/setup.sh installed
+"$PY" -c "import atheris" 2>/dev/null || "$PY" -m pip install -q "atheris>=2.3"  # only the fuzzer needs it
 WORK=$(mktemp -d /tmp/cacheproxy-fuzz.XXXXXX)
 declare -A MAXLEN=([text_parser]=8192 [binary_parser]=20000)
 declare -A DICT=([text_parser]=fuzz/text.dict [binary_parser]=fuzz/binary.dict)

@@ -10,6 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+[ -z "${PYTHON:-}" ] && [ -x .venv/bin/python ] && PY=.venv/bin/python  # what scripts/setup.sh installed
 if [ "${1:-}" = "--faults" ]; then
   shift
   exec env CACHEPROXY_FAULT_CONNS=10000 "$PY" -m pytest -q -p no:cacheprovider \

@@ -21,6 +21,7 @@ from cacheproxy_operator.spec import with_defaults
 from kubernetes.client.exceptions import ApiException
 
 from tests.operator.conftest import kubectl, new_namespace, poll
+from tests.support.procs import terminate
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parents[2]
@@ -398,12 +399,7 @@ def test_operator_killed_mid_reconcile_converges_without_duplicates(cluster: str
         ).desired
         assert {m["kind"] for m in desired} - {"ServiceMonitor"} <= set(counts)
     finally:
-        second.send_signal(signal.SIGTERM)
-        try:
-            second.wait(20)
-        except subprocess.TimeoutExpired:
-            second.kill()
-            second.wait()
+        terminate(second)
         kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
@@ -489,12 +485,7 @@ def test_operator_needs_no_more_than_its_rbac_rules(cluster: str, kube: Any, tmp
         )
         poll(lambda: converged(kube, namespace, "least"), what="converged after prune")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc)
         kubectl("delete", "namespace", namespace, "--wait=false", check=False)
         kubectl("delete", "clusterrole,clusterrolebinding", f"cacheproxy-operator-{namespace}", check=False)
     text = log.read_text()

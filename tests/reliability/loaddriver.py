@@ -22,10 +22,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import resource
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+
+from tests.support.procs import client_process_setup
 
 WAVE = 500
 ANSWER_TIMEOUT = 15.0
@@ -214,14 +215,7 @@ def main() -> None:
     p.add_argument("--size", type=int, default=32, help="value size in bytes")
     p.add_argument("--out", help="write the JSON tally to this file instead of stdout")
     args = p.parse_args()
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
+    client_process_setup()
     tally = asyncio.run(run(args))
     text = json.dumps(asdict(tally))
     if args.out:  # a file: a tally of several hundred KiB must not depend on pipe writes

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import resource
 import sys
 import time
+
+from tests.support.procs import client_process_setup
 
 WAVE = 500
 
@@ -61,13 +62,6 @@ async def main(addr: str, n: int, rounds: int, deadline_s: float = 120.0) -> dic
 
 
 if __name__ == "__main__":
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
+    client_process_setup()
     rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 2
     print(json.dumps(asyncio.run(main(sys.argv[1], int(sys.argv[2]), rounds))))

@@ -55,6 +55,31 @@ def connect(addr: str, timeout: float = 10.0) -> socket.socket:
     return socket.create_connection((host, int(port)), timeout=timeout)
 
 
+def terminate(popen: subprocess.Popen, timeout: float = 20.0) -> int:
+    """SIGTERM, wait, and SIGKILL if it has not exited by then; the exit code."""
+    if popen.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            popen.send_signal(signal.SIGTERM)
+        try:
+            popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait()
+    return popen.returncode
+
+
+def client_process_setup() -> None:
+    """For load-generating child processes: all the descriptors we may have, and uvloop."""
+    import resource
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+
+
 @dataclass
 class Proc:
     """A started process and the address it serves."""

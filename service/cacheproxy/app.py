@@ -20,7 +20,7 @@ from .listener.listener import listen
 from .metrics.admin import build_app
 from .metrics.stats import STATS
 from .orcas.l1only import L1Only
-from .protocol.meta import LINE
+from .protocol.meta import LINE, code_of
 
 log = logging.getLogger("cacheproxy")
 
@@ -87,9 +87,8 @@ class Runtime:
     def ready(self) -> tuple[bool, str]:
         if self.draining:
             return False, "draining"
-        down = [name for name, ok in self.backend_ok.items() if not ok and name == "l1"]
-        if down:
-            return False, f"backend {', '.join(down)} down"
+        if not self.backend_ok["l1"]:  # L2 down degrades hits, it does not stop service
+            return False, "backend l1 down"
         return True, "ready"
 
     # -- background duties -----------------------------------------------------------------
@@ -106,7 +105,7 @@ class Runtime:
                 # races with the answer, and this loop would then outlive shutdown.
                 async with asyncio.timeout(HEALTH_INTERVAL * 2):
                     resp = await done
-                ok = getattr(resp, "code", None) == b"VERSION"
+                ok = code_of(resp) == b"VERSION"
             except TimeoutError:
                 ok = False
             if ok != self.backend_ok.get(name):

@@ -44,12 +44,15 @@ def _proxy_resources(given: dict[str, Any]) -> dict[str, Any]:
     return given or {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
 
 
+def _run_as(security: dict[str, Any]) -> dict[str, Any]:
+    """The identity fields the pod and every container state alike."""
+    return {key: security[key] for key in ("runAsNonRoot", "runAsUser", "runAsGroup")}
+
+
 def _container_security(spec: dict[str, Any]) -> dict[str, Any]:
     security = spec["securityContext"]
     return {
-        "runAsNonRoot": security["runAsNonRoot"],
-        "runAsUser": security["runAsUser"],
-        "runAsGroup": security["runAsGroup"],
+        **_run_as(security),
         "readOnlyRootFilesystem": security["readOnlyRootFilesystem"],
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
@@ -58,13 +61,7 @@ def _container_security(spec: dict[str, Any]) -> dict[str, Any]:
 
 def _pod_security(spec: dict[str, Any]) -> dict[str, Any]:
     security = spec["securityContext"]
-    return {
-        "runAsNonRoot": security["runAsNonRoot"],
-        "runAsUser": security["runAsUser"],
-        "runAsGroup": security["runAsGroup"],
-        "fsGroup": security["fsGroup"],
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
+    return {**_run_as(security), "fsGroup": security["fsGroup"], "seccompProfile": {"type": "RuntimeDefault"}}
 
 
 def _memcached_hold_seconds(spec: dict[str, Any]) -> int:

@@ -219,9 +219,6 @@ class BackendConnection(asyncio.Protocol):
         except (OSError, ValueError):
             return False
 
-    def oldest_pending(self) -> float | None:
-        return self.pending[0][2] if self.pending else None
-
     def check_timeout(self, now: float) -> None:
         """Called by the sweeper: abort when the oldest request has waited too long and the
         backend has sent nothing meanwhile (a busy event loop is not a dead backend)."""

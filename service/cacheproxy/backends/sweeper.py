@@ -15,14 +15,7 @@ LIVE: set[BackendConnection] = set()
 
 def track(conn: BackendConnection) -> BackendConnection:
     LIVE.add(conn)
-    previous = conn.on_close
-
-    def forget(c: BackendConnection) -> None:
-        LIVE.discard(c)
-        if previous is not None:
-            previous(c)
-
-    conn.on_close = forget
+    conn.on_close = LIVE.discard  # closed for good: nothing left to time out
     return conn
 
 

@@ -36,7 +36,7 @@ from ..backends.connection import BackendConnection, Callback
 from ..backends.errors import BackendError
 from ..backends.pool import Lane
 from ..metrics.stats import STATS
-from ..protocol.meta import META, MetaResponse
+from ..protocol.meta import META, MetaResponse, code_of
 from ..protocol.requests import ADD, APPEND, CAS, PREPEND, SET
 from .plain import PlainHandler
 
@@ -119,10 +119,6 @@ def _simple(code: bytes) -> MetaResponse:
 HD, EN, NS = _simple(b"HD"), _simple(b"EN"), _simple(b"NS")
 TOO_LARGE = MetaResponse(b"SERVER_ERROR", b"SERVER_ERROR object too large for cache", None,
                          b"SERVER_ERROR object too large for cache\r\n")
-
-
-def _code(resp: object) -> bytes | None:
-    return getattr(resp, "code", None)
 
 
 def _ignore(resp: MetaResponse | BackendError) -> None:
@@ -220,7 +216,7 @@ class ChunkedHandler:
         def finish() -> None:
             pieces, missing, foreign = [], False, False
             for index, resp in enumerate(parts):
-                code = _code(resp)
+                code = code_of(resp)
                 if code == b"EN":
                     missing = True
                 elif code != b"VA":
@@ -287,7 +283,7 @@ class ChunkedHandler:
         left = [meta.count]
 
         def chunk_stored(resp: MetaResponse | BackendError) -> None:
-            if _code(resp) != b"HD" and not failure:
+            if code_of(resp) != b"HD" and not failure:
                 failure.append(resp)
             left[0] -= 1
             if left[0] == 0:
@@ -301,7 +297,7 @@ class ChunkedHandler:
             send(meta_store_command(mode, key, exptime, cas_unique) + meta.encode() + b"\r\n", META, meta_stored)
 
         def meta_stored(resp: MetaResponse | BackendError) -> None:
-            if _code(resp) == b"HD":
+            if code_of(resp) == b"HD":
                 prior = old if old is not None else (as_chunk_meta(replaced[0]) if replaced else None)
                 if prior is not None and prior.token != meta.token and self._sane(prior):
                     self._delete_chunks(prior)
@@ -327,7 +323,7 @@ class ChunkedHandler:
         the CAS seen first, so a value that changes (or becomes chunked) meanwhile is retried."""
 
         def retry_or(resp: MetaResponse | BackendError) -> None:
-            code = _code(resp)
+            code = code_of(resp)
             if code == b"EX" and tries > 1:
                 self._append(mode, key, data, finish, tries - 1)
             elif code in (b"EX", b"NF", b"NS"):
@@ -336,7 +332,7 @@ class ChunkedHandler:
                 finish(resp)
 
         def probed(resp: MetaResponse | BackendError) -> None:
-            code = _code(resp)
+            code = code_of(resp)
             if code == b"EN":
                 finish(NS)
                 return
@@ -352,7 +348,7 @@ class ChunkedHandler:
                 self._read(key, b" c t", None, read_back)
 
         def read_back(resp: MetaResponse | BackendError, old: ChunkMeta | None) -> None:
-            code = _code(resp)
+            code = code_of(resp)
             if code == b"EN" and old is not None and tries > 1:
                 self._append(mode, key, data, finish, tries - 1)  # chunks replaced under us
                 return
@@ -374,7 +370,7 @@ class ChunkedHandler:
                 return
 
             def stored_plain(answer: MetaResponse | BackendError) -> None:
-                if _code(answer) == b"HD" and old is not None:
+                if code_of(answer) == b"HD" and old is not None:
                     self._delete_chunks(old)
                 retry_or(answer)
 
@@ -396,7 +392,7 @@ class ChunkedHandler:
         def deleted(resp: MetaResponse | BackendError) -> None:
             cb(resp)
             meta = as_chunk_meta(seen[0]) if seen else None
-            if meta is not None and _code(resp) == b"HD" and self._sane(meta):
+            if meta is not None and code_of(resp) == b"HD" and self._sane(meta):
                 self._delete_chunks(meta)
 
         self.conn.send(b"md " + key + b64 + b"\r\n", META, deleted)
@@ -408,7 +404,7 @@ class ChunkedHandler:
         """Touch the metadata (reading it, to learn the token), then every chunk: HD or EN."""
 
         def touched(resp: MetaResponse | BackendError) -> None:
-            code = _code(resp)
+            code = code_of(resp)
             meta = as_chunk_meta(resp)
             if code != b"VA":
                 cb(resp)
@@ -426,10 +422,10 @@ class ChunkedHandler:
             answers.append(resp)
             if len(answers) < meta.count:
                 return
-            errors = [a for a in answers if _code(a) not in (b"HD", b"EN")]
+            errors = [a for a in answers if code_of(a) not in (b"HD", b"EN")]
             if errors:
                 cb(errors[0])
-            elif any(_code(a) == b"EN" for a in answers):
+            elif any(code_of(a) == b"EN" for a in answers):
                 STATS.chunk_misses += 1
                 cb(EN)
             else:

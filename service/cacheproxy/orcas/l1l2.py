@@ -45,7 +45,7 @@ from ..backends.errors import BackendError
 from ..backends.sweeper import track
 from ..handlers.plain import PlainHandler
 from ..metrics.stats import STATS
-from ..protocol.meta import MetaResponse
+from ..protocol.meta import MetaResponse, code_of
 from ..protocol.requests import ADD, APPEND, CAS, PREPEND, REPLACE, SET
 
 if TYPE_CHECKING:
@@ -54,10 +54,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LOCK_STRIPES = 1024
-
-
-def code_of(resp: Any) -> bytes | None:
-    return getattr(resp, "code", None)
 
 
 class Levels:

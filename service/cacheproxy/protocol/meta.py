@@ -43,7 +43,9 @@ class MetaResponse:
         return f"MetaResponse({self.raw!r})"
 
 
-MN = MetaResponse(b"MN", b"MN", None, b"MN\r\n")
+def code_of(resp: object) -> bytes | None:
+    """The answer code of a MetaResponse; None for a BackendError (or a quiet "no answer")."""
+    return getattr(resp, "code", None)
 
 
 def read_meta(buf: bytes, pos: int) -> tuple[MetaResponse, int] | None:

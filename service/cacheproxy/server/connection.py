@@ -157,10 +157,6 @@ class ClientConnection(asyncio.Protocol):
         if self._reading_paused:
             self._maybe_resume_reading()
 
-    def reply(self, data: bytes) -> None:
-        """Answer now, in order after everything already queued."""
-        self.complete(self.slot(), data)
-
     def flush_out(self) -> None:
         self._write_scheduled = False
         out = self._out

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from ..backends.errors import BackendError
 from ..metrics.stats import STATS
-from ..protocol.meta import MetaResponse
+from ..protocol.meta import MetaResponse, code_of
 from ..protocol.requests import (
     Arith,
     Close,
@@ -105,8 +105,9 @@ class TextSession:
             request = backlog.popleft()
             dispatch[type(request)](self, request, now)
 
-    def finish(self, slot: Slot, command: str, result: str, started: float, data: bytes) -> None:
-        STATS.requests[("text", command, result)] += 1
+    def finish(self, slot: Slot, command: str, result: str, started: float, data: bytes,
+               protocol: str = "text") -> None:
+        STATS.requests[(protocol, command, result)] += 1
         STATS.latency[command].observe(self.loop.time() - started)
         self.conn.complete(slot, data)
 
@@ -131,17 +132,14 @@ class TextSession:
             key = keys[0]
 
             def one(resp: MetaResponse | BackendError) -> None:
-                try:
-                    if getattr(resp, "code", None) == b"VA":  # the hot path: one hit
-                        if self.count_lookups:
-                            STATS.lookups[L1_HIT] += 1
-                        self.finish(slot, req.command, "hit", started, value_line(key, resp, cas, END))
-                    else:
-                        self.render_get(slot, req, (resp,), started)
-                except Exception:
-                    self.conn.fault()
+                if code_of(resp) == b"VA":  # the hot path: one hit
+                    if self.count_lookups:
+                        STATS.lookups[L1_HIT] += 1
+                    self.finish(slot, req.command, "hit", started, value_line(key, resp, cas, END))
+                else:
+                    self.render_get(slot, req, (resp,), started)
 
-            self.orca.get(key, one, cas=cas, exptime=req.exptime)
+            self.orca.get(key, self.guarded(one), cas=cas, exptime=req.exptime)
             return
         if not keys:
             self.finish(slot, req.command, "miss", started, END)
@@ -164,7 +162,7 @@ class TextSession:
     def render_get(self, slot: Slot, req: Get, results, started: float) -> None:
         parts, hit, count = [], False, self.count_lookups
         for key, resp in zip(req.keys, results, strict=True):
-            code = getattr(resp, "code", None)
+            code = code_of(resp)
             if code == b"VA":
                 parts.append(value_line(key, resp, req.cas))
                 hit = True
@@ -184,14 +182,11 @@ class TextSession:
 
     def _answer_by(self, table: dict, req: Request, slot: Slot, started: float, noreply: bool) -> Callable:
         def done(resp: MetaResponse | BackendError) -> None:
-            try:
-                answer = table.get(getattr(resp, "code", None))
-                data, result = answer if answer is not None else error_answer(resp)
-                self.finish(slot, req.command, result, started, b"" if noreply else data)
-            except Exception:
-                self.conn.fault()
+            answer = table.get(code_of(resp))
+            data, result = answer if answer is not None else error_answer(resp)
+            self.finish(slot, req.command, result, started, b"" if noreply else data)
 
-        return done
+        return self.guarded(done)
 
     def store(self, req: Store, started: float) -> None:
         cb = self._answer_by(STORE_ANSWERS, req, self.conn.slot(), started, req.noreply)
@@ -208,10 +203,10 @@ class TextSession:
         slot = self.conn.slot()
 
         def done(resp: MetaResponse | BackendError) -> None:
-            if getattr(resp, "code", None) == b"VA":
+            if code_of(resp) == b"VA":
                 data, result = resp.value + b"\r\n", "ok"  # type: ignore[union-attr]
             else:
-                answer = ARITH_ANSWERS.get(getattr(resp, "code", None))
+                answer = ARITH_ANSWERS.get(code_of(resp))
                 data, result = answer if answer is not None else error_answer(resp)
             self.finish(slot, req.command, result, started, b"" if req.noreply else data)
 
@@ -224,16 +219,11 @@ class TextSession:
 
         def done(resp: MetaResponse | BackendError | None) -> None:
             if resp is None:  # quiet mode swallowed the answer
-                self.finish(slot, req.command, "ok", started, b"")
-                return
-            result = META_RESULTS.get(resp.code) if isinstance(resp, MetaResponse) else None
-            if result is None:
-                data, result = error_answer(resp)
+                data, result = b"", "ok"
             else:
-                data = resp.raw
-            STATS.requests[("meta", req.command, result)] += 1
-            STATS.latency[req.command].observe(self.loop.time() - started)
-            self.conn.complete(slot, data)
+                result = META_RESULTS.get(code_of(resp))  # type: ignore[arg-type]
+                data, result = (resp.raw, result) if result is not None else error_answer(resp)
+            self.finish(slot, req.command, result, started, data, protocol="meta")
 
         self.orca.meta(req.line, req.data, req.quiet, self.guarded(done))
 
@@ -252,9 +242,12 @@ class TextSession:
     # -- answered here -----------------------------------------------------------------------
 
     def local_reply(self, req: Reply, started: float) -> None:
-        kind = "error" if req.data.startswith(b"ERROR") else "client_error"
-        STATS.errors[kind if kind == "client_error" else "protocol"] += 1
-        self.finish(self.conn.slot(), req.command, kind, started, req.data)
+        if req.data.startswith(b"ERROR"):
+            result, kind = "error", "protocol"
+        else:
+            result = kind = "client_error"
+        STATS.errors[kind] += 1
+        self.finish(self.conn.slot(), req.command, result, started, req.data)
 
     def too_large(self, req: TooLarge, started: float) -> None:
         """memcached answers, swallows the data, and (for set/ms) drops the old value."""

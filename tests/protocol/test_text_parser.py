@@ -166,3 +166,45 @@ def test_numbers_follow_c():
     assert safe_strtol(b"12\t") == 12
     assert safe_strtoull(b"18446744073709551616") is None
     assert safe_strtoull(b"-0") == 0
+
+
+GET_LIKE = st.one_of(
+    st.builds(lambda k: b"get " + k + b"\r\n", st.binary(min_size=0, max_size=260)),
+    st.builds(lambda k, tail: b"get " + k + tail, KEYS, st.sampled_from([b"\n", b"\r\n\r\n", b" \r\n", b"\r\nget x\r\n",
+                                                                          b"\r", b"", b" k2\r\n", b"\0\r\n"])),
+    st.binary(max_size=40),
+)
+
+
+@given(GET_LIKE, st.sampled_from([b"", b"ge", b"set k 0 0 5\r\nab"]))
+def test_single_get_shortcut_agrees_with_feed(data, earlier):
+    """The one-whole-get shortcut answers only where feed() would give exactly Get("get", [key]),
+    and never while an earlier read left something held (a partial line or data block)."""
+    parser = TextParser()
+    parser.feed(earlier)
+    key = parser.single_get(data)
+    if key is None:
+        return
+    assert not earlier
+    assert describe(TextParser().feed(data)) == describe([Get("get", [key], False)])
+
+
+def test_single_get_shortcut_takes_the_plain_get():
+    assert TextParser().single_get(b"get foo:1\r\n") == b"foo:1"
+    assert TextParser().single_get(b"get " + b"k" * 250 + b"\r\n") == b"k" * 250
+    for data in (b"get " + b"k" * 251 + b"\r\n", b"get a b\r\n", b"get a\n", b"gets a\r\n", b"get a\r\nget b\r\n",
+                 b"get \r\n", b"get a\0b\r\n"):
+        assert TextParser().single_get(data) is None, data
+
+
+@given(st.one_of(st.binary(max_size=12), st.text("0123456789", max_size=12).map(str.encode)))
+def test_number_shortcut_agrees_with_the_c_scan(token):
+    """safe_strtol/safe_strtoul take a shortcut for short plain digit strings; it must give what
+    the full strtol scan (then the int32/uint32 store) gives."""
+    from cacheproxy.protocol.numbers import strtol64, strtoul64
+
+    wide = strtol64(token)
+    expected = None if wide is None else ((wide & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000
+    assert safe_strtol(token) == expected
+    wide = strtoul64(token)
+    assert safe_strtoul(token) == (None if wide is None else wide & 0xFFFFFFFF)

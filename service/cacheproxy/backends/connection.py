@@ -16,6 +16,7 @@ import random
 import select
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 from ..metrics.stats import STATS
 from ..protocol.meta import READERS, MetaResponse
@@ -27,6 +28,13 @@ log = logging.getLogger(__name__)
 
 Callback = Callable[[MetaResponse | BackendError], None]
 
+
+class Retrier(Protocol):
+    """Who re-sends an idempotent read elsewhere when its connection breaks (a pool's lane)."""
+
+    def retry(self, payload: bytes, shape: int, callback: Callback) -> None: ...
+
+
 IDLE, CONNECTING, OPEN, DOWN, CLOSED = range(5)
 BACKOFF_MIN, BACKOFF_MAX = 0.05, 2.0
 
@@ -34,7 +42,7 @@ BACKOFF_MIN, BACKOFF_MAX = 0.05, 2.0
 class BackendConnection(asyncio.Protocol):
     """One backend connection, shared by whoever holds it; see the module docstring."""
 
-    __slots__ = ("_backoff", "_buf", "_connect_task", "_flush_scheduled", "_out", "_retry_at", "address",
+    __slots__ = ("_backoff", "_buf", "_connect_task", "_flush_scheduled", "_out", "_retry_at", "address", "busy_since",
                  "count_batches", "flush_delay", "last_progress", "loop", "max_batch", "name", "on_close",
                  "pending", "state", "timeout", "transport")
 
@@ -43,7 +51,7 @@ class BackendConnection(asyncio.Protocol):
         self.address, self.name, self.timeout = address, name, timeout
         self.max_batch, self.flush_delay, self.count_batches = max_batch, flush_delay, count_batches
         self.loop = asyncio.get_event_loop()
-        # (answer shape, callback, time sent, payload to retry or None, retry function or None)
+        # (answer shape, callback, payload to retry or None, who retries it or None)
         self.pending: deque[tuple] = deque()
         self.state = IDLE
         self.transport: asyncio.Transport | None = None
@@ -53,16 +61,17 @@ class BackendConnection(asyncio.Protocol):
         self._retry_at = 0.0
         self._backoff = 0.0
         self.last_progress = 0.0
+        self.busy_since = 0.0  # when ``pending`` last became non-empty
         self._connect_task: asyncio.Task | None = None
         self.on_close: Callable[[BackendConnection], None] | None = None
 
     # -- sending ---------------------------------------------------------------------------
 
-    def send(self, payload: bytes, shape: int, callback: Callback, retry: Callable | None = None) -> None:
+    def send(self, payload: bytes, shape: int, callback: Callback, retry: Retrier | None = None) -> None:
         """Queue PAYLOAD; CALLBACK gets the answer (of SHAPE) or a BackendError, exactly once.
 
-        RETRY, for idempotent reads, is called as ``retry(payload, shape, callback)`` instead of
-        failing the callback when this connection breaks with the request in flight."""
+        RETRY, for idempotent reads, is called as ``retry.retry(payload, shape, callback)`` instead
+        of failing the callback when this connection breaks with the request in flight."""
         state = self.state
         if state != OPEN and state != CONNECTING:
             if state == CLOSED:
@@ -72,7 +81,10 @@ class BackendConnection(asyncio.Protocol):
                 callback(BackendError(f"backend {self.name} unavailable"))
                 return
             self._start_connect()
-        self.pending.append((shape, callback, self.loop.time(), payload if retry else None, retry))
+        pending = self.pending
+        if not pending:
+            self.busy_since = self.loop.time()  # the oldest request in flight was sent now
+        pending.append((shape, callback, payload if retry else None, retry))
         out = self._out
         out.append(payload)
         if self.transport is None:
@@ -89,6 +101,8 @@ class BackendConnection(asyncio.Protocol):
             else:
                 # A client's own connection writes as soon as that client's read is handled.
                 outbox.mark(self)
+
+    send_read = send  # a lone connection does not retry reads elsewhere (a pool's Lane does)
 
     def flush_out(self) -> None:
         self._flush_scheduled = False
@@ -181,9 +195,9 @@ class BackendConnection(asyncio.Protocol):
         self._out.clear()
         error = BackendError(reason)
         pending, self.pending = self.pending, deque()
-        for shape, callback, _, payload, retry in pending:
+        for shape, callback, payload, retry in pending:
             if retry is not None:
-                retry(payload, shape, callback)
+                retry.retry(payload, shape, callback)
             else:
                 callback(error)
 
@@ -224,7 +238,9 @@ class BackendConnection(asyncio.Protocol):
         backend has sent nothing meanwhile (a busy event loop is not a dead backend)."""
         # Connecting under a burst of thousands of new clients can take a few SYN retries.
         limit = self.timeout * 3 if self.state == CONNECTING else self.timeout
-        if self.pending and now - self.pending[0][2] > limit and now - self.last_progress > limit:
+        # Answers come in order, so "in flight since > limit and no answer for > limit" is "the oldest
+        # request has waited > limit" without stamping every request with the time.
+        if self.pending and now - self.busy_since > limit and now - self.last_progress > limit:
             if self._answer_waiting():
                 return  # the backend did answer; a busy event loop has not read it yet
             STATS.backend_errors[(self.name, "timeout")] += 1

@@ -82,9 +82,9 @@ class Lane:
         conn = self.conn
         if conn.state == CLOSED:
             conn = self.conn = self.pool.pick()
-        conn.send(payload, shape, callback, self._retry)
+        conn.send(payload, shape, callback, self)  # the lane itself: no bound method per read
 
-    def _retry(self, payload: bytes, shape: int, callback: Callback) -> None:
+    def retry(self, payload: bytes, shape: int, callback: Callback) -> None:
         """A read's connection broke under it: try other connections, a bounded number of times.
         (Nothing is allocated per read until a failure actually happens.)"""
         tries = [self.pool.read_retries]

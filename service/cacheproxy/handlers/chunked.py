@@ -137,7 +137,7 @@ class ChunkedHandler:
             raise ValueError("chunking needs chunk_size > 0 and 0 <= threshold <= max_value_size")
         self.conn = conn
         self.plain = PlainHandler(conn)
-        self.send_read = self.plain.send_read
+        self.send_read = conn.send_read
         self.threshold, self.chunk_size, self.max_value_size = threshold, chunk_size, max_value_size
         self.owned = owned
         self._busy = False

@@ -15,16 +15,19 @@ from ..protocol.meta import LINE, LINES, META, QUIET
 
 
 class PlainHandler:
-    __slots__ = ("conn", "send_read")
+    __slots__ = ("conn",)
 
     def __init__(self, conn: BackendConnection | Lane) -> None:
+        # Reads go out with conn.send_read: a pool's lane retries them on another connection when
+        # theirs breaks under them; a lone connection's send_read is its send.
         self.conn = conn
-        # A pool retries idempotent reads on another connection when one breaks under them.
-        self.send_read = getattr(conn, "send_read", conn.send)
 
     def get(self, key: bytes, cb: Callback, *, cas: bool = False, exptime: int | None = None,
             ttl: bool = False) -> None:
         """``mg key v f [c] [t] [T<exptime>]``: VA on a hit, EN on a miss."""
+        if not cas and not ttl and exptime is None:  # a plain get
+            self.conn.send_read(b"mg %b v f\r\n" % key, META, cb)
+            return
         cmd = b"mg " + key + b" v f"
         if cas:
             cmd += b" c"
@@ -34,7 +37,7 @@ class PlainHandler:
             cmd += b" T%d" % exptime
             self.conn.send(cmd + b"\r\n", META, cb)
         else:
-            self.send_read(cmd + b"\r\n", META, cb)
+            self.conn.send_read(cmd + b"\r\n", META, cb)
 
     def store(self, mode: bytes, key: bytes, flags: int, exptime: int, data: bytes, cas_unique: int,
               cb: Callback) -> None:

@@ -14,6 +14,7 @@ LINE = 2  # one text line (version, flush_all, verbosity)
 LINES = 3  # text lines up to "END" (stats), or one error line
 
 _ERRORS = (b"ERROR", b"CLIENT_ERROR", b"SERVER_ERROR")
+VA = b"VA"
 
 
 class MetaResponse:
@@ -54,6 +55,12 @@ def read_meta(buf: bytes, pos: int) -> tuple[MetaResponse, int] | None:
     if nl < 0:
         return None
     line = buf[pos:nl - 1] if buf[nl - 1] == 0x0D else buf[pos:nl]
+    if buf.startswith(b"VA ", pos):  # a hit: the common answer, without slicing out its code
+        end = line.find(b" ", 3)
+        stop = nl + 3 + int(line[3:] if end < 0 else line[3:end])
+        if stop > len(buf):
+            return None
+        return MetaResponse(VA, line, buf[nl + 1:stop - 2]), stop
     sp = line.find(b" ")
     code = line if sp < 0 else line[:sp]
     if code == b"VA":

@@ -61,6 +61,8 @@ def strtoul64(token: bytes) -> int | None:
 
 def safe_strtol(token: bytes) -> int | None:
     """``safe_strtol``: a 64-bit parse stored into an int32 (wrapping, as C does)."""
+    if len(token) < 10 and token.isdigit():  # plain digits below 2**31: what clients send
+        return int(token)
     value = strtol64(token)
     if value is None:
         return None
@@ -70,6 +72,8 @@ def safe_strtol(token: bytes) -> int | None:
 
 def safe_strtoul(token: bytes) -> int | None:
     """``safe_strtoul``: a 64-bit unsigned parse stored into a uint32."""
+    if len(token) < 10 and token.isdigit():
+        return int(token)
     value = strtoul64(token)
     return None if value is None else value & 0xFFFFFFFF
 

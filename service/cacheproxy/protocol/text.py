@@ -132,6 +132,20 @@ class TextParser:
         self._buf = buf[pos:] if pos < end else b""
         return out
 
+    def single_get(self, data: bytes) -> bytes | None:
+        """The key, when DATA is exactly one whole ``get <key>\r\n`` and nothing is held from
+        earlier reads: by far the most common read, answered without building request objects.
+        None otherwise (then :meth:`feed` DATA as usual)."""
+        if data[:4] != b"get " or self._buf or self._pending is not None or self._swallow or self.closed:
+            return None
+        nl = data.find(b"\n")
+        if nl != len(data) - 1 or data[nl - 1] != 0x0D or not 4 < nl - 1 <= 254:
+            return None
+        key = data[4:nl - 1]
+        if key.find(b" ") >= 0 or b"\0" in key:
+            return None
+        return key  # exactly what feed() would parse: Get("get", [key], False)
+
     @staticmethod
     def _may_grow(buf: bytes, pos: int, end: int) -> bool:
         """memcached lets only a multiget line run past 2048 bytes (and so do we, to a bound)."""

@@ -43,7 +43,7 @@ class BinarySession:
         self.count_lookups = not getattr(self.orca, "counts_lookups", False)
         self.backlog: deque[BinaryRequest | None] = deque()  # parsed, waiting for the client to keep up
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes, now: float) -> None:
         self.backlog.extend(self.parser.feed(data))
         if self.parser.closed:
             self.backlog.append(None)  # close after everything parsed before the bad frame

@@ -75,20 +75,20 @@ class ClientConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         STATS.bytes_received += len(data)
-        self.last_activity = self.loop.time()
+        now = self.last_activity = self.loop.time()
         try:
             session = self.session
             if session is None:
                 session = self.session = self._start_session(data[0])
-            session.feed(data)
+            session.feed(data, now)
             outbox.flush()  # backend requests and local answers leave in one write each
         except Exception:
             self.fault()
             return
         if session.parser.buffered:
             if self.partial_since is None:
-                self.partial_since = self.last_activity
-        else:
+                self.partial_since = now
+        elif self.partial_since is not None:
             self.partial_since = None
         if session.backlog and not self._reading_paused and self.transport is not None:
             self._reading_paused = True  # requests wait parsed; read no more until they are sent
@@ -143,6 +143,20 @@ class ClientConnection(asyncio.Protocol):
         if not slots or slots[0] is not slot:
             return
         out = self._out
+        if len(slots) == 1 and not slot.close_after:  # the only answer awaited: the common case
+            slots.clear()
+            if data:
+                if out or self.transport is None:
+                    out.append(data)
+                    if not self._write_scheduled:
+                        self._write_scheduled = True
+                        outbox.mark(self)
+                else:  # nothing else can be answered this turn: no need to wait for the flush
+                    STATS.bytes_sent += len(data)
+                    self.transport.write(data)
+            if self._reading_paused:
+                self._maybe_resume_reading()
+            return
         while slots and slots[0].data is not None:
             head = slots.pop(0)
             if head.data:

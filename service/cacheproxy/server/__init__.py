@@ -1,0 +1,1 @@
+"""Per-client servers: one protocol object per connection, the read-eval-respond loop."""

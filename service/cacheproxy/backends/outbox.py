@@ -17,14 +17,14 @@ class Flushable(Protocol):
     def flush_out(self) -> None: ...
 
 
-_dirty: list[Flushable] = []
+DIRTY: list[Flushable] = []  # writers with output queued (callers may test it before calling flush)
 _scheduled = False
 
 
 def mark(writer: Flushable) -> None:
     """WRITER has output queued; it is flushed at the end of this turn at the latest."""
     global _scheduled
-    _dirty.append(writer)
+    DIRTY.append(writer)
     if not _scheduled:
         _scheduled = True
         asyncio.get_running_loop().call_soon(_flush_scheduled)
@@ -38,8 +38,8 @@ def _flush_scheduled() -> None:
 
 def flush() -> None:
     """Write out everything queued so far (writers may queue more while flushing)."""
-    while _dirty:
-        batch = _dirty[:]
-        _dirty.clear()
+    while DIRTY:
+        batch = DIRTY[:]
+        DIRTY.clear()
         for writer in batch:
             writer.flush_out()

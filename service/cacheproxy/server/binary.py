@@ -43,11 +43,13 @@ class BinarySession:
         self.count_lookups = not getattr(self.orca, "counts_lookups", False)
         self.backlog: deque[BinaryRequest | None] = deque()  # parsed, waiting for the client to keep up
 
-    def feed(self, data: bytes, now: float) -> None:
+    def feed(self, data: bytes, now: float) -> bool:
+        """Serve the frames in DATA; False: the caller flushes and checks what is held."""
         self.backlog.extend(self.parser.feed(data))
         if self.parser.closed:
             self.backlog.append(None)  # close after everything parsed before the bad frame
         self.run_backlog()
+        return False
 
     def run_backlog(self) -> None:
         """Serve parsed requests while the client keeps up with its answers (see may_dispatch)."""

@@ -80,8 +80,10 @@ class ClientConnection(asyncio.Protocol):
             session = self.session
             if session is None:
                 session = self.session = self._start_session(data[0])
-            session.feed(data, now)
-            outbox.flush()  # backend requests and local answers leave in one write each
+            if session.feed(data, now):
+                return  # one whole get, nothing held, nothing to flush: the common case
+            if outbox.DIRTY:
+                outbox.flush()  # backend requests and local answers leave in one write each
         except Exception:
             self.fault()
             return

@@ -132,6 +132,9 @@ class BackendConnection(asyncio.Protocol):
             self._fail(f"backend {self.name} unavailable: {exc.strerror or exc}")
         except asyncio.CancelledError:
             raise  # whoever cancelled (a timeout, close()) has already failed the requests
+        finally:
+            if self._connect_task is asyncio.current_task():
+                self._connect_task = None  # a finished task and its coroutine: ~0.4 KB per connection
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self.transport is not None or self.state == CLOSED:  # never two transports at once

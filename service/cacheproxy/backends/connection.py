@@ -84,7 +84,7 @@ class BackendConnection(asyncio.Protocol):
         pending = self.pending
         if not pending:
             self.busy_since = self.loop.time()  # the oldest request in flight was sent now
-        pending.append((shape, callback, payload if retry else None, retry))
+        pending.append((shape, callback, payload if retry is not None else None, retry))
         out = self._out
         out.append(payload)
         if self.transport is None:

@@ -162,7 +162,9 @@ class TextParser:
             return Get("get", [line[4:]], False)  # the most common request, parsed without tokenizing
         if b"\0" in line:  # memcached tokenizes up to strlen()
             line = line[: line.index(b"\0")]
-        tokens = [t for t in line.split(b" ") if t]
+        tokens = line.split(b" ")
+        if b"" in tokens:  # runs of spaces (or leading/trailing ones) make empty tokens: drop them
+            tokens = [t for t in tokens if t]
         if not tokens or len(tokens[0]) < 2:
             return Reply("error", ERROR)
         name = tokens[0]

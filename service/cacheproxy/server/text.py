@@ -57,15 +57,12 @@ def error_answer(resp: MetaResponse | BackendError) -> tuple[bytes, str]:
 
 
 def value_line(key: bytes, resp: MetaResponse, cas: bool, end: bytes = b"") -> bytes:
-    """``VA <size> f<flags> [c<cas>]`` + data → ``VALUE <key> <flags> <size> [<cas>]`` + data (+ END)."""
-    line = resp.line
-    size_end = line.find(b" ", 3)
-    if not cas:  # "VA <size> f<flags>[ t<ttl>]": one formatting step, no token list
-        flags_end = line.find(b" ", size_end + 1)
-        flags = line[size_end + 2:] if flags_end < 0 else line[size_end + 2:flags_end]
-        return b"VALUE %b %b %b\r\n%b\r\n%b" % (key, flags, line[3:size_end], resp.value, end)
-    tokens = line.split(b" ")
-    return b"VALUE %b %b %b %b\r\n%b\r\n%b" % (key, tokens[2][1:], tokens[1], tokens[3][1:], resp.value, end)
+    """``VA <size> f<flags> [c<cas>]`` + data → ``VALUE <key> <flags> <size> [<cas>]`` + data (+ END).
+    The flags come in the order the proxy asked for them (``mg <key> v f [c] [t]``)."""
+    tokens = resp.line.split(b" ")
+    if cas:
+        return b"VALUE %b %b %b %b\r\n%b\r\n%b" % (key, tokens[2][1:], tokens[1], tokens[3][1:], resp.value, end)
+    return b"VALUE %b %b %b\r\n%b\r\n%b" % (key, tokens[2][1:], tokens[1], resp.value, end)
 
 
 class Answer(Slot):

@@ -20,6 +20,8 @@ from typing import TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.procs import Proc
+
 T = TypeVar("T")
 
 
@@ -139,3 +141,11 @@ def ok_rounds_between(tally: dict, start: float, end: float) -> int:
 def summary(tally: dict) -> dict:
     """The counters of a tally, without its event lists (for assertion messages)."""
     return {k: v for k, v in tally.items() if isinstance(v, int | float)} | {"wrong_samples": tally["wrong_samples"]}
+
+
+def hold(seconds: float, proxy: Proc) -> None:
+    """Keep the fault (or the load, or the idleness) going for SECONDS, checking the proxy stays alive."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert proxy.popen.poll() is None, "the proxy died"
+        time.sleep(0.05)

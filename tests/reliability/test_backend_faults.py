@@ -17,13 +17,14 @@ import pytest
 from tests.reliability.support import (
     LoadDriver,
     fd_count,
+    hold,
     metric,
     ok_rounds_between,
     summary,
     thread_count,
     wait_until,
 )
-from tests.support.procs import Proc, free_port, start_memcached, start_proxy, wait_http_ok
+from tests.support.procs import free_port, start_memcached, start_proxy, wait_http_ok
 
 CONNS = int(os.environ.get("CACHEPROXY_FAULT_CONNS", "2000"))
 PER_CLIENT_MAX = 9900  # two descriptors per client in the proxy, 20,000 allowed per process
@@ -33,14 +34,6 @@ BACK_WITHIN = 2.0
 EARLY = 0.5  # a round sent this long before the fault may still be answered during it
 POOL_SIZE = 8
 MEMCACHED_ARGS = ["-c", "19000", "-b", "4096"]
-
-
-def hold(seconds: float, proxy: Proc) -> None:
-    """Keep the fault (or the load) going for SECONDS, checking the proxy stays alive."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert proxy.popen.poll() is None, "the proxy died"
-        time.sleep(0.05)
 
 
 @pytest.mark.timeout(600)

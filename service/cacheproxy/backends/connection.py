@@ -44,7 +44,7 @@ class BackendConnection(asyncio.Protocol):
 
     __slots__ = ("_backoff", "_buf", "_connect_task", "_flush_scheduled", "_out", "_retry_at", "address", "busy_since",
                  "count_batches", "flush_delay", "last_progress", "loop", "max_batch", "name", "on_close",
-                 "pending", "state", "timeout", "transport")
+                 "pending", "state", "timeout", "transport", "watch")
 
     def __init__(self, address: Address, name: str = "l1", timeout: float = 2.0, *, max_batch: int = 0,
                  flush_delay: float = 0.0, count_batches: bool = False) -> None:
@@ -64,6 +64,7 @@ class BackendConnection(asyncio.Protocol):
         self.busy_since = 0.0  # when ``pending`` last became non-empty
         self._connect_task: asyncio.Task | None = None
         self.on_close: Callable[[BackendConnection], None] | None = None
+        self.watch: set[BackendConnection] | None = None  # the sweeper's busy set, once tracked
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -84,6 +85,8 @@ class BackendConnection(asyncio.Protocol):
         pending = self.pending
         if not pending:
             self.busy_since = self.loop.time()  # the oldest request in flight was sent now
+            if self.watch is not None:
+                self.watch.add(self)  # the sweeper times out requests of busy connections only
         pending.append((shape, callback, payload if retry is not None else None, retry))
         out = self._out
         out.append(payload)

@@ -1,7 +1,10 @@
 """One timer for all backend connections: requests that wait too long are failed.
 
 A timer per request would cost a heap push on the hot path; instead one task looks at the
-oldest in-flight request of every live connection a few times a second.
+oldest in-flight request of every *busy* connection a few times a second. Connections enter the
+busy set when their first request goes out (see :meth:`BackendConnection.send`) and leave it at
+the first sweep that finds them idle, so a sweep costs what is in flight, not what is connected:
+walking 10,000 idle L1Only connections four times a second stalled the loop for ~1 ms each time.
 """
 
 from __future__ import annotations
@@ -10,12 +13,12 @@ import asyncio
 
 from .connection import BackendConnection
 
-LIVE: set[BackendConnection] = set()
+BUSY: set[BackendConnection] = set()
 
 
 def track(conn: BackendConnection) -> BackendConnection:
-    LIVE.add(conn)
-    conn.on_close = LIVE.discard  # closed for good: nothing left to time out
+    conn.watch = BUSY
+    conn.on_close = BUSY.discard  # closed for good: nothing left to time out
     return conn
 
 
@@ -24,6 +27,8 @@ async def sweep_forever(interval: float = 0.25) -> None:
     while True:
         await asyncio.sleep(interval)
         now = loop.time()
-        for conn in list(LIVE):
+        for conn in list(BUSY):
             if conn.pending:
                 conn.check_timeout(now)
+            else:
+                BUSY.discard(conn)  # back when its next request goes out

@@ -25,13 +25,18 @@ from tests.support.procs import Proc
 T = TypeVar("T")
 
 
-def rss_kib(pid: int) -> int:
-    """VmRSS of PID in KiB (resident memory, what the kubelet's OOM decisions follow)."""
+def _status_field(pid: int, name: str) -> int:
+    """A numeric field of /proc/PID/status."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(name + ":"):
                 return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for {pid}")
+    raise RuntimeError(f"no {name} for {pid}")
+
+
+def rss_kib(pid: int) -> int:
+    """VmRSS of PID in KiB (resident memory, what the kubelet's OOM decisions follow)."""
+    return _status_field(pid, "VmRSS")
 
 
 def fd_count(pid: int) -> int:
@@ -39,11 +44,7 @@ def fd_count(pid: int) -> int:
 
 
 def thread_count(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("Threads:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no Threads for {pid}")
+    return _status_field(pid, "Threads")
 
 
 def metrics(admin: str) -> dict[tuple[str, tuple], float]:

@@ -80,13 +80,14 @@ class ClientConnection(asyncio.Protocol):
             session = self.session
             if session is None:
                 session = self.session = self._start_session(data[0])
-            if session.feed(data, now):
-                return  # one whole get, nothing held, nothing to flush: the common case
+            whole_get = session.feed(data, now)
             if outbox.DIRTY:
                 outbox.flush()  # backend requests and local answers leave in one write each
         except Exception:
             self.fault()
             return
+        if whole_get:
+            return  # one whole get: nothing held, nothing waiting
         if session.parser.buffered:
             if self.partial_since is None:
                 self.partial_since = now
@@ -145,20 +146,6 @@ class ClientConnection(asyncio.Protocol):
         if not slots or slots[0] is not slot:
             return
         out = self._out
-        if len(slots) == 1 and not slot.close_after:  # the only answer awaited: the common case
-            slots.clear()
-            if data:
-                if out or self.transport is None:
-                    out.append(data)
-                    if not self._write_scheduled:
-                        self._write_scheduled = True
-                        outbox.mark(self)
-                else:  # nothing else can be answered this turn: no need to wait for the flush
-                    STATS.bytes_sent += len(data)
-                    self.transport.write(data)
-            if self._reading_paused:
-                self._maybe_resume_reading()
-            return
         while slots and slots[0].data is not None:
             head = slots.pop(0)
             if head.data:
@@ -167,9 +154,12 @@ class ClientConnection(asyncio.Protocol):
                 self.flush_out()
                 self.close()
                 return
-        if out and not self._write_scheduled:
-            self._write_scheduled = True
-            outbox.mark(self)
+        if out:
+            if not slots:  # nothing else is awaited, so nothing can join these answers: they leave now
+                self.flush_out()
+            elif not self._write_scheduled:
+                self._write_scheduled = True
+                outbox.mark(self)
         if self._reading_paused:
             self._maybe_resume_reading()
 

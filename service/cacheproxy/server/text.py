@@ -7,13 +7,11 @@ so meta clients see memcached's own bytes.
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
 
-from ..backends import outbox
 from ..backends.errors import BackendError
-from ..metrics.stats import BUCKETS, STATS
+from ..metrics.stats import STATS
 from ..protocol.meta import MetaResponse, code_of
 from ..protocol.requests import (
     Arith,
@@ -41,7 +39,6 @@ META_RESULTS = {b"VA": "hit", b"HD": "ok", b"EN": "miss", b"NF": "not_found", b"
                 b"EX": "exists", b"MN": "ok", b"ME": "ok"}
 END = b"END\r\n"
 L1_HIT, L1_MISS = ("l1", "hit"), ("l1", "miss")
-TEXT_GET_HIT = ("text", "get", "hit")
 
 
 def error_answer(resp: MetaResponse | BackendError) -> tuple[bytes, str]:
@@ -126,11 +123,7 @@ class OneGet(Slot):
             if getattr(resp, "code", None) == b"VA":
                 if session.count_lookups:
                     STATS.lookups[L1_HIT] += 1
-                STATS.requests[TEXT_GET_HIT] += 1
-                histogram, seconds = STATS.latency["get"], session.loop.time() - self.started
-                histogram.counts[bisect_left(BUCKETS, seconds)] += 1  # Histogram.observe, inlined
-                histogram.total += seconds
-                session.conn.complete(self, value_line(self.key, resp, False, END))
+                session.finish(self, "get", "hit", self.started, value_line(self.key, resp, False, END))
             else:
                 session.render_get(self, Get("get", [self.key], False), (resp,), self.started)
         except Exception:
@@ -153,14 +146,14 @@ class TextSession:
         self.backlog: deque[Request] | None = None  # parsed, waiting for the client to read answers
 
     def feed(self, data: bytes, now: float) -> bool:
-        """Serve the requests in DATA, read at NOW. True when DATA was one whole plain get sent
-        to a pooled backend connection (nothing held, nothing for the caller to flush)."""
+        """Serve the requests in DATA, read at NOW. True when DATA was one whole plain get (so
+        nothing is held and nothing waits)."""
         conn = self.conn
         if not self.backlog and len(conn.slots) < MAX_IN_FLIGHT and not conn.closing:
             key = self.parser.single_get(data)
             if key is not None:
                 self.orca.get(key, OneGet(self, key, now).done)
-                return not outbox.DIRTY
+                return True
         requests = self.parser.feed(data)
         if not requests:
             return False

@@ -72,7 +72,8 @@ async def measure(clients: int, rounds: int, repeat: int, set_every: int) -> flo
     is_set = [set_every and i % set_every == 0 for i in range(clients)]
     requests = [b"set key:%d 0 0 100\r\n%b\r\n" % (i, VALUE) if s else b"get key:%d\r\n" % i
                 for i, s in enumerate(is_set)]
-    answers = b"".join(b"HD\r\n" if s else HIT for s in is_set)
+    # memcached's answers: a plain get travels as meta, a plain set as the client wrote it
+    answers = b"".join(b"STORED\r\n" if s else HIT for s in is_set)
 
     def one_round() -> None:
         for conn, request in zip(conns, requests, strict=True):

@@ -197,6 +197,46 @@ def test_single_get_shortcut_takes_the_plain_get():
         assert TextParser().single_get(data) is None, data
 
 
+NUMBERS = st.one_of(st.integers(0, 10**10).map(lambda n: b"%d" % n), st.sampled_from([b"", b"-1", b"+5", b"07", b"1x"]))
+SET_LIKE = st.one_of(
+    st.builds(lambda k, f, e, n, value, tail: b"set %b %b %b %b\r\n%b%b" % (k, f, e, n, value, tail),
+              st.one_of(KEYS, st.binary(max_size=3), st.just(b"k" * 251)), NUMBERS, NUMBERS,
+              st.one_of(st.integers(0, 12).map(lambda n: b"%d" % n), NUMBERS), st.binary(max_size=12),
+              st.sampled_from([b"\r\n", b"", b"\n", b"\r\nget x\r\n", b"xx"])),
+    st.builds(lambda k, value, mid: b"set %b 0 0 %d%b\r\n%b\r\n" % (k, len(value), mid, value),
+              KEYS, st.binary(max_size=12), st.sampled_from([b"", b" noreply", b" ", b" 1 2"])),
+    st.binary(max_size=40).map(lambda b: b"set " + b),
+)
+
+
+@settings(max_examples=400)
+@given(SET_LIKE, st.sampled_from([b"", b"se", b"set k 0 0 5\r\nab"]), st.sampled_from([1 << 20, 80]))
+def test_single_set_shortcut_agrees_with_feed(data, earlier, limit):
+    """The one-whole-set shortcut (whose bytes are then forwarded to memcached as written) answers
+    only where feed() would give exactly one Store for that key, consuming all of DATA, and never
+    while an earlier read left something held."""
+    parser = TextParser(limit)
+    parser.feed(earlier)
+    key = parser.single_set(data)
+    if key is None:
+        return
+    assert not earlier
+    fresh = TextParser(limit)
+    [request] = fresh.feed(data)
+    assert isinstance(request, Store) and request.command == "set" and request.key == key
+    assert not request.noreply and fresh.buffered == 0
+
+
+def test_single_set_shortcut_takes_the_plain_set():
+    assert TextParser().single_set(b"set foo:1 5 60 3\r\nabc\r\n") == b"foo:1"
+    assert TextParser().single_set(b"set k 0 0 0\r\n\r\n") == b"k"
+    for data in (b"set k 0 0 3\r\nabc\r\nget k\r\n", b"set k 0 0 3 noreply\r\nabc\r\n", b"set k 0 0 3\r\nab",
+                 b"set k 0 0 3\r\nabcd\r\n", b"set k -1 0 3\r\nabc\r\n", b"set  k 0 0 3\r\nabc\r\n",
+                 b"add k 0 0 3\r\nabc\r\n", b"set " + b"k" * 251 + b" 0 0 1\r\nx\r\n", b"set k 0 0 3\nabc\r\n"):
+        assert TextParser().single_set(data) is None, data
+    assert TextParser(80).single_set(b"set k 0 0 30\r\n" + b"x" * 30 + b"\r\n") is None  # too large: not forwarded
+
+
 @given(st.one_of(st.binary(max_size=12), st.text("0123456789", max_size=12).map(str.encode)))
 def test_number_shortcut_agrees_with_the_c_scan(token):
     """safe_strtol/safe_strtoul take a shortcut for short plain digit strings; it must give what

@@ -47,14 +47,14 @@ def inprocess_proxy(memcached):
 
 def test_fault_closes_only_that_connection(inprocess_proxy, monkeypatch):
     addr, _loop = inprocess_proxy
-    original = text_module.value_line
+    original = text_module.TextSession.finish
 
-    def exploding(key, resp, cas):
-        if key == b"boom":
+    def exploding(self, slot, command, result, started, data, protocol="text"):
+        if data.startswith(b"VALUE boom "):  # rendering this client's answer fails
             raise RuntimeError("injected fault")
-        return original(key, resp, cas)
+        return original(self, slot, command, result, started, data, protocol)
 
-    monkeypatch.setattr(text_module, "value_line", exploding)
+    monkeypatch.setattr(text_module.TextSession, "finish", exploding)
     others = [connect(addr) for _ in range(5)]
     for s in others:
         s.sendall(b"set boom 0 0 1\r\nx\r\n")

@@ -4,14 +4,20 @@ Each method writes one meta command and hands the backend's answer (a
 :class:`~cacheproxy.protocol.meta.MetaResponse`) or a
 :class:`~cacheproxy.backends.errors.BackendError` to its callback. The orcas turn those into
 protocol answers; text commands are translated to meta here so every backend command can be
-pipelined and, later, batched.
+pipelined and batched (a text command with ``noreply`` has no answer to keep a pipeline in step).
+
+Two shortcuts serve the text requests clients send most: a plain ``set`` is forwarded as the
+client wrote it (memcached's ``STORED`` line is the client's answer), and a plain ``get``'s hit
+is read straight into the text answer's bytes. A text ``get`` is *not* forwarded: memcached spends
+about 3x the CPU on it that it spends on ``mg <key> v f`` (measured: 2.3 vs 0.7 µs per pipelined
+request).
 """
 
 from __future__ import annotations
 
 from ..backends.connection import BackendConnection, Callback
 from ..backends.pool import Lane
-from ..protocol.meta import LINE, LINES, META, QUIET
+from ..protocol.meta import LINE, LINES, META, QUIET, TEXT_STORE, TEXT_VALUE
 
 
 class PlainHandler:
@@ -38,6 +44,17 @@ class PlainHandler:
             self.conn.send(cmd + b"\r\n", META, cb)
         else:
             self.conn.send_read(cmd + b"\r\n", META, cb)
+
+    def get_text(self, key: bytes, cb: Callback) -> None:
+        """A plain text ``get key``, asked as ``mg key v f`` (memcached spends 3x the CPU on a text
+        ``get``); a hit reaches CB as the text answer's bytes after ``VALUE <key> `` (see
+        :func:`~cacheproxy.protocol.meta.read_text_value`), a miss or an error as a MetaResponse."""
+        self.conn.send_read(b"mg %b v f\r\n" % key, TEXT_VALUE, cb)
+
+    def set_text(self, request: bytes, cb: Callback) -> None:
+        """A client's whole ``set`` (command line and data block) as written, answered by
+        memcached's own ``STORED``/``NOT_STORED``... line, passed on as bytes."""
+        self.conn.send(request, TEXT_STORE, cb)
 
     def store(self, mode: bytes, key: bytes, flags: int, exptime: int, data: bytes, cas_unique: int,
               cb: Callback) -> None:

@@ -12,6 +12,8 @@ META = 0  # one meta answer: a line, plus a data block after "VA <size> ..."
 QUIET = 1  # a quiet meta command followed by "mn": an optional meta answer, then "MN"
 LINE = 2  # one text line (version, flush_all, verbosity)
 LINES = 3  # text lines up to "END" (stats), or one error line
+TEXT_STORE = 4  # the answer to a text storage command: ``STORED``, ``NOT_STORED``...
+TEXT_VALUE = 5  # the answer to ``mg <key> v f`` asked for a text ``get``: see read_text_value
 
 _ERRORS = (b"ERROR", b"CLIENT_ERROR", b"SERVER_ERROR")
 VA = b"VA"
@@ -110,4 +112,36 @@ def read_lines(buf: bytes, pos: int) -> tuple[MetaResponse, int] | None:
             return MetaResponse(code, line, None, buf[start:pos]), pos
 
 
-READERS = {META: read_meta, QUIET: read_quiet, LINE: read_line, LINES: read_lines}
+def read_text_store(buf: bytes, pos: int) -> tuple[bytes | MetaResponse, int] | None:
+    """memcached's answer to a text storage command, as the bytes a text client is sent (one of
+    :data:`STORE_ANSWERS`); anything else (an error line) comes back as a MetaResponse."""
+    nl = buf.find(b"\n", pos)
+    if nl < 0:
+        return None
+    line = buf[pos:nl + 1]
+    if line in STORE_ANSWERS:
+        return line, nl + 1
+    return read_line(buf, pos)
+
+
+def read_text_value(buf: bytes, pos: int) -> tuple[bytes | MetaResponse, int] | None:
+    """The answer to ``mg <key> v f`` asked for a text ``get``. A hit (``VA <size> f<flags>``) comes
+    back as the bytes that follow ``VALUE <key> `` in the text answer, ``<flags> <size>\r\n<data>\r\n
+    END\r\n``, built with one copy; anything else as :func:`read_meta` reads it."""
+    if not buf.startswith(b"VA ", pos):
+        return read_meta(buf, pos)
+    nl = buf.find(b"\r\n", pos)
+    if nl < 0:
+        return None
+    sp = buf.find(b" f", pos + 3, nl)
+    size = buf[pos + 3:sp]
+    stop = nl + 4 + int(size)
+    if stop > len(buf):
+        return None
+    return b"%b %b\r\n%bEND\r\n" % (buf[sp + 2:nl], size, buf[nl + 2:stop]), stop
+
+
+STORE_ANSWERS = {b"STORED\r\n": "stored", b"NOT_STORED\r\n": "not_stored", b"EXISTS\r\n": "exists",
+                 b"NOT_FOUND\r\n": "not_found"}  # a storage command's answer → its metric result
+READERS = {META: read_meta, QUIET: read_quiet, LINE: read_line, LINES: read_lines, TEXT_STORE: read_text_store,
+           TEXT_VALUE: read_text_value}

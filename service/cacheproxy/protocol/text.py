@@ -146,6 +146,31 @@ class TextParser:
             return None
         return key  # exactly what feed() would parse: Get("get", [key], False)
 
+    def single_set(self, data: bytes) -> bytes | None:
+        """The key, when DATA is exactly one whole ``set <key> <flags> <exptime> <bytes>\r\n<data>\r\n``
+        (plain digits, no ``noreply``) that fits, and nothing is held from earlier reads: what
+        :meth:`feed` would parse as one Store, so the proxy may forward DATA itself. None otherwise."""
+        if data[:4] != b"set " or self._buf or self._pending is not None or self._swallow or self.closed:
+            return None
+        nl = data.find(b"\n")
+        if nl < 0 or data[nl - 1] != 0x0D:
+            return None
+        tokens = data[4:nl - 1].split(b" ")
+        if len(tokens) != 4:
+            return None
+        key, flags, exptime, size = tokens
+        if not (key and len(key) <= KEY_MAX_LENGTH) or b"\0" in key:
+            return None
+        for number in (flags, exptime, size):  # short plain digits: no C-style corner cases
+            if not (len(number) < 10 and number.isdigit()):
+                return None
+        nbytes = int(size) + 2
+        if len(data) != nl + 1 + nbytes or data[-2:] != b"\r\n":
+            return None
+        if not item_fits(len(key), int(flags), nbytes, self.max_item_size):
+            return None
+        return key
+
     @staticmethod
     def _may_grow(buf: bytes, pos: int, end: int) -> bool:
         """memcached lets only a multiget line run past 2048 bytes (and so do we, to a bound)."""

@@ -1,8 +1,9 @@
 """The text/meta session: parse, hand each request to the orca, render memcached's answers.
 
 Text commands are answered from the backend's meta answers (``VA``→``VALUE``, ``HD``→
-``STORED``...). Meta commands are forwarded as written and their answers passed back verbatim,
-so meta clients see memcached's own bytes.
+``STORED``...), except a plain ``set``, which memcached is sent as written (see the plain
+handler). Meta commands are forwarded as written and their answers passed back verbatim, so meta
+clients see memcached's own bytes.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable
 
 from ..backends.errors import BackendError
 from ..metrics.stats import STATS
+from ..protocol.meta import STORE_ANSWERS as STORE_RESULTS
 from ..protocol.meta import MetaResponse, code_of
 from ..protocol.requests import (
     Arith,
@@ -107,7 +109,8 @@ class Answer(Slot):
 
 class OneGet(Slot):
     """A plain one-key ``get``, what most clients send most: its own slot and callback, with no
-    request object and no detour through the generic rendering on a hit."""
+    request object and no detour through the generic rendering on a hit (which the plain handler's
+    ``get_text`` delivers as bytes almost ready to send)."""
 
     __slots__ = ("key", "session", "started")
 
@@ -117,15 +120,44 @@ class OneGet(Slot):
         self.session, self.key, self.started = session, key, started
         session.conn.slots.append(self)
 
-    def done(self, resp: MetaResponse | BackendError) -> None:
+    def done(self, resp: bytes | MetaResponse | BackendError) -> None:
         session = self.session
         try:
-            if getattr(resp, "code", None) == b"VA":
+            if resp.__class__ is bytes:  # a hit, from the plain handler's get_text
                 if session.count_lookups:
                     STATS.lookups[L1_HIT] += 1
-                session.finish(self, "get", "hit", self.started, value_line(self.key, resp, False, END))
+                session.finish(self, "get", "hit", self.started, b"VALUE %b %b" % (self.key, resp))
+            elif getattr(resp, "code", None) == b"VA":  # a hit, from another orca
+                if session.count_lookups:
+                    STATS.lookups[L1_HIT] += 1
+                session.finish(self, "get", "hit", self.started, value_line(self.key, resp, False, END))  # type: ignore[arg-type]
             else:
                 session.render_get(self, Get("get", [self.key], False), (resp,), self.started)
+        except Exception:
+            session.conn.fault()
+
+
+class ForwardedSet(Slot):
+    """A plain ``set`` forwarded to memcached as the client wrote it (see
+    :meth:`~cacheproxy.handlers.plain.PlainHandler.set_text`): memcached's ``STORED`` (or
+    ``NOT_STORED``...) line is the client's answer as it comes. No request object, no command built."""
+
+    __slots__ = ("session", "started")
+
+    def __init__(self, session: TextSession, started: float) -> None:
+        self.data: bytes | None = None
+        self.close_after = False
+        self.session, self.started = session, started
+        session.conn.slots.append(self)
+
+    def done(self, resp: bytes | MetaResponse | BackendError) -> None:
+        session = self.session
+        try:
+            if resp.__class__ is bytes:
+                session.finish(self, "set", STORE_RESULTS[resp], self.started, resp)  # type: ignore[index, arg-type]
+            else:
+                data, result = error_answer(resp)  # type: ignore[arg-type]
+                session.finish(self, "set", result, self.started, data)
         except Exception:
             session.conn.fault()
 
@@ -133,7 +165,7 @@ class OneGet(Slot):
 class TextSession:
     """Serves one text/meta client connection."""
 
-    __slots__ = ("backlog", "conn", "count_lookups", "loop", "orca", "parser")
+    __slots__ = ("backlog", "conn", "count_lookups", "loop", "orca", "parser", "plain_orca")
     dispatch: dict[type, Callable]  # request type → unbound method, filled in below the class
 
     def __init__(self, conn: ClientConnection) -> None:
@@ -143,16 +175,26 @@ class TextSession:
         self.loop = conn.loop
         # L1Only leaves hit/miss counting to the server (it sees every answer anyway).
         self.count_lookups = not getattr(self.orca, "counts_lookups", False)
+        # The plain handler (L1Only) takes a plain get and a plain set by their shortcuts
+        # (get_text, set_text); the other orcas (L1L2, chunked) serve them like any request.
+        self.plain_orca = hasattr(self.orca, "set_text")
         self.backlog: deque[Request] | None = None  # parsed, waiting for the client to read answers
 
     def feed(self, data: bytes, now: float) -> bool:
-        """Serve the requests in DATA, read at NOW. True when DATA was one whole plain get (so
-        nothing is held and nothing waits)."""
+        """Serve the requests in DATA, read at NOW. True when DATA was one whole plain get or set
+        (so nothing is held and nothing waits)."""
         conn = self.conn
         if not self.backlog and len(conn.slots) < MAX_IN_FLIGHT and not conn.closing:
-            key = self.parser.single_get(data)
+            parser = self.parser
+            key = parser.single_get(data)
             if key is not None:
-                self.orca.get(key, OneGet(self, key, now).done)
+                if self.plain_orca:
+                    self.orca.get_text(key, OneGet(self, key, now).done)
+                else:
+                    self.orca.get(key, OneGet(self, key, now).done)
+                return True
+            if self.plain_orca and parser.single_set(data) is not None:
+                self.orca.set_text(data, ForwardedSet(self, now).done)
                 return True
         requests = self.parser.feed(data)
         if not requests:

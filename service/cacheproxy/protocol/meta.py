@@ -65,13 +65,8 @@ def read_meta(buf: bytes, pos: int) -> tuple[MetaResponse, int] | None:
         return MetaResponse(VA, line, buf[nl + 1:stop - 2]), stop
     sp = line.find(b" ")
     code = line if sp < 0 else line[:sp]
-    if code == b"VA":
-        end = line.find(b" ", 3)
-        size = int(line[3:] if end < 0 else line[3:end])
-        stop = nl + 1 + size + 2
-        if stop > len(buf):
-            return None
-        return MetaResponse(code, line, buf[nl + 1:stop - 2]), stop
+    if code == VA:  # every "VA <size> ..." was read above: this one has no size
+        raise ValueError(f"VA without a size: {line!r}")
     return MetaResponse(code, line, None, buf[pos:nl + 1]), nl + 1
 
 
@@ -114,12 +109,12 @@ def read_lines(buf: bytes, pos: int) -> tuple[MetaResponse, int] | None:
 
 def read_text_store(buf: bytes, pos: int) -> tuple[bytes | MetaResponse, int] | None:
     """memcached's answer to a text storage command, as the bytes a text client is sent (one of
-    :data:`STORE_ANSWERS`); anything else (an error line) comes back as a MetaResponse."""
+    :data:`STORE_RESULTS`); anything else (an error line) comes back as a MetaResponse."""
     nl = buf.find(b"\n", pos)
     if nl < 0:
         return None
     line = buf[pos:nl + 1]
-    if line in STORE_ANSWERS:
+    if line in STORE_RESULTS:
         return line, nl + 1
     return read_line(buf, pos)
 
@@ -141,7 +136,7 @@ def read_text_value(buf: bytes, pos: int) -> tuple[bytes | MetaResponse, int] | 
     return b"%b %b\r\n%bEND\r\n" % (buf[sp + 2:nl], size, buf[nl + 2:stop]), stop
 
 
-STORE_ANSWERS = {b"STORED\r\n": "stored", b"NOT_STORED\r\n": "not_stored", b"EXISTS\r\n": "exists",
+STORE_RESULTS = {b"STORED\r\n": "stored", b"NOT_STORED\r\n": "not_stored", b"EXISTS\r\n": "exists",
                  b"NOT_FOUND\r\n": "not_found"}  # a storage command's answer → its metric result
 READERS = {META: read_meta, QUIET: read_quiet, LINE: read_line, LINES: read_lines, TEXT_STORE: read_text_store,
            TEXT_VALUE: read_text_value}

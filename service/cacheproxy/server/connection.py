@@ -80,14 +80,14 @@ class ClientConnection(asyncio.Protocol):
             session = self.session
             if session is None:
                 session = self.session = self._start_session(data[0])
-            whole_get = session.feed(data, now)
+            served_whole = session.feed(data, now)
             if outbox.DIRTY:
                 outbox.flush()  # backend requests and local answers leave in one write each
         except Exception:
             self.fault()
             return
-        if whole_get:
-            return  # one whole get: nothing held, nothing waiting
+        if served_whole:
+            return  # one whole plain get or set: nothing held, nothing waiting
         if session.parser.buffered:
             if self.partial_since is None:
                 self.partial_since = now

@@ -13,8 +13,7 @@ from collections.abc import Callable
 
 from ..backends.errors import BackendError
 from ..metrics.stats import STATS
-from ..protocol.meta import STORE_ANSWERS as STORE_RESULTS
-from ..protocol.meta import MetaResponse, code_of
+from ..protocol.meta import STORE_RESULTS, MetaResponse, code_of
 from ..protocol.requests import (
     Arith,
     Close,
@@ -107,48 +106,44 @@ class Answer(Slot):
             session.conn.fault()
 
 
-class OneGet(Slot):
-    """A plain one-key ``get``, what most clients send most: its own slot and callback, with no
-    request object and no detour through the generic rendering on a hit (which the plain handler's
-    ``get_text`` delivers as bytes almost ready to send)."""
+class Shortcut(Slot):
+    """The slot and callback of a request served by the plain handler's shortcuts (``get_text``,
+    ``set_text``): no request object, just the session, when it was read, and the key if needed."""
 
     __slots__ = ("key", "session", "started")
 
-    def __init__(self, session: TextSession, key: bytes, started: float) -> None:
+    def __init__(self, session: TextSession, started: float, key: bytes = b"") -> None:
         self.data: bytes | None = None
         self.close_after = False
-        self.session, self.key, self.started = session, key, started
+        self.session, self.started, self.key = session, started, key
         session.conn.slots.append(self)
+
+
+class OneGet(Shortcut):
+    """A plain one-key ``get``, what most clients send most: a hit arrives as the bytes of the text
+    answer after ``VALUE <key> `` (see :func:`~cacheproxy.protocol.meta.read_text_value`)."""
+
+    __slots__ = ()
 
     def done(self, resp: bytes | MetaResponse | BackendError) -> None:
         session = self.session
         try:
-            if resp.__class__ is bytes:  # a hit, from the plain handler's get_text
+            if resp.__class__ is bytes:
                 if session.count_lookups:
                     STATS.lookups[L1_HIT] += 1
                 session.finish(self, "get", "hit", self.started, b"VALUE %b %b" % (self.key, resp))
-            elif getattr(resp, "code", None) == b"VA":  # a hit, from another orca
-                if session.count_lookups:
-                    STATS.lookups[L1_HIT] += 1
-                session.finish(self, "get", "hit", self.started, value_line(self.key, resp, False, END))  # type: ignore[arg-type]
             else:
                 session.render_get(self, Get("get", [self.key], False), (resp,), self.started)
         except Exception:
             session.conn.fault()
 
 
-class ForwardedSet(Slot):
+class ForwardedSet(Shortcut):
     """A plain ``set`` forwarded to memcached as the client wrote it (see
     :meth:`~cacheproxy.handlers.plain.PlainHandler.set_text`): memcached's ``STORED`` (or
     ``NOT_STORED``...) line is the client's answer as it comes. No request object, no command built."""
 
-    __slots__ = ("session", "started")
-
-    def __init__(self, session: TextSession, started: float) -> None:
-        self.data: bytes | None = None
-        self.close_after = False
-        self.session, self.started = session, started
-        session.conn.slots.append(self)
+    __slots__ = ()
 
     def done(self, resp: bytes | MetaResponse | BackendError) -> None:
         session = self.session
@@ -183,20 +178,19 @@ class TextSession:
     def feed(self, data: bytes, now: float) -> bool:
         """Serve the requests in DATA, read at NOW. True when DATA was one whole plain get or set
         (so nothing is held and nothing waits)."""
-        conn = self.conn
+        conn, parser = self.conn, self.parser
         if not self.backlog and len(conn.slots) < MAX_IN_FLIGHT and not conn.closing:
-            parser = self.parser
             key = parser.single_get(data)
             if key is not None:
                 if self.plain_orca:
-                    self.orca.get_text(key, OneGet(self, key, now).done)
+                    self.orca.get_text(key, OneGet(self, now, key).done)
                 else:
-                    self.orca.get(key, OneGet(self, key, now).done)
+                    self.get(Get("get", [key], False), now)
                 return True
             if self.plain_orca and parser.single_set(data) is not None:
                 self.orca.set_text(data, ForwardedSet(self, now).done)
                 return True
-        requests = self.parser.feed(data)
+        requests = parser.feed(data)
         if not requests:
             return False
         if self.backlog or len(requests) + len(conn.slots) > MAX_IN_FLIGHT:

@@ -24,7 +24,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 KINDS = ("direct", "twemproxy", "l1only", "batched")
-TARGET_RE = re.compile(r"^(direct|twemproxy|l1only|batched)(?:-w(\d+))?$")
+# A proxy target may end in -wN (N worker processes) and -py (its pure-Python fallback instead of the
+# compiled hot path; see service/cacheproxy/compiled.py).
+TARGET_RE = re.compile(r"^(direct|twemproxy|l1only|batched)(?:-w(\d+))?(-py)?$")
 
 
 def raise_nofile_limit() -> None:
@@ -35,13 +37,13 @@ def raise_nofile_limit() -> None:
 
 
 def parse_target(spec: str, default_workers: int = 1) -> tuple[str, int]:
-    """``l1only-w2`` -> (``l1only``, 2); workers apply to the proxy targets only."""
+    """``l1only-w2`` -> (``l1only``, 2); workers (and -py) apply to the proxy targets only."""
     match = TARGET_RE.match(spec)
     if not match:
         raise ValueError(f"unknown target {spec!r}: expected one of {', '.join(KINDS)} (proxies: -wN)")
     kind, workers = match.group(1), match.group(2)
-    if workers and kind in ("direct", "twemproxy"):
-        raise ValueError(f"{spec}: only the proxy targets have workers")
+    if (workers or match.group(3)) and kind in ("direct", "twemproxy"):
+        raise ValueError(f"{spec}: only the proxy targets have workers and a pure-Python variant")
     return kind, int(workers) if workers else (default_workers if kind in ("l1only", "batched") else 1)
 
 
@@ -266,6 +268,9 @@ def start_stack(spec: str, workdir: Path, opts: Options, default_workers: int = 
             stack.procs["proxy"] = spawn(cmd, workdir / "proxy.log")
         else:
             env = dict(os.environ)
+            env.pop("CACHEPROXY_PURE_PYTHON", None)
+            if spec.endswith("-py"):
+                env["CACHEPROXY_PURE_PYTHON"] = "1"
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "service"), env.get("PYTHONPATH")]))
             stack.procs["proxy"] = spawn(proxy_command(stack, l1), workdir / "proxy.log", env)
         wait_connectable(stack.port, stack.procs["proxy"], workdir / "proxy.log")

@@ -48,11 +48,16 @@ def pieces(stream: bytes, cuts: Sequence[int]) -> list[bytes]:
     return [stream[a:b] for a, b in itertools.pairwise(bounds)]
 
 
+def _fields(cls: type) -> tuple[str, ...]:
+    """A request class's own fields: its ``__slots__``, or what mypyc lists when it is compiled."""
+    return getattr(cls, "__slots__", None) or getattr(cls, "__mypyc_attrs__", ())
+
+
 def describe(requests: list) -> list[tuple]:
     """A comparable view of text requests (they define no __eq__)."""
     out = []
     for r in requests:
-        fields = tuple((name, getattr(r, name)) for name in sorted(type(r).__slots__) if hasattr(r, name))
+        fields = tuple((name, getattr(r, name)) for name in sorted(_fields(type(r))) if hasattr(r, name))
         out.append((type(r).__name__, r.command, fields))
     return out
 

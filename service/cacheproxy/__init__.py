@@ -5,4 +5,8 @@ orca (request orchestration across cache levels) → handler (how a value is lai
 backend: plain or chunked) → backend (a meta-protocol connection to memcached).
 """
 
+from . import compiled
+
+compiled.install()  # compiled hot path or pure Python: decided before any hot module is imported
+
 __version__ = "0.1.0"

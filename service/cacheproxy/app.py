@@ -9,11 +9,12 @@ import gc
 import logging
 import signal
 from collections.abc import Callable
+from functools import partial
 
 from aiohttp import web
 
 from .backends.connection import OPEN, BackendConnection
-from .backends.pool import BackendPool
+from .backends.pool import BackendPool, Lane
 from .backends.sweeper import sweep_forever, track
 from .config import Config
 from .listener.listener import listen
@@ -25,6 +26,13 @@ from .protocol.meta import LINE, code_of
 log = logging.getLogger("cacheproxy")
 
 HEALTH_INTERVAL = 1.0
+
+
+
+def _resolve(future: asyncio.Future, resp: object) -> None:
+    """A backend callback that completes FUTURE once (a late answer after a timeout is dropped)."""
+    if not future.done():
+        future.set_result(resp)
 
 
 class Runtime:
@@ -65,6 +73,7 @@ class Runtime:
         l1 = cfg.address("l1")
 
         def make() -> ChunkedHandler:
+            conn: BackendConnection | Lane
             if cfg.batching.enabled:
                 conn, owned = self.pool("l1").lane(), False
             else:
@@ -99,7 +108,7 @@ class Runtime:
         track(conn)
         while True:
             done = self.loop.create_future()
-            conn.send(b"version\r\n", LINE, lambda r, f=done: f.done() or f.set_result(r))
+            conn.send(b"version\r\n", LINE, partial(_resolve, done))
             try:
                 # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that
                 # races with the answer, and this loop would then outlive shutdown.

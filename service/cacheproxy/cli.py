@@ -8,7 +8,7 @@ import logging
 import resource
 import sys
 
-from . import __version__
+from . import __version__, compiled
 from .config import load
 
 
@@ -29,7 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--backend-timeout", dest="backend_timeout", type=float)
     p.add_argument("--shutdown-grace", dest="shutdown_grace", type=float)
     p.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
-    p.add_argument("--version", action="version", version=f"cacheproxy {__version__}")
+    p.add_argument("--version", action="version", version=f"cacheproxy {__version__}, {compiled.DESCRIPTION}")
     return p.parse_args(argv)
 
 
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     raise_nofile_limit()
     loop_name = install_event_loop()
-    logging.getLogger("cacheproxy").info("cacheproxy %s on %s", __version__, loop_name)
+    logging.getLogger("cacheproxy").info("cacheproxy %s on %s, %s", __version__, loop_name, compiled.DESCRIPTION)
     if config.workers > 1:
         from .workers import run_workers
 

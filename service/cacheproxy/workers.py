@@ -62,7 +62,7 @@ class Workers:
     def __init__(self, config: Config) -> None:
         self.config = config
         ctx = mp.get_context("fork")
-        self.procs: list[mp.Process] = []
+        self.procs: list[mp.process.BaseProcess] = []
         self.pipes: list[Connection] = []
         for i in range(config.workers):
             parent, child = ctx.Pipe()

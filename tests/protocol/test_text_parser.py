@@ -20,14 +20,7 @@ from cacheproxy.protocol.text import BAD_CHUNK, BAD_FORMAT, ERROR, TextParser, i
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-
-def describe(requests) -> list[tuple]:
-    """A comparable view of parsed requests."""
-    out = []
-    for r in requests:
-        fields = tuple((name, getattr(r, name)) for name in sorted(type(r).__slots__) if hasattr(r, name))
-        out.append((type(r).__name__, r.command, fields))
-    return out
+from fuzz.harness import describe
 
 
 def parse_all(data: bytes, max_item_size: int = 1 << 20) -> list:

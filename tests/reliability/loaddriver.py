@@ -9,8 +9,11 @@ reaches EOF or S seconds pass. Then it prints one JSON line (see :class:`Tally`)
 
 Every answer is checked. A connection owns its key, so a ``get`` may only return a value this
 connection may have stored: the one just STORED, or, after a set answered SERVER_ERROR (which
-memcached may or may not have applied), one of those. Anything else (another value, a broken
-frame, an unexpected line) is *wrong*. A miss right after STORED is *lost* (only legitimate when
+memcached may or may not have applied), one of those. A set answered SERVER_ERROR may also land
+*later*, after a newer set was STORED: a paused memcached still holds it, unread, on a connection
+the proxy gave up on, and executes it when it resumes (as it would for any client that timed out).
+Such a value is counted as *late*, not wrong. Anything else (another value, a broken frame, an
+unexpected line) is *wrong*. A miss right after STORED is *lost* (only legitimate when
 memcached lost its data, i.e. it was killed). SERVER_ERROR answers are *errors*. A request whose
 answer never came because the connection closed or stalled is a *failure*. Errors, losses and
 failures carry the CLOCK_MONOTONIC time the request was sent (the clock is system-wide, so the
@@ -39,6 +42,7 @@ class Tally:
     connect_errors: int = 0
     rounds_ok: int = 0
     wrong: int = 0
+    late: int = 0
     errors: int = 0
     lost: int = 0
     failures: int = 0
@@ -46,6 +50,7 @@ class Tally:
     lost_times: list[float] = field(default_factory=list)
     failure_events: list[tuple[float, str]] = field(default_factory=list)
     wrong_samples: list[str] = field(default_factory=list)
+    late_samples: list[str] = field(default_factory=list)
     ok_per_100ms: dict[int, int] = field(default_factory=dict)
     last_ok: float = 0.0
 
@@ -75,6 +80,11 @@ class Tally:
         if len(self.wrong_samples) < 20:
             self.wrong_samples.append(what)
 
+    def late_write(self, what: str) -> None:
+        self.late += 1
+        if len(self.late_samples) < 20:
+            self.late_samples.append(what)
+
 
 class Wrong(Exception):
     pass
@@ -88,6 +98,7 @@ class Client:
         self.size = size
         self.reader, self.writer = reader, writer
         self.possible: set[bytes | None] = {None}
+        self.unconfirmed: set[bytes] = set()  # every value whose set was answered SERVER_ERROR
         self.round = 0
 
     async def one_round(self, tally: Tally) -> None:
@@ -117,6 +128,7 @@ class Client:
             self.possible = {value}
         elif line.startswith(b"SERVER_ERROR"):
             self.possible.add(value)
+            self.unconfirmed.add(value)
             tally.error(sent)
             round_ok = False
         else:
@@ -128,8 +140,12 @@ class Client:
                 raise Wrong(f"get {self.key!r}: header {line[:80]!r}")
             data = await reader.readexactly(int(parts[3]) + 2)
             end = await reader.readuntil(b"\r\n")
-            if data[-2:] != b"\r\n" or end != b"END\r\n" or data[:-2] not in self.possible:
-                raise Wrong(f"get {self.key!r}: {data[:60]!r} {end[:20]!r} not in {len(self.possible)} possible")
+            if data[-2:] != b"\r\n" or end != b"END\r\n":
+                raise Wrong(f"get {self.key!r}: {data[:60]!r} {end[:20]!r}: broken frame")
+            if data[:-2] not in self.possible:
+                if data[:-2] not in self.unconfirmed:
+                    raise Wrong(f"get {self.key!r}: {data[:60]!r} not in {len(self.possible)} possible")
+                tally.late_write(f"get {self.key!r} round {self.round}: {data[:40]!r}, a set answered SERVER_ERROR")
         elif line == b"END\r\n":
             if None not in self.possible:
                 tally.lose(sent)

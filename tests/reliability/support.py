@@ -141,7 +141,8 @@ def ok_rounds_between(tally: dict, start: float, end: float) -> int:
 
 def summary(tally: dict) -> dict:
     """The counters of a tally, without its event lists (for assertion messages)."""
-    return {k: v for k, v in tally.items() if isinstance(v, int | float)} | {"wrong_samples": tally["wrong_samples"]}
+    samples = {"wrong_samples": tally["wrong_samples"], "late_samples": tally["late_samples"]}
+    return {k: v for k, v in tally.items() if isinstance(v, int | float)} | samples
 
 
 def hold(seconds: float, proxy: Proc) -> None:

@@ -15,7 +15,7 @@ import logging
 import random
 import select
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, cast
 
 from ..metrics.stats import STATS
 from ..protocol.meta import READERS, MetaResponse
@@ -107,7 +107,9 @@ class BackendConnection(asyncio.Protocol):
                 # A client's own connection writes as soon as that client's read is handled.
                 outbox.mark(self)
 
-    send_read = send  # a lone connection does not retry reads elsewhere (a pool's Lane does)
+    def send_read(self, payload: bytes, shape: int, callback: Callback) -> None:
+        """A read: a lone connection does not retry reads elsewhere (a pool's Lane does)."""
+        self.send(payload, shape, callback)
 
     def flush_out(self) -> None:
         self._flush_scheduled = False
@@ -144,9 +146,9 @@ class BackendConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self.transport is not None or self.state == CLOSED:  # never two transports at once
             transport.set_protocol(_DETACHED)
-            transport.abort()
+            cast(asyncio.Transport, transport).abort()
             return
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)
         if self._backoff:
             STATS.backend_reconnects[self.name] += 1
         self._backoff = 0.0

@@ -36,7 +36,7 @@ class BackendPool:
         conns = self.conns
         if not conns:
             return self._new()
-        best = None
+        best: BackendConnection | None = None
         for _ in range(len(conns)):
             self._next = (self._next + 1) % len(conns)
             conn = conns[self._next]
@@ -46,7 +46,8 @@ class BackendPool:
                 best = conn
         if len(conns) < self.size:
             return self._new()
-        return best  # type: ignore[return-value]
+        assert best is not None  # conns is not empty: the loop ran
+        return best
 
     def lane(self) -> Lane:
         """A client's own path through the pool: one connection, so its requests stay in order."""
@@ -83,6 +84,10 @@ class Lane:
         if conn.state == CLOSED:
             conn = self.conn = self.pool.pick()
         conn.send(payload, shape, callback, self)  # the lane itself: no bound method per read
+
+    def close(self) -> None:
+        """Nothing to release: the pool owns the connections, and a lane is never owned (L1Only
+        and the chunked handler close only a connection they own)."""
 
     def retry(self, payload: bytes, shape: int, callback: Callback) -> None:
         """A read's connection broke under it: try other connections, a bounded number of times.

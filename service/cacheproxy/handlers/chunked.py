@@ -193,7 +193,7 @@ class ChunkedHandler:
               done: Callable[[MetaResponse | BackendError, ChunkMeta | None], None]) -> None:
         cmd = b"mg " + key + b" v f" + extra
         touching = exptime is not None
-        if touching:
+        if exptime is not None:
             cmd += b" T%d" % exptime
         send = self.conn.send if touching else self.send_read
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from .. import __version__
+from .. import __version__, compiled
 from .stats import BUCKETS
 
 
@@ -118,6 +118,6 @@ class StatsCollector(Collector):
         yield GaugeMetricFamily("cacheproxy_draining", "1 once a SIGTERM drain has begun", value=s["draining"])
         yield GaugeMetricFamily("cacheproxy_tasks", "asyncio tasks alive (flat unless something leaks)",
                                 value=s["tasks"])
-        g = GaugeMetricFamily("cacheproxy_info", "Build and mode information", labels=["version", "orca"])
-        g.add_metric([__version__, s["orca"]], 1)
+        g = GaugeMetricFamily("cacheproxy_info", "Build and mode information", labels=["version", "orca", "build"])
+        g.add_metric([__version__, s["orca"], "compiled" if compiled.COMPILED else "pure"], 1)
         yield g

@@ -338,7 +338,7 @@ class BinaryParser:
         """Bytes held for a partial request (bounded: 16 KB or one value under the size limit)."""
         return len(self._buf)
 
-    def feed(self, data: bytes) -> list[BinaryRequest]:
+    def feed(self, data: bytes | memoryview) -> list[BinaryRequest]:
         if self.closed:
             return []
         if self._skip:

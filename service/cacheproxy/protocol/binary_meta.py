@@ -66,8 +66,8 @@ class MetaCall:
 
 LOCAL = MetaCall(None, Shape.NONE)
 
-_STORE_MODE = {Op.SET: b"MS", Op.ADD: b"ME", Op.REPLACE: b"MR", Op.APPEND: b"MA", Op.PREPEND: b"MP"}
-_GET_FLAGS = {
+_STORE_MODE: dict[int, bytes] = {Op.SET: b"MS", Op.ADD: b"ME", Op.REPLACE: b"MR", Op.APPEND: b"MA", Op.PREPEND: b"MP"}
+_GET_FLAGS: dict[int, bytes] = {
     Op.GET: b" v f c",
     Op.GETK: b" v f c",
     Op.GETE: b" v f c t",
@@ -75,6 +75,7 @@ _GET_FLAGS = {
     Op.GATK: b" v f c",
     Op.TOUCH: b" f c",
 }
+_NOT_STORED_STATUS: dict[int, Status] = {Op.ADD: Status.KEY_EEXISTS, Op.REPLACE: Status.KEY_ENOENT}
 _STATS_GROUPS = frozenset({b"items", b"slabs", b"sizes", b"sizes_enable", b"sizes_disable"})
 _TEXT_UNSAFE = frozenset(range(0x21)) | {0x7F}  # whitespace and control bytes
 _TOKENIZER_UNSAFE = frozenset(b"\x00\n ")  # what memcached's text tokenizer cannot carry
@@ -281,9 +282,7 @@ def _from_store(request: BinaryRequest, code: bytes, tokens: list[bytes]) -> byt
     if code == b"NS":
         if request.cas:
             return _error(request, Status.NOT_STORED)
-        status = {Op.ADD: Status.KEY_EEXISTS, Op.REPLACE: Status.KEY_ENOENT}.get(
-            request.command, Status.NOT_STORED
-        )
+        status = _NOT_STORED_STATUS.get(request.command, Status.NOT_STORED)
         return _error(request, status)
     return _unexpected(request, code)
 

@@ -230,7 +230,7 @@ class TextParser:
                 return Reply(command, BAD_FORMAT)
         return Get(command, keys, cas, exptime)
 
-    def _store(self, command: str, mode: bytes, tokens: list[bytes], ntokens: int, with_cas: bool) -> Request:
+    def _store(self, command: str, mode: bytes, tokens: list[bytes], ntokens: int, with_cas: bool) -> Request | None:
         noreply = tokens[ntokens - 2] == b"noreply"
         key = tokens[1]
         if len(key) > KEY_MAX_LENGTH:
@@ -242,9 +242,10 @@ class TextParser:
             return _reply(command, BAD_FORMAT, noreply)
         cas_unique = 0
         if with_cas:
-            cas_unique = safe_strtoull(tokens[5])
-            if cas_unique is None:
+            parsed = safe_strtoull(tokens[5])
+            if parsed is None:
                 return _reply(command, BAD_FORMAT, noreply)
+            cas_unique = parsed
         if vlen < 0 or vlen > INT_MAX - 2:
             return _reply(command, BAD_FORMAT, noreply)
         nbytes = vlen + 2
@@ -252,13 +253,13 @@ class TextParser:
             self._swallow = nbytes
             return TooLarge(command, key, unlink=mode == SET, noreply=noreply)
 
-        def make(block: bytes) -> Request:
+        def make(block: bytes) -> Request | None:
             if block[-2:] != b"\r\n":
                 return _reply(command, BAD_CHUNK, noreply)
             return Store(command, mode, key, flags, exptime, block[:-2], cas_unique, noreply)
 
         self._pending = _PendingData(nbytes, make)
-        return None  # type: ignore[return-value]
+        return None  # the request is complete once its data block is in
 
     def _meta(self, name: bytes, tokens: list[bytes], ntokens: int, line: bytes) -> Request | None:
         """Meta commands go to the backend as written; only ``ms`` framing is decided here."""
@@ -291,7 +292,7 @@ class TextParser:
             return Reply("cas", ERROR)
         return self._store("cas", CAS, tokens, ntokens, True)
 
-    def _arith(self, tokens: list[bytes], ntokens: int, line: bytes) -> Request:
+    def _arith(self, tokens: list[bytes], ntokens: int, line: bytes) -> Request | None:
         incr = tokens[0] == b"incr"
         command = "incr" if incr else "decr"
         if ntokens not in (4, 5):
@@ -304,7 +305,7 @@ class TextParser:
             return _reply(command, BAD_DELTA, noreply)
         return Arith(tokens[1], delta, incr, noreply)
 
-    def _delete(self, tokens: list[bytes], ntokens: int, line: bytes) -> Request:
+    def _delete(self, tokens: list[bytes], ntokens: int, line: bytes) -> Request | None:
         if ntokens < 3 or ntokens > 5:
             return Reply("delete", ERROR)
         noreply = False
@@ -318,7 +319,7 @@ class TextParser:
             return _reply("delete", BAD_FORMAT, noreply)
         return Delete(tokens[1], noreply)
 
-    def _touch(self, tokens: list[bytes], ntokens: int, line: bytes) -> Request:
+    def _touch(self, tokens: list[bytes], ntokens: int, line: bytes) -> Request | None:
         if ntokens not in (4, 5):
             return Reply("touch", ERROR)
         noreply = tokens[ntokens - 2] == b"noreply"
@@ -329,7 +330,7 @@ class TextParser:
             return _reply("touch", BAD_EXPTIME, noreply)
         return Touch(tokens[1], exptime, noreply)
 
-    def _flush_all(self, tokens: list[bytes], ntokens: int, line: bytes) -> Request:
+    def _flush_all(self, tokens: list[bytes], ntokens: int, line: bytes) -> Request | None:
         if ntokens > 4:
             return Reply("flush_all", ERROR)
         noreply = tokens[ntokens - 2] == b"noreply"
@@ -340,7 +341,7 @@ class TextParser:
             delay = b" " + tokens[1]
         return Passthrough("flush_all", b"flush_all" + delay, noreply)
 
-    def _verbosity(self, tokens: list[bytes], ntokens: int, line: bytes) -> Request:
+    def _verbosity(self, tokens: list[bytes], ntokens: int, line: bytes) -> Request | None:
         if ntokens not in (3, 4):
             return Reply("verbosity", ERROR)
         noreply = tokens[ntokens - 2] == b"noreply"

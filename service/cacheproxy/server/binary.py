@@ -8,6 +8,7 @@ client's command, and the backend's answer is turned back into memcached's exact
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
 from ..backends.errors import BackendError
 from ..metrics.stats import STATS
@@ -37,7 +38,7 @@ def result_of(request: BinaryRequest, frame: bytes) -> str:
 class BinarySession:
     def __init__(self, conn: ClientConnection) -> None:
         self.conn = conn
-        self.orca = conn.orca
+        self.orca: Any = conn.orca  # an Orca
         self.loop = conn.loop
         self.parser = BinaryParser(max_item_size=conn.runtime.config.max_item_size)
         self.count_lookups = not getattr(self.orca, "counts_lookups", False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from typing import Any, ClassVar
 
 from ..backends.errors import BackendError
 from ..metrics.stats import STATS
@@ -31,13 +32,15 @@ from ..protocol.requests import (
 from ..protocol.text import TOO_LARGE, TextParser
 from .connection import MAX_IN_FLIGHT, ClientConnection, Slot
 
-STORE_ANSWERS = {b"HD": (b"STORED\r\n", "stored"), b"NS": (b"NOT_STORED\r\n", "not_stored"),
+AnswerTable = dict[bytes | None, tuple[bytes, str]]  # meta code → (text answer, metric result)
+STORE_ANSWERS: AnswerTable = {b"HD": (b"STORED\r\n", "stored"), b"NS": (b"NOT_STORED\r\n", "not_stored"),
                  b"EX": (b"EXISTS\r\n", "exists"), b"NF": (b"NOT_FOUND\r\n", "not_found")}
-DELETE_ANSWERS = {b"HD": (b"DELETED\r\n", "deleted"), b"NF": (b"NOT_FOUND\r\n", "not_found")}
-TOUCH_ANSWERS = {b"HD": (b"TOUCHED\r\n", "touched"), b"EN": (b"NOT_FOUND\r\n", "not_found")}
-ARITH_ANSWERS = {b"NF": (b"NOT_FOUND\r\n", "not_found")}
-META_RESULTS = {b"VA": "hit", b"HD": "ok", b"EN": "miss", b"NF": "not_found", b"NS": "not_stored",
-                b"EX": "exists", b"MN": "ok", b"ME": "ok"}
+DELETE_ANSWERS: AnswerTable = {b"HD": (b"DELETED\r\n", "deleted"), b"NF": (b"NOT_FOUND\r\n", "not_found")}
+TOUCH_ANSWERS: AnswerTable = {b"HD": (b"TOUCHED\r\n", "touched"), b"EN": (b"NOT_FOUND\r\n", "not_found")}
+ARITH_ANSWERS: AnswerTable = {b"NF": (b"NOT_FOUND\r\n", "not_found")}
+META_RESULTS: dict[bytes | None, str] = {b"VA": "hit", b"HD": "ok", b"EN": "miss", b"NF": "not_found",
+                                         b"NS": "not_stored", b"EX": "exists", b"MN": "ok", b"ME": "ok"}
+NO_TABLE: AnswerTable = {}  # an Answer answered by one_get, never looked up
 END = b"END\r\n"
 L1_HIT, L1_MISS = ("l1", "hit"), ("l1", "miss")
 
@@ -57,10 +60,10 @@ def error_answer(resp: MetaResponse | BackendError) -> tuple[bytes, str]:
 def value_line(key: bytes, resp: MetaResponse, cas: bool, end: bytes = b"") -> bytes:
     """``VA <size> f<flags> [c<cas>]`` + data → ``VALUE <key> <flags> <size> [<cas>]`` + data (+ END).
     The flags come in the order the proxy asked for them (``mg <key> v f [c] [t]``)."""
-    tokens = resp.line.split(b" ")
+    tokens, value = resp.line.split(b" "), resp.value
     if cas:
-        return b"VALUE %b %b %b %b\r\n%b\r\n%b" % (key, tokens[2][1:], tokens[1], tokens[3][1:], resp.value, end)
-    return b"VALUE %b %b %b\r\n%b\r\n%b" % (key, tokens[2][1:], tokens[1], resp.value, end)
+        return b"VALUE %b %b %b %b\r\n%b\r\n%b" % (key, tokens[2][1:], tokens[1], tokens[3][1:], value, end)  # type: ignore[str-format]
+    return b"VALUE %b %b %b\r\n%b\r\n%b" % (key, tokens[2][1:], tokens[1], value, end)  # type: ignore[str-format]
 
 
 class Answer(Slot):
@@ -74,17 +77,18 @@ class Answer(Slot):
 
     __slots__ = ("req", "session", "started", "table")
 
-    def __init__(self, session: TextSession, req: Request, started: float, table: dict | None = None) -> None:
+    def __init__(self, session: TextSession, req: Any, started: float, table: AnswerTable = NO_TABLE) -> None:
         self.data: bytes | None = None
         self.close_after = False
-        self.session, self.req, self.started, self.table = session, req, started, table
+        self.session, self.started, self.table = session, started, table
+        self.req = req  # a Request: a Get for one_get, one with ``noreply`` for by_table
         session.conn.slots.append(self)
 
     def one_get(self, resp: MetaResponse | BackendError) -> None:
         """A one-key get answered: the hot path."""
         session = self.session
         try:
-            if getattr(resp, "code", None) == b"VA":
+            if isinstance(resp, MetaResponse) and resp.code == b"VA":
                 req = self.req
                 if session.count_lookups:
                     STATS.lookups[L1_HIT] += 1
@@ -98,10 +102,10 @@ class Answer(Slot):
         """An answer looked up in ``table`` (meta code → text answer, metric result)."""
         session = self.session
         try:
-            answer = self.table.get(code_of(resp))  # type: ignore[union-attr]
+            answer = self.table.get(code_of(resp))
             data, result = answer if answer is not None else error_answer(resp)
             req = self.req
-            session.finish(self, req.command, result, self.started, b"" if req.noreply else data)  # type: ignore[attr-defined]
+            session.finish(self, req.command, result, self.started, b"" if req.noreply else data)
         except Exception:
             session.conn.fault()
 
@@ -128,7 +132,7 @@ class OneGet(Shortcut):
     def done(self, resp: bytes | MetaResponse | BackendError) -> None:
         session = self.session
         try:
-            if resp.__class__ is bytes:
+            if isinstance(resp, bytes):
                 if session.count_lookups:
                     STATS.lookups[L1_HIT] += 1
                 session.finish(self, "get", "hit", self.started, b"VALUE %b %b" % (self.key, resp))
@@ -148,10 +152,10 @@ class ForwardedSet(Shortcut):
     def done(self, resp: bytes | MetaResponse | BackendError) -> None:
         session = self.session
         try:
-            if resp.__class__ is bytes:
-                session.finish(self, "set", STORE_RESULTS[resp], self.started, resp)  # type: ignore[index, arg-type]
+            if isinstance(resp, bytes):
+                session.finish(self, "set", STORE_RESULTS[resp], self.started, resp)
             else:
-                data, result = error_answer(resp)  # type: ignore[arg-type]
+                data, result = error_answer(resp)
                 session.finish(self, "set", result, self.started, data)
         except Exception:
             session.conn.fault()
@@ -161,11 +165,11 @@ class TextSession:
     """Serves one text/meta client connection."""
 
     __slots__ = ("backlog", "conn", "count_lookups", "loop", "orca", "parser", "plain_orca")
-    dispatch: dict[type, Callable]  # request type → unbound method, filled in below the class
+    dispatch: ClassVar[dict[type, Callable]]  # request type → unbound method, filled in below the class
 
     def __init__(self, conn: ClientConnection) -> None:
         self.conn = conn
-        self.orca = conn.orca
+        self.orca: Any = conn.orca  # an Orca; a TextShortcuts too when plain_orca
         self.parser = TextParser(conn.runtime.config.client_value_limit)
         self.loop = conn.loop
         # L1Only leaves hit/miss counting to the server (it sees every answer anyway).
@@ -297,8 +301,8 @@ class TextSession:
         slot = self.conn.slot()
 
         def done(resp: MetaResponse | BackendError) -> None:
-            if code_of(resp) == b"VA":
-                data, result = resp.value + b"\r\n", "ok"  # type: ignore[union-attr]
+            if isinstance(resp, MetaResponse) and resp.code == b"VA":
+                data, result = resp.value + b"\r\n", "ok"  # type: ignore[operator]
             else:
                 answer = ARITH_ANSWERS.get(code_of(resp))
                 data, result = answer if answer is not None else error_answer(resp)
@@ -315,8 +319,11 @@ class TextSession:
             if resp is None:  # quiet mode swallowed the answer
                 data, result = b"", "ok"
             else:
-                result = META_RESULTS.get(code_of(resp))  # type: ignore[arg-type]
-                data, result = (resp.raw, result) if result is not None else error_answer(resp)
+                known = META_RESULTS.get(code_of(resp))
+                if isinstance(resp, MetaResponse) and known is not None:
+                    data, result = resp.raw, known
+                else:
+                    data, result = error_answer(resp)
             self.finish(slot, req.command, result, started, data, protocol="meta")
 
         self.orca.meta(req.line, req.data, req.quiet, self.guarded(done))

@@ -34,6 +34,7 @@ HOT = (
     "backends.connection",
     "backends.pool",
     "backends.outbox",
+    "metrics.stats",
 )
 PURE_PYTHON_ENV = "CACHEPROXY_PURE_PYTHON"
 # pip writes a wheel's files in no particular order, so a .py counts as edited after the build only

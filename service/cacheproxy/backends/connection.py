@@ -15,7 +15,7 @@ import logging
 import random
 import select
 from collections.abc import Callable
-from typing import Protocol, cast
+from typing import Final, Protocol, cast
 
 from ..metrics.stats import STATS
 from ..protocol.meta import READERS, MetaResponse
@@ -34,7 +34,11 @@ class Retrier(Protocol):
     def retry(self, payload: bytes, shape: int, callback: Callback) -> None: ...
 
 
-IDLE, CONNECTING, OPEN, DOWN, CLOSED = range(5)
+IDLE: Final = 0
+CONNECTING: Final = 1
+OPEN: Final = 2
+DOWN: Final = 3
+CLOSED: Final = 4
 BACKOFF_MIN, BACKOFF_MAX = 0.05, 2.0
 
 

@@ -10,18 +10,19 @@ orca). This replaces a ``call_soon`` handle per write, which cost more than the 
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from typing import TYPE_CHECKING, Final
 
+if TYPE_CHECKING:
+    from ..server.connection import ClientConnection
+    from .connection import BackendConnection
 
-class Flushable(Protocol):
-    def flush_out(self) -> None: ...
-
-
-DIRTY: list[Flushable] = []  # writers with output queued (callers may test it before calling flush)
+# Writers with output queued (callers may test it before calling flush). The two kinds of writer are
+# named (not a Protocol) so that compiled code calls their flush_out directly.
+DIRTY: Final[list[ClientConnection | BackendConnection]] = []
 _scheduled = False
 
 
-def mark(writer: Flushable) -> None:
+def mark(writer: ClientConnection | BackendConnection) -> None:
     """WRITER has output queued; it is flushed at the end of this turn at the latest."""
     global _scheduled
     DIRTY.append(writer)

@@ -31,13 +31,3 @@ class Orca(Protocol):
     def close(self) -> None:
         """The client went away: release this orca's own backend connections."""
 
-
-class TextShortcuts(Protocol):
-    """What an orca on the plain handler (L1Only) offers besides :class:`Orca`: a plain text ``get``
-    whose hit arrives as ``bytes`` (the text answer after ``VALUE <key> ``), and a plain ``set``
-    forwarded as written, answered by memcached's own line as ``bytes``. The text session uses them
-    when the orca has them (``set_text``); other orcas serve those requests through :class:`Orca`."""
-
-    def get_text(self, key: bytes, cb: Callback) -> None: ...
-
-    def set_text(self, request: bytes, cb: Callback) -> None: ...

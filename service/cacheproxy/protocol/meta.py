@@ -7,16 +7,18 @@ the byte stream back into answers by those shapes, in order.
 
 from __future__ import annotations
 
-# Answer shapes.
-META = 0  # one meta answer: a line, plus a data block after "VA <size> ..."
-QUIET = 1  # a quiet meta command followed by "mn": an optional meta answer, then "MN"
-LINE = 2  # one text line (version, flush_all, verbosity)
-LINES = 3  # text lines up to "END" (stats), or one error line
-TEXT_STORE = 4  # the answer to a text storage command: ``STORED``, ``NOT_STORED``...
-TEXT_VALUE = 5  # the answer to ``mg <key> v f`` asked for a text ``get``: see read_text_value
+from typing import Final
 
-_ERRORS = (b"ERROR", b"CLIENT_ERROR", b"SERVER_ERROR")
-VA = b"VA"
+# Answer shapes.
+META: Final = 0  # one meta answer: a line, plus a data block after "VA <size> ..."
+QUIET: Final = 1  # a quiet meta command followed by "mn": an optional meta answer, then "MN"
+LINE: Final = 2  # one text line (version, flush_all, verbosity)
+LINES: Final = 3  # text lines up to "END" (stats), or one error line
+TEXT_STORE: Final = 4  # the answer to a text storage command: ``STORED``, ``NOT_STORED``...
+TEXT_VALUE: Final = 5  # the answer to ``mg <key> v f`` asked for a text ``get``: see read_text_value
+
+_ERRORS: Final = (b"ERROR", b"CLIENT_ERROR", b"SERVER_ERROR")
+VA: Final = b"VA"
 
 
 class MetaResponse:
@@ -136,7 +138,7 @@ def read_text_value(buf: bytes, pos: int) -> tuple[bytes | MetaResponse, int] | 
     return b"%b %b\r\n%bEND\r\n" % (buf[sp + 2:nl], size, buf[nl + 2:stop]), stop
 
 
-STORE_RESULTS = {b"STORED\r\n": "stored", b"NOT_STORED\r\n": "not_stored", b"EXISTS\r\n": "exists",
+STORE_RESULTS: Final = {b"STORED\r\n": "stored", b"NOT_STORED\r\n": "not_stored", b"EXISTS\r\n": "exists",
                  b"NOT_FOUND\r\n": "not_found"}  # a storage command's answer → its metric result
-READERS = {META: read_meta, QUIET: read_quiet, LINE: read_line, LINES: read_lines, TEXT_STORE: read_text_store,
+READERS: Final = {META: read_meta, QUIET: read_quiet, LINE: read_line, LINES: read_lines, TEXT_STORE: read_text_store,
            TEXT_VALUE: read_text_value}

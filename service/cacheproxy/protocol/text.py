@@ -11,6 +11,8 @@ an oversized data block is skipped as it streams in.
 
 from __future__ import annotations
 
+from typing import Final
+
 from .numbers import safe_strtol, safe_strtoul, safe_strtoull
 from .requests import (
     ADD,
@@ -33,27 +35,27 @@ from .requests import (
     Touch,
 )
 
-KEY_MAX_LENGTH = 250
-MAX_TOKENS = 24  # memcached's tokenizer limit, terminal token included
-MFLAG_MAX_OPT_LENGTH = 20
-LINE_LIMIT = 2048  # bytes without a newline before memcached gives up on a non-get line
-GET_LINE_LIMIT = 1 << 20  # our own bound on a huge multiget line (memcached's is memory)
-INT_MAX = (1 << 31) - 1
-ITEM_HEADER = 48 + 8  # sizeof(item) + the CAS field on 64-bit memcached
+KEY_MAX_LENGTH: Final = 250
+MAX_TOKENS: Final = 24  # memcached's tokenizer limit, terminal token included
+MFLAG_MAX_OPT_LENGTH: Final = 20
+LINE_LIMIT: Final = 2048  # bytes without a newline before memcached gives up on a non-get line
+GET_LINE_LIMIT: Final = 1 << 20  # our own bound on a huge multiget line (memcached's is memory)
+INT_MAX: Final = (1 << 31) - 1
+ITEM_HEADER: Final = 48 + 8  # sizeof(item) + the CAS field on 64-bit memcached
 
-ERROR = b"ERROR\r\n"
-BAD_FORMAT = b"CLIENT_ERROR bad command line format\r\n"
-BAD_CHUNK = b"CLIENT_ERROR bad data chunk\r\n"
-BAD_EXPTIME = b"CLIENT_ERROR invalid exptime argument\r\n"
-BAD_DELTA = b"CLIENT_ERROR invalid numeric delta argument\r\n"
-BAD_DELETE = b"CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n"
-FLAGS_TOO_LONG = b"CLIENT_ERROR options flags too long\r\n"
-TOO_LARGE = b"SERVER_ERROR object too large for cache\r\n"
+ERROR: Final = b"ERROR\r\n"
+BAD_FORMAT: Final = b"CLIENT_ERROR bad command line format\r\n"
+BAD_CHUNK: Final = b"CLIENT_ERROR bad data chunk\r\n"
+BAD_EXPTIME: Final = b"CLIENT_ERROR invalid exptime argument\r\n"
+BAD_DELTA: Final = b"CLIENT_ERROR invalid numeric delta argument\r\n"
+BAD_DELETE: Final = b"CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n"
+FLAGS_TOO_LONG: Final = b"CLIENT_ERROR options flags too long\r\n"
+TOO_LARGE: Final = b"SERVER_ERROR object too large for cache\r\n"
 
-_STORE_MODES = {b"set": SET, b"add": ADD, b"replace": REPLACE, b"append": APPEND, b"prepend": PREPEND}
-_GETS = {b"get": (False, False), b"gets": (True, False), b"gat": (False, True), b"gats": (True, True),
+_STORE_MODES: Final = {b"set": SET, b"add": ADD, b"replace": REPLACE, b"append": APPEND, b"prepend": PREPEND}
+_GETS: Final = {b"get": (False, False), b"gets": (True, False), b"gat": (False, True), b"gats": (True, True),
          b"bget": (False, False)}
-_META = {b"mg", b"ms", b"md", b"ma", b"mn", b"me"}
+_META: Final = {b"mg", b"ms", b"md", b"ma", b"mn", b"me"}
 
 
 def item_fits(nkey: int, flags: int, nbytes: int, max_item_size: int) -> bool:

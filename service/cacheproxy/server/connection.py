@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Final, cast
 
 from ..backends import outbox
 from ..metrics.stats import STATS
@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_IN_FLIGHT = 128  # unanswered requests of one client before its next ones wait
-BINARY_MAGIC = 0x80
+MAX_IN_FLIGHT: Final = 128  # unanswered requests of one client before its next ones wait
+BINARY_MAGIC: Final = 0x80
 
 
 class Slot:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from ..backends.errors import BackendError
+from ..handlers.plain import PlainHandler
 from ..metrics.stats import STATS
 from ..protocol.meta import STORE_RESULTS, MetaResponse, code_of
 from ..protocol.requests import (
@@ -33,16 +34,17 @@ from ..protocol.text import TOO_LARGE, TextParser
 from .connection import MAX_IN_FLIGHT, ClientConnection, Slot
 
 AnswerTable = dict[bytes | None, tuple[bytes, str]]  # meta code → (text answer, metric result)
-STORE_ANSWERS: AnswerTable = {b"HD": (b"STORED\r\n", "stored"), b"NS": (b"NOT_STORED\r\n", "not_stored"),
+STORE_ANSWERS: Final[AnswerTable] = {b"HD": (b"STORED\r\n", "stored"), b"NS": (b"NOT_STORED\r\n", "not_stored"),
                  b"EX": (b"EXISTS\r\n", "exists"), b"NF": (b"NOT_FOUND\r\n", "not_found")}
-DELETE_ANSWERS: AnswerTable = {b"HD": (b"DELETED\r\n", "deleted"), b"NF": (b"NOT_FOUND\r\n", "not_found")}
-TOUCH_ANSWERS: AnswerTable = {b"HD": (b"TOUCHED\r\n", "touched"), b"EN": (b"NOT_FOUND\r\n", "not_found")}
-ARITH_ANSWERS: AnswerTable = {b"NF": (b"NOT_FOUND\r\n", "not_found")}
-META_RESULTS: dict[bytes | None, str] = {b"VA": "hit", b"HD": "ok", b"EN": "miss", b"NF": "not_found",
+DELETE_ANSWERS: Final[AnswerTable] = {b"HD": (b"DELETED\r\n", "deleted"), b"NF": (b"NOT_FOUND\r\n", "not_found")}
+TOUCH_ANSWERS: Final[AnswerTable] = {b"HD": (b"TOUCHED\r\n", "touched"), b"EN": (b"NOT_FOUND\r\n", "not_found")}
+ARITH_ANSWERS: Final[AnswerTable] = {b"NF": (b"NOT_FOUND\r\n", "not_found")}
+META_RESULTS: Final[dict[bytes | None, str]] = {b"VA": "hit", b"HD": "ok", b"EN": "miss", b"NF": "not_found",
                                          b"NS": "not_stored", b"EX": "exists", b"MN": "ok", b"ME": "ok"}
-NO_TABLE: AnswerTable = {}  # an Answer answered by one_get, never looked up
-END = b"END\r\n"
-L1_HIT, L1_MISS = ("l1", "hit"), ("l1", "miss")
+NO_TABLE: Final[AnswerTable] = {}  # an Answer answered by one_get, never looked up
+END: Final = b"END\r\n"
+L1_HIT: Final = ("l1", "hit")
+L1_MISS: Final = ("l1", "miss")
 
 
 def error_answer(resp: MetaResponse | BackendError) -> tuple[bytes, str]:
@@ -164,19 +166,23 @@ class ForwardedSet(Shortcut):
 class TextSession:
     """Serves one text/meta client connection."""
 
-    __slots__ = ("backlog", "conn", "count_lookups", "loop", "orca", "parser", "plain_orca")
+    __slots__ = ("backlog", "conn", "count_lookups", "loop", "orca", "parser", "plain")
     dispatch: ClassVar[dict[type, Callable]]  # request type → unbound method, filled in below the class
 
     def __init__(self, conn: ClientConnection) -> None:
         self.conn = conn
-        self.orca: Any = conn.orca  # an Orca; a TextShortcuts too when plain_orca
+        self.orca: Any = conn.orca  # an Orca
         self.parser = TextParser(conn.runtime.config.client_value_limit)
         self.loop = conn.loop
         # L1Only leaves hit/miss counting to the server (it sees every answer anyway).
         self.count_lookups = not getattr(self.orca, "counts_lookups", False)
         # The plain handler (L1Only) takes a plain get and a plain set by their shortcuts
         # (get_text, set_text); the other orcas (L1L2, chunked) serve them like any request.
-        self.plain_orca = hasattr(self.orca, "set_text")
+        # Typed, so that compiled (mypyc) code calls the shortcuts directly.
+        self.plain: PlainHandler | None = None
+        orca = conn.orca
+        if isinstance(orca, PlainHandler):
+            self.plain = orca
         self.backlog: deque[Request] | None = None  # parsed, waiting for the client to read answers
 
     def feed(self, data: bytes, now: float) -> bool:
@@ -185,14 +191,15 @@ class TextSession:
         conn, parser = self.conn, self.parser
         if not self.backlog and len(conn.slots) < MAX_IN_FLIGHT and not conn.closing:
             key = parser.single_get(data)
+            plain = self.plain
             if key is not None:
-                if self.plain_orca:
-                    self.orca.get_text(key, OneGet(self, now, key).done)
+                if plain is not None:
+                    plain.get_text(key, OneGet(self, now, key).done)
                 else:
                     self.get(Get("get", [key], False), now)
                 return True
-            if self.plain_orca and parser.single_set(data) is not None:
-                self.orca.set_text(data, ForwardedSet(self, now).done)
+            if plain is not None and parser.single_set(data) is not None:
+                plain.set_text(data, ForwardedSet(self, now).done)
                 return True
         requests = parser.feed(data)
         if not requests:

@@ -240,6 +240,17 @@ def proxy_command(stack: Stack, l1: str) -> list[str]:
     return cmd
 
 
+def require_compiled(spec: str, env: dict[str, str]) -> None:
+    """A proxy target without -py must run the compiled hot path: a .py edited since the last build
+    silently switches the proxy to pure Python (service/cacheproxy/compiled.py), which would
+    measure the wrong thing."""
+    probe = "import cacheproxy.compiled as c; print(int(c.COMPILED), c.DESCRIPTION)"
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    compiled, _, description = out.stdout.strip().partition(" ")
+    if compiled != "1":
+        raise RuntimeError(f"{spec} would run {description}: rebuild (scripts/setup.sh) or bench {spec}-py")
+
+
 def start_stack(spec: str, workdir: Path, opts: Options, default_workers: int = 1) -> Stack:
     kind, workers = parse_target(spec, default_workers)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -269,9 +280,11 @@ def start_stack(spec: str, workdir: Path, opts: Options, default_workers: int = 
         else:
             env = dict(os.environ)
             env.pop("CACHEPROXY_PURE_PYTHON", None)
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "service"), env.get("PYTHONPATH")]))
             if spec.endswith("-py"):
                 env["CACHEPROXY_PURE_PYTHON"] = "1"
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "service"), env.get("PYTHONPATH")]))
+            else:
+                require_compiled(spec, env)
             stack.procs["proxy"] = spawn(proxy_command(stack, l1), workdir / "proxy.log", env)
         wait_connectable(stack.port, stack.procs["proxy"], workdir / "proxy.log")
         return stack

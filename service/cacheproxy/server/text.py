@@ -35,7 +35,7 @@ from .connection import MAX_IN_FLIGHT, ClientConnection, Slot
 
 AnswerTable = dict[bytes | None, tuple[bytes, str]]  # meta code → (text answer, metric result)
 STORE_ANSWERS: Final[AnswerTable] = {b"HD": (b"STORED\r\n", "stored"), b"NS": (b"NOT_STORED\r\n", "not_stored"),
-                 b"EX": (b"EXISTS\r\n", "exists"), b"NF": (b"NOT_FOUND\r\n", "not_found")}
+                                     b"EX": (b"EXISTS\r\n", "exists"), b"NF": (b"NOT_FOUND\r\n", "not_found")}
 DELETE_ANSWERS: Final[AnswerTable] = {b"HD": (b"DELETED\r\n", "deleted"), b"NF": (b"NOT_FOUND\r\n", "not_found")}
 TOUCH_ANSWERS: Final[AnswerTable] = {b"HD": (b"TOUCHED\r\n", "touched"), b"EN": (b"NOT_FOUND\r\n", "not_found")}
 ARITH_ANSWERS: Final[AnswerTable] = {b"NF": (b"NOT_FOUND\r\n", "not_found")}

@@ -122,7 +122,7 @@ def profile_target(
     conns: int,
     seconds: int,
 ) -> dict:
-    kind, workers = stacks.parse_target(target)
+    kind, workers, _ = stacks.parse_target(target)
     if kind not in ("l1only", "batched"):
         raise ValueError("only the Python proxy targets can be profiled with py-spy")
     out.mkdir(parents=True, exist_ok=True)

@@ -36,15 +36,17 @@ def raise_nofile_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def parse_target(spec: str, default_workers: int = 1) -> tuple[str, int]:
-    """``l1only-w2`` -> (``l1only``, 2); workers (and -py) apply to the proxy targets only."""
+def parse_target(spec: str, default_workers: int = 1) -> tuple[str, int, bool]:
+    """``l1only-w2-py`` -> (``l1only``, 2, True): kind, workers, pure Python; the last two apply to the
+    proxy targets only."""
     match = TARGET_RE.match(spec)
     if not match:
         raise ValueError(f"unknown target {spec!r}: expected one of {', '.join(KINDS)} (proxies: -wN)")
     kind, workers = match.group(1), match.group(2)
     if (workers or match.group(3)) and kind in ("direct", "twemproxy"):
         raise ValueError(f"{spec}: only the proxy targets have workers and a pure-Python variant")
-    return kind, int(workers) if workers else (default_workers if kind in ("l1only", "batched") else 1)
+    pure = match.group(3) is not None
+    return kind, int(workers) if workers else (default_workers if kind in ("l1only", "batched") else 1), pure
 
 
 def free_port() -> int:
@@ -252,7 +254,7 @@ def require_compiled(spec: str, env: dict[str, str]) -> None:
 
 
 def start_stack(spec: str, workdir: Path, opts: Options, default_workers: int = 1) -> Stack:
-    kind, workers = parse_target(spec, default_workers)
+    kind, workers, pure = parse_target(spec, default_workers)
     workdir.mkdir(parents=True, exist_ok=True)
     stack = Stack(spec, kind, workers, workdir)
     try:
@@ -281,7 +283,7 @@ def start_stack(spec: str, workdir: Path, opts: Options, default_workers: int = 
             env = dict(os.environ)
             env.pop("CACHEPROXY_PURE_PYTHON", None)
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "service"), env.get("PYTHONPATH")]))
-            if spec.endswith("-py"):
+            if pure:
                 env["CACHEPROXY_PURE_PYTHON"] = "1"
             else:
                 require_compiled(spec, env)

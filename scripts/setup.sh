@@ -30,10 +30,18 @@ fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 extras="operator"; [ "$want_test" = --test ] && extras="operator,test"
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null
-# Compiles the hot modules in place with mypyc (~1 min on 2 cores; see setup.py).
-.venv/bin/python -m pip install -q -e ".[${extras}]"
-.venv/bin/python -m cacheproxy --version
+# `pip install -e` compiles the hot modules in place with mypyc (~50 s on 2 cores; see setup.py), so
+# it runs only when the packaging (pyproject.toml, setup.py) changed since the last install with these
+# extras, or the compiled build is missing or stale (a hot .py edited since).
+stamp=".venv/.installed-${extras}"
+want=$(cat pyproject.toml setup.py | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! env -u CACHEPROXY_PURE_PYTHON .venv/bin/python -c \
+    'import sys, cacheproxy.compiled as c; sys.exit(not c.COMPILED)' 2>/dev/null; then
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  .venv/bin/python -m pip install -q -e ".[${extras}]"
+  echo "$want" > "$stamp"
+fi
+env -u CACHEPROXY_PURE_PYTHON .venv/bin/python -m cacheproxy --version
 
 if [ "$want_test" = --test ]; then
   [ -x scripts/k8s/build-control-plane.sh ] && bash scripts/k8s/build-control-plane.sh

@@ -28,7 +28,6 @@ log = logging.getLogger("cacheproxy")
 HEALTH_INTERVAL = 1.0
 
 
-
 def _resolve(future: asyncio.Future, resp: object) -> None:
     """A backend callback that completes FUTURE once (a late answer after a timeout is dropped)."""
     if not future.done():

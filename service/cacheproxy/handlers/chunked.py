@@ -192,10 +192,10 @@ class ChunkedHandler:
     def _read(self, key: bytes, extra: bytes, exptime: int | None,
               done: Callable[[MetaResponse | BackendError, ChunkMeta | None], None]) -> None:
         cmd = b"mg " + key + b" v f" + extra
-        touching = exptime is not None
-        if exptime is not None:
+        send = self.send_read
+        if exptime is not None:  # a touching read changes the item: never retried elsewhere
             cmd += b" T%d" % exptime
-        send = self.conn.send if touching else self.send_read
+            send = self.conn.send
 
         def got_meta(resp: MetaResponse | BackendError) -> None:
             meta = as_chunk_meta(resp)

@@ -30,4 +30,3 @@ class Orca(Protocol):
 
     def close(self) -> None:
         """The client went away: release this orca's own backend connections."""
-

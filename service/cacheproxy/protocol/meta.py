@@ -139,6 +139,6 @@ def read_text_value(buf: bytes, pos: int) -> tuple[bytes | MetaResponse, int] | 
 
 
 STORE_RESULTS: Final = {b"STORED\r\n": "stored", b"NOT_STORED\r\n": "not_stored", b"EXISTS\r\n": "exists",
-                 b"NOT_FOUND\r\n": "not_found"}  # a storage command's answer → its metric result
-READERS: Final = {META: read_meta, QUIET: read_quiet, LINE: read_line, LINES: read_lines, TEXT_STORE: read_text_store,
-           TEXT_VALUE: read_text_value}
+                        b"NOT_FOUND\r\n": "not_found"}  # a storage command's answer → its metric result
+READERS: Final = {META: read_meta, QUIET: read_quiet, LINE: read_line, LINES: read_lines,
+                  TEXT_STORE: read_text_store, TEXT_VALUE: read_text_value}

@@ -54,7 +54,7 @@ TOO_LARGE: Final = b"SERVER_ERROR object too large for cache\r\n"
 
 _STORE_MODES: Final = {b"set": SET, b"add": ADD, b"replace": REPLACE, b"append": APPEND, b"prepend": PREPEND}
 _GETS: Final = {b"get": (False, False), b"gets": (True, False), b"gat": (False, True), b"gats": (True, True),
-         b"bget": (False, False)}
+                b"bget": (False, False)}
 _META: Final = {b"mg", b"ms", b"md", b"ma", b"mn", b"me"}
 
 

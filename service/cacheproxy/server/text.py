@@ -171,17 +171,17 @@ class TextSession:
 
     def __init__(self, conn: ClientConnection) -> None:
         self.conn = conn
-        self.orca: Any = conn.orca  # an Orca
+        orca: Any = conn.orca  # an Orca
+        self.orca = orca
         self.parser = TextParser(conn.runtime.config.client_value_limit)
         self.loop = conn.loop
         # L1Only leaves hit/miss counting to the server (it sees every answer anyway).
-        self.count_lookups = not getattr(self.orca, "counts_lookups", False)
+        self.count_lookups = not getattr(orca, "counts_lookups", False)
         # The plain handler (L1Only) takes a plain get and a plain set by their shortcuts
         # (get_text, set_text); the other orcas (L1L2, chunked) serve them like any request.
         # Typed, so that compiled (mypyc) code calls the shortcuts directly.
         self.plain: PlainHandler | None = None
-        orca = conn.orca
-        if isinstance(orca, PlainHandler):
+        if isinstance(orca, PlainHandler):  # (an if statement: mypyc mistyped the conditional expression)
             self.plain = orca
         self.backlog: deque[Request] | None = None  # parsed, waiting for the client to read answers
 

@@ -19,7 +19,7 @@ from .backends.sweeper import sweep_forever, track
 from .config import Config
 from .listener.listener import listen
 from .metrics.admin import build_app
-from .metrics.stats import STATS
+from .metrics.stats import STATS, clock
 from .orcas.l1only import L1Only
 from .protocol.meta import LINE, code_of
 
@@ -130,9 +130,9 @@ class Runtime:
         tick = max(0.05, min(x for x in (idle, partial) if x) / 4)
         while True:
             await asyncio.sleep(tick)
-            now = self.loop.time()
+            now = clock()  # the clock the clients stamp their activity with
             for client in list(self.clients):
-                if client.slots:
+                if client.in_flight():
                     continue
                 started = client.partial_since  # a request began arriving and is not complete
                 if started is not None:
@@ -154,7 +154,7 @@ class Runtime:
         deadline = self.loop.time() + self.config.shutdown_grace
         while self.clients and self.loop.time() < deadline:
             for client in list(self.clients):
-                if not client.slots:
+                if not client.in_flight():
                     client.close()
             await asyncio.sleep(0.02)
         for client in list(self.clients):

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Final, Protocol, cast
 
 from ..metrics.stats import STATS
-from ..protocol.meta import READERS, MetaResponse
+from ..protocol.meta import READERS, TEXT_STORE, TEXT_VALUE, MetaResponse, read_text_store, read_text_value
 from . import outbox
 from .address import Address
 from .errors import BackendError
@@ -168,7 +168,13 @@ class BackendConnection(asyncio.Protocol):
         pos, pending, answered = 0, self.pending, 0
         try:
             for shape, callback, _, _ in pending:
-                parsed = READERS[shape](buf, pos)
+                # The two hot shapes by name (compiled, a direct call), the rest through the table.
+                if shape == TEXT_VALUE:
+                    parsed: tuple | None = read_text_value(buf, pos)
+                elif shape == TEXT_STORE:
+                    parsed = read_text_store(buf, pos)
+                else:
+                    parsed = READERS[shape](buf, pos)
                 if parsed is None:
                     break
                 response, pos = parsed

@@ -125,7 +125,7 @@ def read_text_value(buf: bytes, pos: int) -> tuple[bytes | MetaResponse, int] | 
     """The answer to ``mg <key> v f`` asked for a text ``get``. A hit (``VA <size> f<flags>``) comes
     back as the bytes that follow ``VALUE <key> `` in the text answer, ``<flags> <size>\r\n<data>\r\n
     END\r\n``, built with one copy; anything else as :func:`read_meta` reads it."""
-    if not buf.startswith(b"VA ", pos):
+    if len(buf) < pos + 3 or buf[pos] != 0x56 or buf[pos + 1] != 0x41 or buf[pos + 2] != 0x20:  # "VA "
         return read_meta(buf, pos)
     nl = buf.find(b"\r\n", pos)
     if nl < 0:

@@ -138,13 +138,16 @@ class TextParser:
         """The key, when DATA is exactly one whole ``get <key>\r\n`` and nothing is held from
         earlier reads: by far the most common read, answered without building request objects.
         None otherwise (then :meth:`feed` DATA as usual)."""
-        if data[:4] != b"get " or self._buf or self._pending is not None or self._swallow or self.closed:
+        # Byte by byte, not ``data[:4]``/``find``: no slice, no argument parsing (this runs for every read).
+        n = len(data)
+        if not 6 < n <= 256 or data[n - 1] != 0x0A or data[n - 2] != 0x0D or data[0] != 0x67 or data[1] != 0x65 \
+                or data[2] != 0x74 or data[3] != 0x20:
             return None
-        nl = data.find(b"\n")
-        if nl != len(data) - 1 or data[nl - 1] != 0x0D or not 4 < nl - 1 <= 254:
+        if self._buf or self._pending is not None or self._swallow or self.closed:
             return None
-        key = data[4:nl - 1]
-        if key.find(b" ") >= 0 or b"\0" in key:
+        key = data[4:n - 2]
+        # ``int in bytes`` is a memchr; ``b"\0" in key`` would raise and clear a TypeError inside CPython.
+        if 0x20 in key or 0x0A in key or 0x00 in key:
             return None
         return key  # exactly what feed() would parse: Get("get", [key], False)
 
@@ -161,7 +164,7 @@ class TextParser:
         if len(tokens) != 4:
             return None
         key, flags, exptime, size = tokens
-        if not (key and len(key) <= KEY_MAX_LENGTH) or b"\0" in key:
+        if not (key and len(key) <= KEY_MAX_LENGTH) or 0x00 in key:
             return None
         for number in (flags, exptime, size):  # short plain digits: no C-style corner cases
             if not (len(number) < 10 and number.isdigit()):
@@ -185,9 +188,9 @@ class TextParser:
     # -- one command line ------------------------------------------------------------------
 
     def _command(self, line: bytes) -> Request | None:
-        if line[:4] == b"get " and 4 < len(line) <= 254 and line.find(b" ", 4) < 0 and b"\0" not in line:
+        if line[:4] == b"get " and 4 < len(line) <= 254 and line.find(b" ", 4) < 0 and 0x00 not in line:
             return Get("get", [line[4:]], False)  # the most common request, parsed without tokenizing
-        if b"\0" in line:  # memcached tokenizes up to strlen()
+        if 0x00 in line:  # memcached tokenizes up to strlen()
             line = line[: line.index(b"\0")]
         tokens = line.split(b" ")
         if b"" in tokens:  # runs of spaces (or leading/trailing ones) make empty tokens: drop them

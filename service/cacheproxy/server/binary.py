@@ -11,7 +11,7 @@ from collections import deque
 from typing import Any
 
 from ..backends.errors import BackendError
-from ..metrics.stats import STATS
+from ..metrics.stats import STATS, clock
 from ..protocol.binary import BinaryParser, BinaryRequest, error_frame
 from ..protocol.binary_meta import Shape, from_meta, to_meta
 from ..protocol.meta import MetaResponse
@@ -39,7 +39,6 @@ class BinarySession:
     def __init__(self, conn: ClientConnection) -> None:
         self.conn = conn
         self.orca: Any = conn.orca  # an Orca
-        self.loop = conn.loop
         self.parser = BinaryParser(max_item_size=conn.runtime.config.max_item_size)
         self.count_lookups = not getattr(self.orca, "counts_lookups", False)
         self.backlog: deque[BinaryRequest | None] = deque()  # parsed, waiting for the client to keep up
@@ -55,7 +54,7 @@ class BinarySession:
     def run_backlog(self) -> None:
         """Serve parsed requests while the client keeps up with its answers (see may_dispatch)."""
         backlog, conn = self.backlog, self.conn
-        now = self.loop.time()
+        now = clock()
         while backlog and conn.may_dispatch() and not conn.closing:
             request = backlog.popleft()
             if request is None:
@@ -98,5 +97,5 @@ class BinarySession:
         STATS.requests[("binary", request.name, result)] += 1
         if self.count_lookups and request.name in _HIT_COMMANDS and result in ("hit", "miss"):
             STATS.lookups[("l1", result)] += 1
-        STATS.latency[request.name].observe(self.loop.time() - started)
+        STATS.latency[request.name].observe(clock() - started)
         self.conn.complete(slot, frame)

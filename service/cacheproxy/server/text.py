@@ -44,9 +44,10 @@ META_RESULTS: Final[dict[bytes | None, str]] = {b"VA": "hit", b"HD": "ok", b"EN"
 NO_TABLE: Final[AnswerTable] = {}  # an Answer answered by one_get, never looked up
 END: Final = b"END\r\n"
 L1_HIT: Final = ("l1", "hit")
+L1_MISS: Final = ("l1", "miss")
+# Prebuilt keys of STATS.requests for the shortcuts' answers: no tuple is built per request.
 GET_HIT: Final = ("text", "get", "hit")
 SET_COUNTERS: Final = {line: ("text", "set", result) for line, result in STORE_RESULTS.items()}
-L1_MISS: Final = ("l1", "miss")
 
 
 def error_answer(resp: MetaResponse | BackendError) -> tuple[bytes, str]:

@@ -13,7 +13,8 @@ from collections import defaultdict
 from typing import Final
 
 # The clock requests are timed by. Not ``loop.time()``: uvloop's clock counts whole milliseconds,
-# too coarse for sub-millisecond buckets. CLOCK_MONOTONIC, the clock the event loop reads too.
+# too coarse for sub-millisecond buckets. ``time.monotonic`` reads CLOCK_MONOTONIC; libuv reads its
+# coarse variant, which counts from the same origin, so the two agree to within a few milliseconds.
 clock: Final = time.monotonic
 
 # Latency buckets (seconds) for cacheproxy_request_duration_seconds.

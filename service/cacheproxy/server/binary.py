@@ -94,8 +94,6 @@ class BinarySession:
 
     def finish(self, request: BinaryRequest, slot, started: float, frame: bytes) -> None:
         result = result_of(request, frame)
-        STATS.requests[("binary", request.name, result)] += 1
         if self.count_lookups and request.name in _HIT_COMMANDS and result in ("hit", "miss"):
             STATS.lookups[("l1", result)] += 1
-        STATS.latency[request.name].observe(clock() - started)
-        self.conn.complete(slot, frame)
+        self.conn.answer(slot, ("binary", request.name, result), started, frame)

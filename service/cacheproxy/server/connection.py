@@ -156,6 +156,13 @@ class ClientConnection(asyncio.Protocol):
         """Requests not yet answered."""
         return len(self.slots) + 1 if self.head is not None else 0
 
+    def answer(self, slot: Slot, counter: tuple[str, str, str], started: float, data: bytes) -> None:
+        """A request read at STARTED is answered with DATA: count it under COUNTER (protocol,
+        command, result), time it, and fill its SLOT."""
+        STATS.requests[counter] += 1
+        STATS.latency[counter[1]].observe(clock() - started)
+        self.complete(slot, data)
+
     def complete(self, slot: Slot, data: bytes) -> None:
         """Fill SLOT; send every answer now ready at the head of the queue."""
         slot.data = data

@@ -140,7 +140,7 @@ class OneGet(Shortcut):
             if isinstance(resp, bytes):
                 if session.count_lookups:
                     STATS.lookups[L1_HIT] += 1
-                session.finish_counted(self, GET_HIT, self.started, b"VALUE %b %b" % (self.key, resp))
+                session.conn.answer(self, GET_HIT, self.started, b"VALUE %b %b" % (self.key, resp))
             else:
                 session.render_get(self, Get("get", [self.key], False), (resp,), self.started)
         except Exception:
@@ -158,7 +158,7 @@ class ForwardedSet(Shortcut):
         session = self.session
         try:
             if isinstance(resp, bytes):
-                session.finish_counted(self, SET_COUNTERS[resp], self.started, resp)
+                session.conn.answer(self, SET_COUNTERS[resp], self.started, resp)
             else:
                 data, result = error_answer(resp)
                 session.finish(self, "set", result, self.started, data)
@@ -229,14 +229,8 @@ class TextSession:
 
     def finish(self, slot: Slot, command: str, result: str, started: float, data: bytes,
                protocol: str = "text") -> None:
-        self.finish_counted(slot, (protocol, command, result), started, data)
-
-    def finish_counted(self, slot: Slot, counter: tuple[str, str, str], started: float, data: bytes) -> None:
-        """Count the request under COUNTER (protocol, command, result), time it, answer it. The hot
-        answers pass a prebuilt COUNTER (:data:`GET_HIT`, :data:`SET_COUNTERS`)."""
-        STATS.requests[counter] += 1
-        STATS.latency[counter[1]].observe(clock() - started)
-        self.conn.complete(slot, data)
+        """Answer a request (the shortcuts call ``conn.answer`` with a prebuilt counter key)."""
+        self.conn.answer(slot, (protocol, command, result), started, data)
 
     def guarded(self, fn: Callable[[MetaResponse | BackendError], None]) -> Callable:
         """Backend callbacks run inside a (possibly shared) backend connection's read: a fault

@@ -4,11 +4,14 @@ Real ClientConnection/TextSession/L1Only/BackendPool objects are wired to fake t
 only counts), so what is timed is exactly the Python work of a request: parse, dispatch, the backend
 command, reading the backend's answer, rendering the client's answer. Each round, every client sends
 one request (``get``, or ``set`` for --sets of them) and then the pooled backend connection receives all
-the answers in one read, as under the closed-loop bench. The best of --repeat timings is printed, in
-µs per request. With 10,000 clients the objects no longer fit in the CPU caches, as in the real run.
+the answers in one read, as under the closed-loop bench; with --owned (L1Only without batching) every
+client has its own backend connection, which gets its client's answer in a read of its own. The best
+of --repeat timings is printed, in µs per request. With 10,000 clients the objects no longer fit in
+the CPU caches, as in the real run.
 
     python bench/micro.py                      # 10,000 clients, gets only, then 10% sets
     python bench/micro.py --clients 1000 --rounds 100
+    python bench/micro.py --owned              # one backend connection per client
 
 Compare two trees by running it with ``PYTHONPATH=<tree>/service``; the bench harness (run.py) remains
 the measure of record: this leaves out the kernel and uvloop, which are half of the real cost.
@@ -27,8 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "service"))
 
 from cacheproxy.app import Runtime
 from cacheproxy.backends.address import Address
-from cacheproxy.backends.connection import OPEN
+from cacheproxy.backends.connection import OPEN, BackendConnection
 from cacheproxy.backends.pool import BackendPool
+from cacheproxy.backends.sweeper import track
 from cacheproxy.config import load
 from cacheproxy.orcas.l1only import L1Only
 from cacheproxy.server.connection import ClientConnection
@@ -58,12 +62,19 @@ class CountingTransport:
     def abort(self) -> None: ...
 
 
-async def measure(clients: int, rounds: int, repeat: int, set_every: int) -> float:
+def open_backend(conn: BackendConnection) -> BackendConnection:
+    conn.transport, conn.state = CountingTransport(), OPEN  # type: ignore[assignment]
+    return conn
+
+
+async def measure(clients: int, rounds: int, repeat: int, set_every: int, owned: bool) -> float:
     runtime = Runtime(load(None, {"l1": "127.0.0.1:1"}), asyncio.get_running_loop())
     pool = BackendPool(Address("127.0.0.1", 1), "l1", size=1)
-    backend = pool._new()
-    backend.transport, backend.state = CountingTransport(), OPEN  # type: ignore[assignment]
-    runtime.new_orca = lambda: L1Only(pool.lane(), owned=False)
+    backend = open_backend(pool._new())
+    # as app.py builds L1Only without batching: each client's first request takes the next connection
+    owns = [open_backend(track(BackendConnection(Address("127.0.0.1", 1)))) for _ in range(clients if owned else 0)]
+    unused = iter(owns)
+    runtime.new_orca = (lambda: L1Only(next(unused))) if owned else (lambda: L1Only(pool.lane(), owned=False))
     conns = []
     for _ in range(clients):
         conn = ClientConnection(runtime)
@@ -73,13 +84,18 @@ async def measure(clients: int, rounds: int, repeat: int, set_every: int) -> flo
     requests = [b"set key:%d 0 0 100\r\n%b\r\n" % (i, VALUE) if s else b"get key:%d\r\n" % i
                 for i, s in enumerate(is_set)]
     # memcached's answers: a plain get travels as meta, a plain set as the client wrote it
-    answers = b"".join(b"STORED\r\n" if s else HIT for s in is_set)
+    answers = [b"STORED\r\n" if s else HIT for s in is_set]
+    joined = b"".join(answers)
 
     def one_round() -> None:
         for conn, request in zip(conns, requests, strict=True):
             conn.data_received(request)
-        backend.flush_out()
-        backend.data_received(answers)
+        if owned:
+            for own, answer in zip(owns, answers, strict=True):
+                own.data_received(answer)
+        else:
+            backend.flush_out()
+            backend.data_received(joined)
 
     one_round()
     gc.disable()
@@ -100,6 +116,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=7, help="timings taken; the best is printed")
+    parser.add_argument("--owned", action="store_true", help="L1Only without batching: a backend connection per client")
     args = parser.parse_args()
     try:
         import uvloop
@@ -108,7 +125,7 @@ def main() -> None:
     except ImportError:
         pass
     for label, set_every in (("gets", 0), ("90% get / 10% set", 10)):
-        us = asyncio.run(measure(args.clients, args.rounds, args.repeat, set_every))
+        us = asyncio.run(measure(args.clients, args.rounds, args.repeat, set_every, args.owned))
         print(f"{label:>18}: {us:.2f} µs of Python per request ({args.clients:,} clients, best of {args.repeat})")
 
 

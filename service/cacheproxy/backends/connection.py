@@ -17,7 +17,7 @@ import select
 from collections.abc import Callable
 from typing import Final, Protocol, cast
 
-from ..metrics.stats import STATS
+from ..metrics.stats import STATS, clock
 from ..protocol.meta import READERS, TEXT_STORE, TEXT_VALUE, MetaResponse, read_text_store, read_text_value
 from . import outbox
 from .address import Address
@@ -34,6 +34,11 @@ class Retrier(Protocol):
     def retry(self, payload: bytes, shape: int, callback: Callback) -> None: ...
 
 
+# A request in flight: (answer shape, callback, payload to retry or None, who retries it or None).
+# Typed to the item, so that compiled code reads the fields without generic unpacking.
+Pending = tuple[int, Callback, bytes | None, Retrier | None]
+
+
 IDLE: Final = 0
 CONNECTING: Final = 1
 OPEN: Final = 2
@@ -47,17 +52,16 @@ class BackendConnection(asyncio.Protocol):
 
     __slots__ = ("_answered", "_backoff", "_buf", "_connect_task", "_flush_scheduled", "_out", "_retry_at", "address",
                  "busy_since", "count_batches", "flush_delay", "last_progress", "loop", "max_batch", "name", "on_close",
-                 "pending", "state", "timeout", "transport", "watch")
+                 "pending", "state", "timeout", "transport", "watch", "watched")
 
     def __init__(self, address: Address, name: str = "l1", timeout: float = 2.0, *, max_batch: int = 0,
                  flush_delay: float = 0.0, count_batches: bool = False) -> None:
         self.address, self.name, self.timeout = address, name, timeout
         self.max_batch, self.flush_delay, self.count_batches = max_batch, flush_delay, count_batches
         self.loop = asyncio.get_event_loop()
-        # (answer shape, callback, payload to retry or None, who retries it or None). A list, not a
-        # deque: an empty deque costs ~600 bytes, one per client in L1Only; answered entries are cut
-        # off once per read, not popped one by one.
-        self.pending: list[tuple] = []
+        # A list, not a deque: an empty deque costs ~600 bytes, one per client in L1Only; answered
+        # entries are cut off once per read, not popped one by one.
+        self.pending: list[Pending] = []
         self.state = IDLE
         self.transport: asyncio.Transport | None = None
         self._out: list[bytes] = []
@@ -71,6 +75,7 @@ class BackendConnection(asyncio.Protocol):
         self._connect_task: asyncio.Task | None = None
         self.on_close: Callable[[BackendConnection], None] | None = None
         self.watch: set[BackendConnection] | None = None  # the sweeper's busy set, once tracked
+        self.watched = False  # in ``watch`` now: a flag test per request instead of a set insertion
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -84,14 +89,15 @@ class BackendConnection(asyncio.Protocol):
             if state == CLOSED:
                 callback(BackendError(f"backend {self.name} connection closed"))
                 return
-            if state == DOWN and self.loop.time() < self._retry_at:
+            if state == DOWN and clock() < self._retry_at:
                 callback(BackendError(f"backend {self.name} unavailable"))
                 return
             self._start_connect()
         pending = self.pending
         if not pending:
-            self.busy_since = self.loop.time()  # the oldest request in flight was sent now
-            if self.watch is not None:
+            self.busy_since = clock()  # the oldest request in flight was sent now
+            if self.watch is not None and not self.watched:
+                self.watched = True
                 self.watch.add(self)  # the sweeper times out requests of busy connections only
         pending.append((shape, callback, payload if retry is not None else None, retry))
         out = self._out
@@ -163,7 +169,7 @@ class BackendConnection(asyncio.Protocol):
     # -- receiving -------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        self.last_progress = self.loop.time()
+        self.last_progress = clock()
         buf = self._buf + data if self._buf else data
         pos, pending, answered = 0, self.pending, 0
         try:
@@ -217,13 +223,13 @@ class BackendConnection(asyncio.Protocol):
         if self.state != CLOSED:
             self.state = DOWN
             self._backoff = min(BACKOFF_MAX, max(BACKOFF_MIN, self._backoff * 2))
-            self._retry_at = self.loop.time() + self._backoff * random.uniform(0.5, 1.0)
+            self._retry_at = clock() + self._backoff * random.uniform(0.5, 1.0)
         self._buf = b""
         self._out.clear()
         error = BackendError(reason)
         pending, self.pending = self.pending[self._answered:], []  # (answered ones are in front)
         for shape, callback, payload, retry in pending:
-            if retry is not None:
+            if retry is not None and payload is not None:  # (send keeps the payload of every retried read)
                 retry.retry(payload, shape, callback)
             else:
                 callback(error)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
+from ..metrics.stats import clock
 from .connection import BackendConnection
 
 BUSY: set[BackendConnection] = set()
@@ -23,12 +24,12 @@ def track(conn: BackendConnection) -> BackendConnection:
 
 
 async def sweep_forever(interval: float = 0.25) -> None:
-    loop = asyncio.get_running_loop()
     while True:
         await asyncio.sleep(interval)
-        now = loop.time()
+        now = clock()  # the clock connections stamp their requests and answers with
         for conn in list(BUSY):
             if conn.pending:
                 conn.check_timeout(now)
             else:
                 BUSY.discard(conn)  # back when its next request goes out
+                conn.watched = False

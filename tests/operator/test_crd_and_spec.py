@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +11,16 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from cacheproxy_operator.spec import crd, l2_volume_size, semantic_errors, with_defaults
+from cacheproxy_operator.spec import (
+    crd,
+    l2_volume_size,
+    memcached_reserved_connections,
+    semantic_errors,
+    with_defaults,
+)
 
 from tests.operator.specs import MAXIMAL_SPEC
+from tests.support.procs import start_memcached
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGED = ROOT / "operator/cacheproxy_operator/crd/cacheproxies.yaml"
@@ -99,6 +107,9 @@ def test_defaults_fill_nested_objects_without_touching_given_values() -> None:
         ({"securityContext": {"runAsUser": 0}}, "runAsUser is 0"),
         ({"podLabels": {"app.kubernetes.io/instance": "x"}}, "pod selector"),
         ({"memcached": {"memoryMiB": 16, "maxItemSize": 16777216}}, "half"),
+        # batching off: 20,000 clients, each with its own connection, over memcached's default 4,096
+        ({"proxy": {"batching": {"enabled": False}}}, "every client connection holds a memcached connection"),
+        ({"proxy": {"workers": 64, "batching": {"maxConnections": 1024}}}, "the batched pools"),
     ],
 )
 def test_semantic_errors(patch: dict[str, Any], fragment: str) -> None:
@@ -124,3 +135,39 @@ def test_l2_volume_size_has_headroom() -> None:
     assert l2_volume_size(with_defaults({"l2": {"enabled": True, "extstoreSize": "1Gi"}})) == "1127Mi"
     spec = copy.deepcopy(MAXIMAL_SPEC)
     assert l2_volume_size(with_defaults(spec)) == "24Gi"
+
+
+def test_connection_budget_is_exact() -> None:
+    """Per worker: its clients (batching off) or its pool, plus a health check; then memcached's
+    reserve (8 + 4 x threads, measured). One connection short is an error, exactly enough is not."""
+    def spec(max_conns: int) -> dict[str, Any]:
+        return with_defaults({
+            "memcached": {"maxConnections": max_conns, "threads": 2},
+            "proxy": {"workers": 3, "maxConnections": 1000, "batching": {"enabled": False}},
+        })
+
+    needed = 3 * (1000 + 1) + 8 + 4 * 2
+    assert semantic_errors(spec(needed)) == []
+    assert any("below the 3019" in e for e in semantic_errors(spec(needed - 1)))
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_memcached_reserve_matches_the_real_memcached(threads: int) -> None:
+    """The budget's reserve is memcached's own: with -c 64 it serves exactly 64 - reserve clients."""
+    proc = start_memcached(args=["-c", "64", "-t", str(threads)])
+    host, port = proc.addr.rsplit(":", 1)
+    socks: list[socket.socket] = []
+    try:
+        while len(socks) <= 64:
+            sock = socket.create_connection((host, int(port)), timeout=5)
+            socks.append(sock)
+            sock.sendall(b"version\r\n")
+            answer = sock.recv(100)
+            if not answer.startswith(b"VERSION "):
+                assert answer == b"ERROR Too many open connections\r\n"
+                break
+        assert len(socks) - 1 == 64 - memcached_reserved_connections(threads)
+    finally:
+        for sock in socks:
+            sock.close()
+        proc.stop()

@@ -147,11 +147,14 @@ def _connection_budget_errors(memcached: dict[str, Any], proxy: dict[str, Any]) 
     needed = proxy["workers"] * (per_process + 1) + memcached_reserved_connections(memcached["threads"])
     if memcached["maxConnections"] >= needed:
         return []
-    why = ("proxy.batching.enabled is false, so every client connection holds a memcached connection of its own"
-           if not batching["enabled"] else "the batched pools")
+    if batching["enabled"]:
+        why, knob = "the batched pools", "proxy.batching.maxConnections"
+    else:
+        why = "proxy.batching.enabled is false, so every client connection holds a memcached connection of its own"
+        knob = "proxy.maxConnections"
     return [f"memcached.maxConnections {memcached['maxConnections']} is below the {needed} the proxy may need "
             f"({why}: proxy.workers x (connections per worker + 1 health check) + memcached's own "
-            f"8 + 4 x threads); raise it, or lower proxy.maxConnections"]
+            f"8 + 4 x threads); raise it, or lower {knob} or proxy.workers"]
 
 
 def semantic_errors(spec: dict[str, Any]) -> list[str]:

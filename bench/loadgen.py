@@ -6,17 +6,13 @@ import json
 import select
 import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 
-from stacks import raise_nofile_limit
-
-HERE = Path(__file__).resolve().parent
+from stacks import build_c, raise_nofile_limit
 
 
 def build() -> str:
     """Path of the compiled mcload (rebuilt only when mcload.c changed)."""
-    out = subprocess.run(["sh", str(HERE / "build.sh")], check=True, capture_output=True, text=True)
-    return out.stdout.strip().splitlines()[-1]
+    return build_c("mcload")
 
 
 @dataclass

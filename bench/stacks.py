@@ -2,9 +2,10 @@
 
 A *target* is what the load generator talks to: ``direct`` (memcached itself), ``twemproxy``
 (Debian's ``nutcracker``), ``l1only`` (the proxy, one backend connection per client) or ``batched``
-(the proxy with ``batching: {enabled: true}``) or ``passthrough`` (bench/passthrough.py: per-client backend
-connections like l1only, but no parsing at all, the floor of that layout); proxies take a ``-wN`` suffix
-for N worker processes.
+(the proxy with ``batching: {enabled: true}``), ``passthrough`` (bench/passthrough.py: per-client backend
+connections like l1only, but no parsing at all, the floor of that layout in Python) or ``passthrough-c``
+(bench/passthrough.c: the same in C, the floor of the layout itself); proxies take a ``-wN`` suffix for N
+worker processes.
 Everything binds 127.0.0.1 (or a unix socket in a temp dir); every process is stopped by its PID.
 """
 
@@ -25,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-KINDS = ("direct", "twemproxy", "l1only", "batched", "passthrough")
+KINDS = ("direct", "twemproxy", "l1only", "batched", "passthrough", "passthrough-c")
 # A proxy target may end in -wN (N worker processes) and -py (its pure-Python fallback instead of the
 # compiled hot path; see service/cacheproxy/compiled.py).
-TARGET_RE = re.compile(r"^(direct|twemproxy|l1only|batched|passthrough)(?:-w(\d+))?(-py)?$")
+TARGET_RE = re.compile(r"^(direct|twemproxy|l1only|batched|passthrough-c|passthrough)(?:-w(\d+))?(-py)?$")
 
 
 def raise_nofile_limit() -> None:
@@ -45,10 +46,16 @@ def parse_target(spec: str, default_workers: int = 1) -> tuple[str, int, bool]:
     if not match:
         raise ValueError(f"unknown target {spec!r}: expected one of {', '.join(KINDS)} (proxies: -wN)")
     kind, workers = match.group(1), match.group(2)
-    if (workers or match.group(3)) and kind in ("direct", "twemproxy", "passthrough"):
+    if (workers or match.group(3)) and kind not in ("l1only", "batched"):
         raise ValueError(f"{spec}: only the proxy targets have workers and a pure-Python variant")
     pure = match.group(3) is not None
     return kind, int(workers) if workers else (default_workers if kind in ("l1only", "batched") else 1), pure
+
+
+def build_c(name: str) -> str:
+    """Path of bench/NAME.c compiled by bench/build.sh (rebuilt only when the source changed)."""
+    out = subprocess.run(["sh", str(REPO / "bench" / "build.sh"), name], check=True, capture_output=True, text=True)
+    return out.stdout.strip().splitlines()[-1]
 
 
 def free_port() -> int:
@@ -281,11 +288,14 @@ def start_stack(spec: str, workdir: Path, opts: Options, default_workers: int = 
                 str(workdir / "nutcracker.log"),
             ]
             stack.procs["proxy"] = spawn(cmd, workdir / "proxy.log")
-        elif kind == "passthrough":
+        elif kind in ("passthrough", "passthrough-c"):
             if not l1.startswith("unix:"):
-                raise RuntimeError("passthrough reaches its memcached over a unix socket only")
-            cmd = [sys.executable, str(REPO / "bench" / "passthrough.py"), "--listen", f"127.0.0.1:{stack.port}",
-                   "--backend", l1]
+                raise RuntimeError(f"{kind} reaches its memcached over a unix socket only")
+            if kind == "passthrough":
+                cmd = [sys.executable, str(REPO / "bench" / "passthrough.py"), "--listen", f"127.0.0.1:{stack.port}",
+                       "--backend", l1]
+            else:
+                cmd = [build_c("passthrough"), "-H", "127.0.0.1", "-p", str(stack.port), "-u", l1[5:]]
             stack.procs["proxy"] = spawn(cmd, workdir / "proxy.log")
         else:
             env = dict(os.environ)

@@ -44,7 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--targets",
         default="direct,twemproxy,l1only,batched",
-        help="comma list of direct, twemproxy, l1only, batched, passthrough; proxies take -wN (l1only-w2)",
+        help=f"comma list of {', '.join(stacks.KINDS)}; proxies take -wN (l1only-w2)",
     )
     p.add_argument("--workers", type=int, default=1, help="worker processes for proxy targets without -wN")
     p.add_argument("--conns", help="closed-loop connection counts, comma list (default 50,9980)")

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-KINDS = ("direct", "twemproxy", "l1only", "batched", "passthrough", "passthrough-c")
+PROXY_KINDS = ("l1only", "batched")  # the proxy itself: these take -wN and -py
+KINDS = ("direct", "twemproxy", *PROXY_KINDS, "passthrough", "passthrough-c")
 # A proxy target may end in -wN (N worker processes) and -py (its pure-Python fallback instead of the
 # compiled hot path; see service/cacheproxy/compiled.py).
 TARGET_RE = re.compile(r"^(direct|twemproxy|l1only|batched|passthrough-c|passthrough)(?:-w(\d+))?(-py)?$")
@@ -46,10 +47,10 @@ def parse_target(spec: str, default_workers: int = 1) -> tuple[str, int, bool]:
     if not match:
         raise ValueError(f"unknown target {spec!r}: expected one of {', '.join(KINDS)} (proxies: -wN)")
     kind, workers = match.group(1), match.group(2)
-    if (workers or match.group(3)) and kind not in ("l1only", "batched"):
+    if (workers or match.group(3)) and kind not in PROXY_KINDS:
         raise ValueError(f"{spec}: only the proxy targets have workers and a pure-Python variant")
     pure = match.group(3) is not None
-    return kind, int(workers) if workers else (default_workers if kind in ("l1only", "batched") else 1), pure
+    return kind, int(workers) if workers else (default_workers if kind in PROXY_KINDS else 1), pure
 
 
 def build_c(name: str) -> str:

@@ -34,9 +34,10 @@ class Retrier(Protocol):
     def retry(self, payload: bytes, shape: int, callback: Callback) -> None: ...
 
 
-# A request in flight: (answer shape, callback, payload to retry or None, who retries it or None).
-# Typed to the item, so that compiled code reads the fields without generic unpacking.
-Pending = tuple[int, Callback, bytes | None, Retrier | None]
+# A request in flight: (answer shape, callback, its payload, who retries it or None). The payload is
+# kept until the answer comes, whether or not it is retried: it is only a reference. Typed to the item,
+# so that compiled code reads the fields without generic unpacking.
+Pending = tuple[int, Callback, bytes, Retrier | None]
 
 
 IDLE: Final = 0
@@ -99,7 +100,7 @@ class BackendConnection(asyncio.Protocol):
             if self.watch is not None and not self.watched:
                 self.watched = True
                 self.watch.add(self)  # the sweeper times out requests of busy connections only
-        pending.append((shape, callback, payload if retry is not None else None, retry))
+        pending.append((shape, callback, payload, retry))
         out = self._out
         out.append(payload)
         if self.transport is None:
@@ -229,7 +230,7 @@ class BackendConnection(asyncio.Protocol):
         error = BackendError(reason)
         pending, self.pending = self.pending[self._answered:], []  # (answered ones are in front)
         for shape, callback, payload, retry in pending:
-            if retry is not None and payload is not None:  # (send keeps the payload of every retried read)
+            if retry is not None:
                 retry.retry(payload, shape, callback)
             else:
                 callback(error)

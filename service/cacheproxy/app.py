@@ -1,5 +1,6 @@
-"""Wires the proxy together: listener → server → orca → handler → backend, plus the admin
-server, health checks, timeouts and the SIGTERM drain."""
+"""Runs the proxy: the composed stages (``compose.py``) behind the listener, plus the admin
+server, backend health checks, client timeouts, the garbage collector's timer and the SIGTERM
+drain."""
 
 from __future__ import annotations
 
@@ -13,14 +14,13 @@ from functools import partial
 
 from aiohttp import web
 
-from .backends.connection import OPEN, BackendConnection
-from .backends.pool import BackendPool, Lane
-from .backends.sweeper import sweep_forever, track
+from .backends.connection import OPEN
+from .backends.sweeper import sweep_forever
+from .compose import Composition, OrcaFactory
 from .config import Config
 from .listener.listener import listen
 from .metrics.admin import build_app
 from .metrics.stats import STATS, clock
-from .orcas.l1only import L1Only
 from .protocol.meta import LINE, code_of
 
 log = logging.getLogger("cacheproxy")
@@ -34,63 +34,37 @@ def _resolve(future: asyncio.Future, resp: object) -> None:
         future.set_result(resp)
 
 
+class Port:
+    """The server context of one client port: the process's shared state, and the factory that
+    gives each of the port's client connections its orca."""
+
+    def __init__(self, runtime: Runtime, new_orca: OrcaFactory) -> None:
+        self.runtime = runtime
+        self.loop = runtime.loop
+        self.clients = runtime.clients
+        self.new_orca = new_orca
+
+    @property
+    def config(self) -> Config:
+        return self.runtime.config
+
+
 class Runtime:
-    """Process-wide state shared by every client connection."""
+    """Process-wide state shared by every client connection: the current config, the composed
+    stages, the open clients, backend health, the drain."""
 
     def __init__(self, config: Config, loop: asyncio.AbstractEventLoop) -> None:
         self.config = config
         self.loop = loop
         self.clients: set = set()
         self.draining = False
-        self.pools: dict[str, BackendPool] = {}
+        self.composition = Composition(config, loop)
         self.backend_ok: dict[str, bool] = {"l1": False}
         if config.l2:
             self.backend_ok["l2"] = False
-        self.new_orca: Callable = self._orca_factory()
+        self.port = Port(self, self.composition.orca_factory())
         STATS.client_connections_max = config.max_connections
         STATS.orca = config.orca_name
-
-    def _orca_factory(self) -> Callable:
-        cfg = self.config
-        l1 = cfg.address("l1")
-        if cfg.orca_name == "l1only" and cfg.chunking.enabled:  # (l1l2 chunks in orcas/l1l2.py)
-            return self._chunked_factory()
-        if cfg.orca_name == "l1only":
-            if cfg.batching.enabled:
-                pool = self.pool("l1")
-                return lambda: L1Only(pool.lane(), owned=False)
-            return lambda: L1Only(track(BackendConnection(l1, "l1", cfg.backend_timeout)))
-        from .orcas.l1l2 import make_l1l2_factory
-
-        return make_l1l2_factory(self)
-
-    def _chunked_factory(self) -> Callable:
-        """L1Only with large values chunked over several L1 items (handlers/chunked.py)."""
-        from .handlers.chunked import ChunkedHandler
-
-        cfg, c = self.config, self.config.chunking
-        l1 = cfg.address("l1")
-
-        def make() -> ChunkedHandler:
-            conn: BackendConnection | Lane
-            if cfg.batching.enabled:
-                conn, owned = self.pool("l1").lane(), False
-            else:
-                conn, owned = track(BackendConnection(l1, "l1", cfg.backend_timeout)), True
-            return ChunkedHandler.for_item_size(conn, cfg.max_item_size, threshold=c.threshold,
-                                                chunk_size=c.chunk_size, max_value_size=c.max_value_size,
-                                                owned=owned)
-
-        return make
-
-    def pool(self, name: str) -> BackendPool:
-        """The shared, batched connection pool to backend NAME (created once)."""
-        if name not in self.pools:
-            b = self.config.batching
-            self.pools[name] = BackendPool(self.config.address(name), name, size=b.max_connections,
-                                           timeout=self.config.backend_timeout, max_batch=b.max_batch,
-                                           flush_us=b.flush_us)
-        return self.pools[name]
 
     def ready(self) -> tuple[bool, str]:
         if self.draining:
@@ -103,8 +77,7 @@ class Runtime:
 
     async def health_check(self, name: str) -> None:
         """Ask the backend ``version`` every second on a connection of its own."""
-        conn = BackendConnection(self.config.address(name), f"{name}-health", min(self.config.backend_timeout, 1.0))
-        track(conn)
+        conn = self.composition.connection(name, f"{name}-health")
         while True:
             done = self.loop.create_future()
             conn.send(b"version\r\n", LINE, partial(_resolve, done))
@@ -123,20 +96,21 @@ class Runtime:
             await asyncio.sleep(HEALTH_INTERVAL if ok or conn.state == OPEN else HEALTH_INTERVAL / 4)
 
     async def client_timeouts(self) -> None:
-        """Close clients idle longer than idle_timeout, or stuck mid-request past read_timeout."""
-        idle, partial = self.config.idle_timeout, self.config.read_timeout
-        if not idle and not partial:
-            return
-        tick = max(0.05, min(x for x in (idle, partial) if x) / 4)
+        """Close clients idle longer than idle_timeout, or stuck mid-request past read_timeout.
+        Both are read from the current config at every tick, so a reload changes them."""
         while True:
-            await asyncio.sleep(tick)
+            idle, stalled = self.config.idle_timeout, self.config.read_timeout
+            if not idle and not stalled:
+                await asyncio.sleep(1.0)
+                continue
+            await asyncio.sleep(max(0.05, min(x for x in (idle, stalled) if x) / 4))
             now = clock()  # the clock the clients stamp their activity with
             for client in list(self.clients):
                 if client.in_flight():
                     continue
                 started = client.partial_since  # a request began arriving and is not complete
                 if started is not None:
-                    if partial and now - started > partial:  # a slow (or stuck) sender
+                    if stalled and now - started > stalled:  # a slow (or stuck) sender
                         STATS.errors["timeout"] += 1
                         client.close()
                 elif idle and now - client.last_activity > idle:
@@ -206,12 +180,10 @@ async def serve(config: Config, *, admin: bool = True, ready_event: asyncio.Even
     tune_gc()
     if ready_hook is not None:
         ready_hook(runtime.ready)
-    servers = [await listen(runtime, config.address("listen"), reuse_port=config.workers > 1)]
+    servers = [await listen(runtime.port, config.address("listen"), reuse_port=config.workers > 1)]
     if config.batch_listen:
-        from .orcas.l1l2 import batch_runtime
-
-        servers.append(await listen(batch_runtime(runtime), config.address("batch_listen"),
-                                    reuse_port=config.workers > 1))
+        batch = Port(runtime, runtime.composition.batch_orca_factory())
+        servers.append(await listen(batch, config.address("batch_listen"), reuse_port=config.workers > 1))
     runner = None
     if admin:
         app = build_app(STATS.snapshot, runtime.ready)

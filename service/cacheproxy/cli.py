@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import resource
 import sys
 
 from . import __version__, compiled
+from .app import serve
 from .config import load
+from .process import install_event_loop, raise_nofile_limit
+from .workers import run_workers
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -33,22 +35,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def raise_nofile_limit() -> None:
-    """Each client may hold two descriptors (its socket and its backend's): take all we may."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def install_event_loop() -> str:
-    try:
-        import uvloop
-    except ImportError:
-        return "asyncio"
-    uvloop.install()
-    return "uvloop"
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if k != "config"}
@@ -62,10 +48,6 @@ def main(argv: list[str] | None = None) -> int:
     loop_name = install_event_loop()
     logging.getLogger("cacheproxy").info("cacheproxy %s on %s, %s", __version__, loop_name, compiled.DESCRIPTION)
     if config.workers > 1:
-        from .workers import run_workers
-
         return run_workers(config)
-    from .app import serve
-
     asyncio.run(serve(config))
     return 0

@@ -22,6 +22,8 @@ from .app import serve
 from .config import Config
 from .metrics.admin import build_app
 from .metrics.collector import merge
+from .metrics.stats import STATS, Stats
+from .process import install_event_loop
 
 log = logging.getLogger("cacheproxy.workers")
 
@@ -30,15 +32,11 @@ SNAPSHOT_TIMEOUT = 2.0
 
 def _worker_main(config: Config, pipe: Connection, index: int) -> None:
     """A worker: the whole proxy minus the admin server, answering snapshot requests."""
-    from .cli import install_event_loop
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; SIGTERM drains
     install_event_loop()
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        from .metrics.stats import STATS
-
         runtime_ready: dict = {}
 
         def on_request() -> None:
@@ -115,8 +113,6 @@ class Workers:
 
 
 def _empty() -> dict:
-    from .metrics.stats import Stats
-
     return Stats().snapshot()
 
 

@@ -1,23 +1,22 @@
-"""Open the client listener; every accepted socket gets its own ClientConnection."""
+"""The one accept loop: open the client listener; every accepted socket gets its own
+:class:`~cacheproxy.server.connection.ClientConnection`, whose session is picked by its first
+byte (:func:`~cacheproxy.server.sessions.start_session`)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-from typing import TYPE_CHECKING
 
 from ..backends.address import Address
-from ..server.connection import ClientConnection
-
-if TYPE_CHECKING:
-    from ..app import Runtime
+from ..server.connection import ClientConnection, ServerContext
+from ..server.sessions import start_session
 
 
-async def listen(runtime: Runtime, address: Address, *, reuse_port: bool = False) -> asyncio.AbstractServer:
-    loop = runtime.loop
+async def listen(context: ServerContext, address: Address, *, reuse_port: bool = False) -> asyncio.AbstractServer:
+    loop = context.loop
 
     def factory() -> ClientConnection:
-        return ClientConnection(runtime)
+        return ClientConnection(context, start_session)
 
     if address.is_unix:
         if os.path.exists(address.path):

@@ -34,22 +34,18 @@ semantics), and reads never promote, so a bulk load does not flush the working s
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import zlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..backends.connection import BackendConnection, Callback
+from ..backends.connection import Callback
 from ..backends.errors import BackendError
-from ..backends.sweeper import track
+from ..handlers.base import Handler
 from ..handlers.plain import PlainHandler
 from ..metrics.stats import STATS
 from ..protocol.meta import MetaResponse, code_of
-from ..protocol.requests import ADD, APPEND, CAS, PREPEND, REPLACE, SET
-
-if TYPE_CHECKING:
-    from ..app import Runtime
+from ..protocol.requests import ADD, APPEND, PREPEND, REPLACE, SET
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +57,7 @@ class Levels:
 
     __slots__ = ("handler", "loop", "name")
 
-    def __init__(self, name: str, handler: PlainHandler, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, name: str, handler: Handler, loop: asyncio.AbstractEventLoop) -> None:
         self.name, self.handler, self.loop = name, handler, loop
 
     def call(self, method: str, *args: Any, **kwargs: Any) -> asyncio.Future:
@@ -93,28 +89,18 @@ class StripedLocks:
         return self.locks[zlib.crc32(key) % len(self.locks)]
 
 
-class _NoLock:
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-
-NO_LOCK = _NoLock()
-
-
 class L1L2:
     """The L1L2 orca for one client connection (see the module docstring for the orderings)."""
 
     counts_lookups = True  # per level, which the servers cannot see
+    plain: PlainHandler | None = None  # every request goes through the orderings below
     promote = True  # write L2 hits back to L1
     refresh_mode = SET  # how a successful L2 store is mirrored into L1
 
-    def __init__(self, l1: PlainHandler, l2: PlainHandler, loop: asyncio.AbstractEventLoop,
-                 locks: StripedLocks | None = None, owned: bool = True) -> None:
+    def __init__(self, l1: Handler, l2: Handler, loop: asyncio.AbstractEventLoop,
+                 locks: StripedLocks | None = None) -> None:
         self.l1, self.l2 = Levels("l1", l1, loop), Levels("l2", l2, loop)
-        self.loop, self.locks, self.owned = loop, locks, owned
+        self.loop, self.locks = loop, locks
         self._last_write: asyncio.Future | None = None  # this client's ordering (see _run)
         self._reads: list[asyncio.Future] = []
 
@@ -279,14 +265,10 @@ class L1L2:
         return await self.l1.call("text", line, multiline)
 
     def close(self) -> None:
-        """The client went away. Every callback still owed is answered (a handler's queue, or a
-        connection's in-flight requests), so no operation task is left waiting forever."""
-        for level in (self.l1, self.l2):
-            handler = level.handler
-            if hasattr(handler, "close"):
-                handler.close()  # a chunked handler drains its queue (and closes an owned conn)
-            elif self.owned:
-                handler.conn.close()
+        """The client went away. Every callback still owed is answered (a handler's queue, or an
+        owned connection's in-flight requests), so no operation task is left waiting forever."""
+        self.l1.handler.close()
+        self.l2.handler.close()
 
 
 class L1L2Batch(L1L2):
@@ -296,50 +278,3 @@ class L1L2Batch(L1L2):
     refresh_mode = REPLACE
 
 
-def _handlers(runtime: Runtime) -> Callable[[], tuple[Any, Any, bool]]:
-    """Per-client handlers for L1 and L2: plain or chunked, on own connections or pool lanes."""
-    cfg = runtime.config
-    chunking = cfg.chunking
-
-    def handler(conn: Any, owned: bool) -> Any:
-        if not chunking.enabled:
-            return PlainHandler(conn)
-        from ..handlers.chunked import ChunkedHandler
-
-        return ChunkedHandler.for_item_size(conn, cfg.max_item_size, threshold=chunking.threshold,
-                                            chunk_size=chunking.chunk_size,
-                                            max_value_size=chunking.max_value_size, owned=owned)
-
-    if cfg.batching.enabled:
-        p1, p2 = runtime.pool("l1"), runtime.pool("l2")
-        return lambda: (handler(p1.lane(), False), handler(p2.lane(), False), False)
-    a1, a2 = cfg.address("l1"), cfg.address("l2")
-
-    def own() -> tuple[Any, Any, bool]:
-        return (handler(track(BackendConnection(a1, "l1", cfg.backend_timeout)), True),
-                handler(track(BackendConnection(a2, "l2", cfg.backend_timeout)), True), True)
-
-    return own
-
-
-def make_l1l2_factory(runtime: Runtime, orca: type[L1L2] = L1L2) -> Callable[[], L1L2]:
-    handlers = _handlers(runtime)
-    locks = StripedLocks() if runtime.config.locked else None
-
-    def new() -> L1L2:
-        l1, l2, owned = handlers()
-        return orca(l1, l2, runtime.loop, locks, owned)
-
-    return new
-
-
-def batch_runtime(runtime: Runtime) -> Runtime:
-    """The same process state, serving the L1L2Batch orca (the ``--batch-listen`` port)."""
-    if not runtime.config.l2:
-        raise ValueError("batch_listen needs an l2 backend")
-    batch = copy.copy(runtime)
-    batch.new_orca = make_l1l2_factory(runtime, L1L2Batch)
-    return batch
-
-
-__all__ = ["CAS", "L1L2", "L1L2Batch", "batch_runtime", "make_l1l2_factory"]

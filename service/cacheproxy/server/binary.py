@@ -8,10 +8,10 @@ client's command, and the backend's answer is turned back into memcached's exact
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
 
 from ..backends.errors import BackendError
 from ..metrics.stats import STATS, clock
+from ..orcas.base import Orca
 from ..protocol.binary import BinaryParser, BinaryRequest, error_frame
 from ..protocol.binary_meta import Shape, from_meta, to_meta
 from ..protocol.meta import MetaResponse
@@ -38,9 +38,11 @@ def result_of(request: BinaryRequest, frame: bytes) -> str:
 class BinarySession:
     def __init__(self, conn: ClientConnection) -> None:
         self.conn = conn
-        self.orca: Any = conn.orca  # an Orca
-        self.parser = BinaryParser(max_item_size=conn.runtime.config.max_item_size)
-        self.count_lookups = not getattr(self.orca, "counts_lookups", False)
+        orca = conn.orca
+        assert orca is not None  # the connection picks its orca before its session
+        self.orca: Orca = orca
+        self.parser = BinaryParser(max_item_size=conn.context.config.max_item_size)
+        self.count_lookups = not orca.counts_lookups
         self.backlog: deque[BinaryRequest | None] = deque()  # parsed, waiting for the client to keep up
 
     def feed(self, data: bytes, now: float) -> bool:

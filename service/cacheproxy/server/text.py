@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Final
 from ..backends.errors import BackendError
 from ..handlers.plain import PlainHandler
 from ..metrics.stats import STATS, clock
+from ..orcas.base import Orca
 from ..protocol.meta import STORE_RESULTS, MetaResponse, code_of
 from ..protocol.requests import (
     Arith,
@@ -174,17 +175,16 @@ class TextSession:
 
     def __init__(self, conn: ClientConnection) -> None:
         self.conn = conn
-        orca: Any = conn.orca  # an Orca
-        self.orca = orca
-        self.parser = TextParser(conn.runtime.config.client_value_limit)
-        # L1Only leaves hit/miss counting to the server (it sees every answer anyway).
-        self.count_lookups = not getattr(orca, "counts_lookups", False)
-        # The plain handler (L1Only) takes a plain get and a plain set by their shortcuts
-        # (get_text, set_text); the other orcas (L1L2, chunked) serve them like any request.
-        # Typed, so that compiled (mypyc) code calls the shortcuts directly.
-        self.plain: PlainHandler | None = None
-        if isinstance(orca, PlainHandler):  # (an if statement: mypyc mistyped the conditional expression)
-            self.plain = orca
+        orca = conn.orca
+        assert orca is not None  # the connection picks its orca before its session
+        self.orca: Orca = orca
+        self.parser = TextParser(conn.context.config.client_value_limit)
+        # An orca that does not count hits and misses per level (L1Only) leaves it to the server.
+        self.count_lookups = not orca.counts_lookups
+        # A plain handler offered by the orca takes a plain get and a plain set by its shortcuts
+        # (get_text, set_text); other orcas serve them like any request. Typed, so that compiled
+        # (mypyc) code calls the shortcuts directly.
+        self.plain: PlainHandler | None = orca.plain
         self.backlog: deque[Request] | None = None  # parsed, waiting for the client to read answers
 
     def feed(self, data: bytes, now: float) -> bool:

@@ -13,9 +13,10 @@ import socket
 import time
 from collections.abc import Callable
 
-from cacheproxy.protocol.binary import BinaryParser, Op, encode_request, parse_frames
+from cacheproxy.protocol.binary import BinaryParser, Op
 from cacheproxy.protocol.binary_meta import Shape, from_meta, to_meta
 
+from tests.support.binary_frames import encode_request, parse_frames
 from tests.support.procs import connect
 
 SENTINEL_OPAQUE = 0x5E5E0000

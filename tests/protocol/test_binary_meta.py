@@ -5,16 +5,10 @@ from __future__ import annotations
 import struct
 
 import pytest
-from cacheproxy.protocol.binary import (
-    BinaryParser,
-    BinaryRequest,
-    Op,
-    Status,
-    error_frame,
-    frame,
-    parse_frames,
-)
+from cacheproxy.protocol.binary import BinaryParser, BinaryRequest, Op, Status, error_frame, frame
 from cacheproxy.protocol.binary_meta import LOCAL, Shape, from_meta, meta_key, to_meta
+
+from tests.support.binary_frames import parse_frames
 
 
 @pytest.mark.parametrize(

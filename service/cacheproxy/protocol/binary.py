@@ -25,14 +25,13 @@ from __future__ import annotations
 import struct
 from enum import IntEnum
 
+from .limits import DEFAULT_ITEM_SIZE, KEY_MAX_LENGTH, item_fits
+
 REQUEST_MAGIC = 0x80
 RESPONSE_MAGIC = 0x81
 HEADER = struct.Struct(">BBHBBHIIQ")  # magic opcode keylen extlen datatype vbucket/status bodylen opaque cas
 HEADER_SIZE = HEADER.size  # 24
-KEY_MAX_LENGTH = 250
 READ_BUFFER_SIZE = 16384  # memcached's per-connection read buffer: header+extras+key must fit
-ITEM_HEADER_SIZE = 48 + 8  # sizeof(item) + CAS on 64-bit memcached 1.6 (CAS enabled)
-DEFAULT_MAX_ITEM_SIZE = 1048576
 
 
 class Op(IntEnum):
@@ -259,48 +258,6 @@ def stat_frame(opaque: int, key: bytes = b"", value: bytes = b"") -> bytes:
     return frame(Op.STAT, opaque, key=key, value=value)
 
 
-def parse_frames(data: bytes) -> tuple[list[tuple[int, int, int, int, bytes, bytes, bytes]], bytes]:
-    """Split response bytes into ``(opcode, status, opaque, cas, extras, key, value)`` tuples.
-
-    For tests and diagnostics (the proxy never parses responses); returns leftover bytes.
-    """
-    out = []
-    view = memoryview(data)
-    pos = 0
-    while len(data) - pos >= HEADER_SIZE:
-        _m, op, keylen, extlen, _dt, status, bodylen, opaque, cas = HEADER.unpack_from(view, pos)
-        end = pos + HEADER_SIZE + bodylen
-        if end > len(data):
-            break
-        body = bytes(view[pos + HEADER_SIZE : end])
-        out.append(
-            (op, status, opaque, cas, body[:extlen], body[extlen : extlen + keylen], body[extlen + keylen :])
-        )
-        pos = end
-    return out, bytes(view[pos:])
-
-
-def encode_request(
-    opcode: int,
-    key: bytes = b"",
-    extras: bytes = b"",
-    value: bytes = b"",
-    *,
-    opaque: int = 0,
-    cas: int = 0,
-    bodylen: int | None = None,
-) -> bytes:
-    """A request packet (for tests and clients); BODYLEN overrides the computed body length."""
-    if bodylen is None:
-        bodylen = len(extras) + len(key) + len(value)
-    return (
-        HEADER.pack(REQUEST_MAGIC, opcode, len(key), len(extras), 0, 0, bodylen, opaque, cas)
-        + extras
-        + key
-        + value
-    )
-
-
 # ---------------------------------------------------------------------------------------------
 # Parser
 
@@ -310,7 +267,7 @@ def item_too_large(nkey: int, flags: int, vlen: int, max_item_size: int) -> bool
     nbytes = _to_int32(vlen + 2)
     if nbytes < 2:
         return True
-    return ITEM_HEADER_SIZE + nkey + 1 + (4 if flags else 0) + nbytes > max_item_size
+    return not item_fits(nkey, flags, nbytes, max_item_size)
 
 
 def _to_int32(n: int) -> int:
@@ -326,7 +283,7 @@ class BinaryParser:
     is ignored; write the answers already returned, then close.
     """
 
-    def __init__(self, max_item_size: int = DEFAULT_MAX_ITEM_SIZE) -> None:
+    def __init__(self, max_item_size: int = DEFAULT_ITEM_SIZE) -> None:
         self.max_item_size = max_item_size
         self.closed = False
         self._buf = bytearray()

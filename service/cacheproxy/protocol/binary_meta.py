@@ -27,7 +27,6 @@ import struct
 from enum import Enum
 
 from .binary import (
-    KEY_MAX_LENGTH,
     BinaryRequest,
     Op,
     Status,
@@ -37,6 +36,7 @@ from .binary import (
     miss_frame,
     stat_frame,
 )
+from .limits import KEY_MAX_LENGTH
 
 INT32_MAX = 0x7FFFFFFF
 NO_AUTOVIVIFY = 0xFFFFFFFF

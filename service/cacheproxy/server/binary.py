@@ -13,8 +13,8 @@ from ..backends.errors import BackendError
 from ..metrics.stats import STATS, clock
 from ..orcas.base import Orca
 from ..protocol.binary import BinaryParser, BinaryRequest, error_frame
-from ..protocol.binary_meta import Shape, from_meta, to_meta
-from ..protocol.meta import MetaResponse
+from ..protocol.binary_meta import from_meta, to_meta
+from ..protocol.meta import LINES, META, MetaResponse
 from .connection import ClientConnection
 
 # Statuses as metric results.
@@ -72,7 +72,7 @@ class BinarySession:
         call = to_meta(request)
         slot = self.conn.slot()
         if call.command is None:
-            self.finish(request, slot, started, from_meta(request, b""))
+            self.finish(request, slot, started, from_meta(request, None))
             return
         conn = self.conn
 
@@ -83,16 +83,16 @@ class BinarySession:
                     # 0x84: the binary protocol's "internal error"; the body says which backend
                     frame = error_frame(request.opcode, request.opaque, INTERNAL_ERROR, resp.reason.encode())
                 else:
-                    frame = from_meta(request, resp.raw)
+                    frame = from_meta(request, resp)
                 self.finish(request, slot, started, frame)
             except Exception:
                 conn.fault()
 
         line, _, rest = call.command.partition(b"\r\n")
-        if call.shape is Shape.META:
+        if call.shape == META:
             self.orca.meta(line, rest or None, False, done)
         else:
-            self.orca.text(line, call.shape is Shape.STATS, done)
+            self.orca.text(line, call.shape == LINES, done)
 
     def finish(self, request: BinaryRequest, slot, started: float, frame: bytes) -> None:
         result = result_of(request, frame)

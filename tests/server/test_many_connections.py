@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from tests.proxy.test_admin import samples
 from tests.support.procs import start_memcached, start_proxy
+from tests.support.scrape import samples
 
 
 def run_clients(addr: str, n: int) -> dict:

@@ -11,7 +11,6 @@ Everything binds 127.0.0.1 (or a unix socket in a temp dir); every process is st
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import resource
@@ -212,10 +211,8 @@ def proxy_command(stack: Stack, l1: str) -> list[str]:
     ]
     if stack.workers > 1:
         cmd += ["--workers", str(stack.workers)]
-    if stack.kind == "batched":
-        config = stack.workdir / "config.yaml"
-        config.write_text(json.dumps({"batching": {"enabled": True}}) + "\n")  # JSON is YAML
-        cmd += ["--config", str(config)]
+    if stack.kind == "l1only":
+        cmd.append("--no-batching")  # batched is the default
     return cmd
 
 

@@ -30,6 +30,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--read-timeout", dest="read_timeout", type=float)
     p.add_argument("--backend-timeout", dest="backend_timeout", type=float)
     p.add_argument("--shutdown-grace", dest="shutdown_grace", type=float)
+    p.add_argument("--no-batching", dest="batching.enabled", action="store_const", const=False,
+                   help="a backend connection per client (Rend's classic layout) instead of the shared pool")
     p.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--version", action="version", version=f"cacheproxy {__version__}, {compiled.DESCRIPTION}")
     return p.parse_args(argv)

@@ -28,7 +28,11 @@ class Chunking:
 
 @dataclass
 class Batching:
-    enabled: bool = False
+    """Clients share a pool of pipelined backend connections (the default, and what the operator
+    ships); ``enabled: false`` (``--no-batching``) is Rend's classic layout, a backend connection
+    per client."""
+
+    enabled: bool = True
     max_connections: int = 8
     max_batch: int = 64
     flush_us: int = 0
@@ -119,6 +123,14 @@ def load(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Co
             raise ValueError(f"{path}: the config file must be a mapping")
         data.update(loaded)
     for key, value in (overrides or {}).items():
-        if value is not None:
+        if value is None:
+            continue
+        if "." in key:  # a nested key, e.g. batching.enabled from --no-batching
+            section, name = key.split(".", 1)
+            nested = data.setdefault(section, {})
+            if not isinstance(nested, dict):
+                raise ValueError(f"{section} must be a mapping")
+            nested[name] = value
+        else:
             data[key] = value
     return _build(Config, data, "config").validate()

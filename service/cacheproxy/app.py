@@ -11,17 +11,16 @@ import signal
 from collections.abc import Callable
 from functools import partial
 
-from aiohttp import web
-
 from .backends.connection import OPEN, BackendConnection
 from .backends.pool import BackendPool, Lane
 from .backends.sweeper import sweep_forever, track
 from .config import Config
 from .listener.listener import listen
-from .metrics.admin import build_app
+from .listener.secure import Security
 from .metrics.stats import STATS, clock
 from .orcas.l1only import L1Only
 from .protocol.meta import LINE, code_of
+from .security.authfile import Credentials
 
 log = logging.getLogger("cacheproxy")
 
@@ -47,6 +46,7 @@ class Runtime:
         if config.l2:
             self.backend_ok["l2"] = False
         self.new_orca: Callable = self._orca_factory()
+        self.auth: Credentials | None = Credentials.load(config.auth_file) if config.auth_file else None
         STATS.client_connections_max = config.max_connections
         STATS.orca = config.orca_name
 
@@ -206,22 +206,18 @@ async def serve(config: Config, *, admin: bool = True, ready_event: asyncio.Even
     tune_gc()
     if ready_hook is not None:
         ready_hook(runtime.ready)
-    servers = [await listen(runtime, config.address("listen"), reuse_port=config.workers > 1)]
+    security = Security(config)  # TLS listeners, admin TLS, rotation (listener/secure.py)
+    servers = await security.client_listeners(runtime, reuse_port=config.workers > 1)
     if config.batch_listen:
         from .orcas.l1l2 import batch_runtime
 
         servers.append(await listen(batch_runtime(runtime), config.address("batch_listen"),
                                     reuse_port=config.workers > 1))
-    runner = None
-    if admin:
-        app = build_app(STATS.snapshot, runtime.ready)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        a = config.address("admin")
-        await web.TCPSite(runner, a.host, a.port, reuse_address=True).start()
+    runners = await security.admin_sites(STATS.snapshot, runtime.ready) if admin else []
     tasks = [loop.create_task(sweep_forever()), loop.create_task(runtime.client_timeouts()),
              loop.create_task(collect_garbage())]
     tasks += [loop.create_task(runtime.health_check(name)) for name in runtime.backend_ok]
+    tasks += security.start(loop, runtime.auth)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(RuntimeError, ValueError):  # not the main thread (embedded use)
@@ -235,7 +231,7 @@ async def serve(config: Config, *, admin: bool = True, ready_event: asyncio.Even
     for task in tasks:
         task.cancel()
     await asyncio.wait(tasks, timeout=2)
-    if runner is not None:
+    for runner in runners:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2):
                 await runner.cleanup()

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-NOW = datetime.datetime.now(datetime.timezone.utc)
+NOW = datetime.datetime.now(datetime.UTC)
 
 
 @dataclass
@@ -45,7 +45,10 @@ class Authority:
         self.ca_file = os.path.join(directory, f"{name}.pem")
         _write(self.ca_file, self.cert.public_bytes(serialization.Encoding.PEM))
 
-    def issue(self, name: str, *, server: bool = True, expired: bool = False, file_stem: str | None = None) -> Issued:
+    def issue(self, name: str, *, server: bool = True, client: bool = False, expired: bool = False,
+              file_stem: str | None = None) -> Issued:
+        """A certificate for NAME: a server's (localhost, 127.0.0.1), a client's, or with CLIENT
+        and SERVER both, a peer's (the peer port needs both usages)."""
         key = ec.generate_private_key(ec.SECP256R1())
         if expired:
             before, after = NOW - datetime.timedelta(days=10), NOW - datetime.timedelta(days=1)
@@ -57,8 +60,9 @@ class Authority:
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
             .issuer_name(self.cert.subject).public_key(key.public_key()).serial_number(serial)
             .not_valid_before(before).not_valid_after(after)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH if server
-                                                  else ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(
+                ([ExtendedKeyUsageOID.SERVER_AUTH] if server else [])
+                + ([ExtendedKeyUsageOID.CLIENT_AUTH] if client or not server else [])), critical=False)
         )
         if server:
             builder = builder.add_extension(

@@ -88,7 +88,9 @@ def peer_contexts(files: TlsFiles, *, check_hostname: bool = False) -> tuple[ssl
 
     Peers dial each other by pod IP, which certificates rarely name, so the client does not check
     the host name by default: the trust anchor is the tier's own CA. Pass CHECK_HOSTNAME=True
-    (and ``server_hostname=`` when connecting) when the certificates name the peers. Give both
+    (and ``server_hostname=`` when connecting) when the certificates name the peers. The tier's
+    certificate must allow both usages (extended key usage serverAuth and clientAuth, cert-manager's
+    ``server auth`` and ``client auth``): OpenSSL refuses a client certificate without the latter. Give both
     contexts to a :class:`CertReloader` to rotate them with the client port's."""
     if not files.ca:
         raise ValueError("the peer port needs tls_ca: peers authenticate each other (mTLS)")

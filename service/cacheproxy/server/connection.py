@@ -21,6 +21,7 @@ from ..metrics.stats import STATS, clock
 if TYPE_CHECKING:
     from ..app import Runtime
     from ..orcas.base import Orca
+    from .authgate import AsciiAuthGate
     from .binary import BinarySession
     from .text import TextSession
 
@@ -48,7 +49,7 @@ class ClientConnection(asyncio.Protocol):
         self.runtime = runtime
         self.loop = runtime.loop
         self.transport: asyncio.Transport | None = None
-        self.session: TextSession | BinarySession | None = None
+        self.session: TextSession | BinarySession | AsciiAuthGate | None = None
         self.orca: Orca | None = None
         # The oldest unanswered request, then the later ones in order. Most clients have one request
         # in flight at a time, and it comes and goes without touching the list: a list emptied and
@@ -127,8 +128,13 @@ class ClientConnection(asyncio.Protocol):
 
     # -- the session and the orca ----------------------------------------------------------
 
-    def _start_session(self, first_byte: int) -> TextSession | BinarySession:
+    def _start_session(self, first_byte: int) -> TextSession | BinarySession | AsciiAuthGate:
         """Rend's rule: a first byte of 0x80 is the binary protocol's request magic."""
+        credentials = self.runtime.auth
+        if credentials is not None:  # auth_file: the session authenticates first
+            from .authgate import start_authenticating
+
+            return start_authenticating(self, first_byte == BINARY_MAGIC, credentials)
         self.orca = self.runtime.new_orca()
         if first_byte == BINARY_MAGIC:
             from .binary import BinarySession

@@ -115,24 +115,21 @@ def test_repeated_sasl_failures_close(memcached, tmp_path):
         proxy.stop()
 
 
-@pytest.mark.skipif(not shutil.which("memcp"), reason="libmemcached-tools not installed")
+@pytest.mark.skipif(not shutil.which("memccp"), reason="libmemcached-tools not installed")
 def test_libmemcached_tools_with_sasl(sasl_proxy, tmp_path):
-    """libmemcached's tools authenticate with SASL PLAIN over the binary protocol."""
-    host, port = sasl_proxy.addr.rsplit(":", 1)
-    servers = f"--servers={host}:{port}"
+    """libmemcached's tools (Debian's memccp/memccat, built with SASL) authenticate with SASL PLAIN."""
+    servers = f"--servers={sasl_proxy.addr}"
     item = tmp_path / "item"
     item.write_bytes(b"hello")
-    help_text = subprocess.run(["memcp", "--help"], capture_output=True, text=True).stdout
-    if "--username" not in help_text:
-        pytest.skip("this libmemcached was built without SASL")
-    subprocess.run(["memcp", servers, "--binary", "--username=alice", "--password=secret", str(item)],
-                   check=True, timeout=20)
-    out = subprocess.run(["memcat", servers, "--binary", "--username=alice", "--password=secret", "item"],
-                         capture_output=True, timeout=20)
-    assert out.stdout == b"hello"
-    refused = subprocess.run(["memcat", servers, "--binary", "--username=alice", "--password=nope", "item"],
+    creds = ["--binary", "--username=alice", "--password=secret"]
+    subprocess.run(["memccp", servers, *creds, str(item)], check=True, timeout=20, capture_output=True)
+    out = subprocess.run(["memccat", servers, *creds, "item"], capture_output=True, timeout=20)
+    assert out.returncode == 0 and out.stdout.startswith(b"hello")
+    refused = subprocess.run(["memccat", servers, "--binary", "--username=alice", "--password=nope", "item"],
                              capture_output=True, timeout=20)
-    assert refused.stdout != b"hello"
+    assert refused.returncode != 0 and b"AUTHENTICATION FAILURE" in refused.stderr
+    anonymous = subprocess.run(["memccat", servers, "--binary", "item"], capture_output=True, timeout=20)
+    assert anonymous.returncode != 0 and b"hello" not in anonymous.stdout
 
 
 def test_binary_client_without_auth_file_unchanged(memcached):

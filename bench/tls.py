@@ -182,8 +182,8 @@ def main() -> int:
             buf = b""
             while not buf.endswith(b"MN\r\n"):
                 buf += s.recv(65536)
-        print(f"proxy {'(pure Python)' if os.environ.get('CACHEPROXY_PURE_PYTHON') == '1' else ''}, batched, "
-              f"{args.conns} connections, {args.duration:g} s per port")
+        build = subprocess.run([sys.executable, "-m", "cacheproxy", "--version"], capture_output=True, text=True)
+        print(f"{build.stdout.strip()}; batched; {args.conns} connections, {args.duration:g} s per port")
         results = {}
         for name, port, ca_file in (("plain", plain_port, None), ("tls", tls_port, ca.ca_file)):
             results[name] = measure_load(proxy, port, ca_file, args.conns, args.warmup, args.duration)

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from .backends.address import Address, parse_address
+from .security.authfile import Credentials
 
 ORCAS = ("l1only", "l1l2")
 
@@ -118,6 +119,8 @@ class Config:
             path = getattr(self, name)
             if path and not Path(path).is_file():
                 raise ValueError(f"{name}: {path} is not a readable file")
+        if self.auth_file:
+            Credentials.load(self.auth_file)  # memcached refuses to start on a malformed file, so do we
         if self.tls_handshake_timeout <= 0:
             raise ValueError("tls_handshake_timeout must be positive")
         if self.auth_max_failures < 0:

@@ -4,6 +4,9 @@ every byte stream as memcached 1.6.18 does, before, during and after authenticat
 from __future__ import annotations
 
 import contextlib
+import signal
+import subprocess
+import sys
 
 import pytest
 from cacheproxy.protocol.asciiauth import AsciiAuth, c_strtoul
@@ -11,7 +14,7 @@ from cacheproxy.security.authfile import Credentials, parse
 from pymemcache.client.base import Client
 
 from tests.security.differential import compare, exchange
-from tests.security.support import host_port, metrics
+from tests.security.support import host_port, metrics, wait_for
 from tests.support.procs import start_memcached, start_proxy
 
 AUTHFILE = b"alice:secret\nbob:\ncarol:pw:x\r\ndave:dave pass\n"
@@ -154,3 +157,26 @@ def test_strtoul_and_authfile_rules():
     assert gate.feed(b"set k 0 0 12\r\nalice").answers == []  # waits for the rest
     done = gate.feed(b" secret\r\nget k\r\n")
     assert done.authenticated and done.answers == [b"STORED\r\n"] and done.rest == b"get k\r\n"
+
+
+def test_auth_file_reloaded_and_checked_at_start(memcached, tmp_path):
+    path = tmp_path / "authfile"
+    path.write_bytes(AUTHFILE)
+    proxy = start_proxy(memcached.addr, args=["--auth-file", str(path)])
+    try:
+        tmp = tmp_path / "authfile.new"
+        tmp.write_bytes(b"alice:rotated\n")
+        tmp.replace(path)  # polled about once a second; SIGHUP would reload at once
+        rotated = b"set k 0 0 13\r\nalice rotated\r\n"
+        wait_for(lambda: exchange(proxy.addr, rotated) == b"STORED\r\n", what="the new password accepted")
+        assert exchange(proxy.addr, AUTH) == b"CLIENT_ERROR authentication failure\r\n"
+        tmp.write_bytes(b"alice:rotated\n\nbroken\n")
+        tmp.replace(path)
+        proxy.popen.send_signal(signal.SIGHUP)
+        wait_for(lambda: "does not load" in open(proxy.extra["log"]).read(), what="the bad file reported")
+        assert exchange(proxy.addr, rotated) == b"STORED\r\n"  # the previous users stay in force
+    finally:
+        proxy.stop()
+    bad = subprocess.run([sys.executable, "-m", "cacheproxy", "--l1", memcached.addr, "--auth-file", str(path)],
+                         capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "malformed" in bad.stderr

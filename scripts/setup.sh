@@ -16,6 +16,8 @@ sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Pyth
   apt_pkgs+=(python3-dev)
 fi
 [ "$want_test" = --test ] && apt_pkgs+=(nutcracker libmemcached-tools prometheus podman runc mmdebstrap curl openssl)
+# sasl2-bin: saslpasswd2 builds the sasldb that the SASL differential tests give memcached -S
+[ "$want_test" = --test ] && apt_pkgs+=(sasl2-bin)
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -3,7 +3,8 @@ function-level imports of the proxy's own modules (the usual way to hide a cycle
 
 Layers, lowest first (a module may import its own package and any lower layer):
     compiled (which modules run compiled), then the package root (its version)
-    protocol, metrics, process (sans-IO parsers; counters; event loop setup)
+    protocol, metrics, process, security (sans-IO parsers; counters; event loop setup; TLS
+        contexts and the auth file)
     backends
     config, handlers
     orcas
@@ -27,7 +28,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / "service" / "cacheproxy"
 LAYERS: list[set[str]] = [
     {"compiled"},
     {"__init__"},
-    {"protocol", "metrics", "process"},
+    {"protocol", "metrics", "process", "security"},
     {"backends"},
     {"config", "handlers"},
     {"orcas"},

@@ -12,16 +12,18 @@ import signal
 from collections.abc import Callable
 from functools import partial
 
-from aiohttp import web
-
 from .backends.connection import OPEN
 from .backends.sweeper import sweep_forever
 from .compose import Composition, OrcaFactory
 from .config import Config
 from .listener.listener import listen
-from .metrics.admin import build_app
+from .listener.secure import Security
 from .metrics.stats import STATS, clock
 from .protocol.meta import LINE, code_of
+from .security.authfile import Credentials
+from .server.authgate import authenticating
+from .server.connection import SessionFactory
+from .server.sessions import start_session
 
 log = logging.getLogger("cacheproxy")
 
@@ -63,6 +65,9 @@ class Runtime:
         if config.l2:
             self.backend_ok["l2"] = False
         self.port = Port(self, self.composition.orca_factory())
+        self.auth: Credentials | None = Credentials.load(config.auth_file) if config.auth_file else None
+        # How each client connection starts: authenticating first when there is an auth file.
+        self.sessions: SessionFactory = authenticating(self.auth) if self.auth is not None else start_session
         STATS.client_connections_max = config.max_connections
         STATS.orca = config.orca_name
 
@@ -180,20 +185,18 @@ async def serve(config: Config, *, admin: bool = True, ready_event: asyncio.Even
     tune_gc()
     if ready_hook is not None:
         ready_hook(runtime.ready)
-    servers = [await listen(runtime.port, config.address("listen"), reuse_port=config.workers > 1)]
+    security = Security(config)  # TLS listeners, admin TLS, rotation (listener/secure.py)
+    reuse_port = config.workers > 1
+    servers = await security.client_listeners(runtime.port, runtime.sessions, reuse_port=reuse_port)
     if config.batch_listen:
         batch = Port(runtime, runtime.composition.batch_orca_factory())
-        servers.append(await listen(batch, config.address("batch_listen"), reuse_port=config.workers > 1))
-    runner = None
-    if admin:
-        app = build_app(STATS.snapshot, runtime.ready)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        a = config.address("admin")
-        await web.TCPSite(runner, a.host, a.port, reuse_address=True).start()
+        servers.append(await listen(batch, config.address("batch_listen"), sessions=runtime.sessions,
+                                    reuse_port=reuse_port))
+    runners = await security.admin_sites(STATS.snapshot, runtime.ready) if admin else []
     tasks = [loop.create_task(sweep_forever()), loop.create_task(runtime.client_timeouts()),
              loop.create_task(collect_garbage())]
     tasks += [loop.create_task(runtime.health_check(name)) for name in runtime.backend_ok]
+    tasks += security.start(loop, runtime.auth)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(RuntimeError, ValueError):  # not the main thread (embedded use)
@@ -207,7 +210,7 @@ async def serve(config: Config, *, admin: bool = True, ready_event: asyncio.Even
     for task in tasks:
         task.cancel()
     await asyncio.wait(tasks, timeout=2)
-    if runner is not None:
+    for runner in runners:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2):
                 await runner.cleanup()

@@ -32,6 +32,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--shutdown-grace", dest="shutdown_grace", type=float)
     p.add_argument("--no-batching", dest="batching.enabled", action="store_const", const=False,
                    help="a backend connection per client (Rend's classic layout) instead of the shared pool")
+    p.add_argument("--tls-cert", dest="tls_cert", metavar="FILE", help="TLS certificate chain (PEM), client port")
+    p.add_argument("--tls-key", dest="tls_key", metavar="FILE", help="its private key (PEM)")
+    p.add_argument("--tls-ca", dest="tls_ca", metavar="FILE", help="CA (PEM): client certificates required (mTLS)")
+    p.add_argument("--plain-listen", dest="plain_listen", help="a second, plaintext client address beside TLS")
+    p.add_argument("--auth-file", dest="auth_file", metavar="FILE", help="memcached -Y authfile (user:password lines)")
     p.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--version", action="version", version=f"cacheproxy {__version__}, {compiled.DESCRIPTION}")
     return p.parse_args(argv)

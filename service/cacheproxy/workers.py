@@ -16,11 +16,9 @@ import os
 import signal
 from multiprocessing.connection import Connection
 
-from aiohttp import web
-
 from .app import serve
 from .config import Config
-from .metrics.admin import build_app
+from .listener.secure import Security
 from .metrics.collector import merge
 from .metrics.stats import STATS, Stats
 from .process import install_event_loop
@@ -121,18 +119,19 @@ def run_workers(config: Config) -> int:
 
     async def admin() -> None:
         loop = asyncio.get_running_loop()
-        app = build_app(workers.merged, workers.ready)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        a = config.address("admin")
-        await web.TCPSite(runner, a.host, a.port, reuse_address=True).start()
+        security = Security(config)  # the admin port's TLS and its rotation
+        runners = await security.admin_sites(workers.merged, workers.ready)
+        tasks = security.start(loop, None)
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         workers.terminate()
         await loop.run_in_executor(None, workers.join, config.shutdown_grace + 5)
-        await runner.cleanup()
+        for task in tasks:
+            task.cancel()
+        for runner in runners:
+            await runner.cleanup()
 
     try:
         asyncio.run(admin())

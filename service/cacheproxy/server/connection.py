@@ -42,15 +42,21 @@ class ServerContext(Protocol):
 class Session(Protocol):
     """A protocol session (text/meta or binary) serving one client connection."""
 
-    backlog: Any  # requests parsed and waiting for the client to read its answers (falsy when none)
-    parser: Any  # has ``buffered``: bytes of an unfinished request are held
+    @property
+    def backlog(self) -> Any:
+        """Requests parsed and waiting for the client to read its answers (falsy when none)."""
+
+    @property
+    def parser(self) -> Any:
+        """Has ``buffered``: bytes of an unfinished request are held."""
 
     def feed(self, data: bytes, now: float) -> bool: ...
 
     def run_backlog(self) -> None: ...
 
 
-SessionFactory = Callable[["ClientConnection", int], Session]  # (connection, first byte) → session
+# (connection, first byte) → its session, which gives the connection its orca when it needs one
+SessionFactory = Callable[["ClientConnection", int], Session]
 
 
 class Slot:
@@ -111,7 +117,6 @@ class ClientConnection(asyncio.Protocol):
         try:
             session = self.session
             if session is None:
-                self.orca = self.context.new_orca()
                 session = self.session = self.start_session(self, data[0])
             served_whole = session.feed(data, now)
             if outbox.DIRTY:

@@ -28,7 +28,7 @@ CHILD_RESOURCES = [
     ("v1", "configmaps"),
     ("v1", "services"),
     ("v1", "pods"),
-    ("apps/v1", "deployments"),
+    ("apps/v1", "statefulsets"),
     ("policy", "poddisruptionbudgets"),
     ("networking.k8s.io/v1", "networkpolicies"),
     ("monitoring.coreos.com/v1", "servicemonitors"),

@@ -26,6 +26,7 @@ PLURALS = {
     "Service": "services",
     "Pod": "pods",
     "Deployment": "deployments",
+    "StatefulSet": "statefulsets",
     "PodDisruptionBudget": "poddisruptionbudgets",
     "NetworkPolicy": "networkpolicies",
     "ServiceMonitor": "servicemonitors",

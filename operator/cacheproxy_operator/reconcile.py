@@ -20,9 +20,10 @@ from kubernetes.client.exceptions import ApiException
 
 from cacheproxy_operator import GROUP, KIND, VERSION
 from cacheproxy_operator.kube import Kube, object_path
-from cacheproxy_operator.manifests import SERVICE_MONITOR_API, Capabilities, Owner, build
-from cacheproxy_operator.manifests.common import APPLIED_HASH_ANNOTATION, MANAGED_BY, content_hash
+from cacheproxy_operator.manifests import SERVICE_MONITOR_API, Capabilities, Owner, RingView, build
+from cacheproxy_operator.manifests.common import APPLIED_HASH_ANNOTATION, MANAGED_BY, content_hash, selector_labels
 from cacheproxy_operator.manifests.config import config_hash
+from cacheproxy_operator.manifests.ring import member_names
 from cacheproxy_operator.spec import parse_quantity, semantic_errors, with_defaults
 from cacheproxy_operator.status import Observation, compute_status, transitions
 
@@ -157,6 +158,40 @@ def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def ring_view(spec: dict[str, Any], status: dict[str, Any]) -> RingView:
+    """The ring to publish: spec.replicas members; a new generation whenever membership changes."""
+    ring = status.get("ring") or {}
+    generation = ring.get("generation", 0)
+    if len(ring.get("members", [])) != spec["replicas"] or not generation:
+        generation += 1
+    return RingView(generation=generation, members=spec["replicas"])
+
+
+def ring_status(owner: Owner, view: RingView) -> dict[str, Any]:
+    return {
+        "generation": view.generation,
+        "phase": view.phase,
+        "step": "Stable",
+        "members": member_names(owner, view.members),
+        "previous": member_names(owner, view.previous),
+    }
+
+
+def migrate_deployment(kube: Kube, owner: Owner, statefulset: dict[str, Any] | None, pods: int) -> list[str]:
+    """Delete the Deployment an earlier operator version made, once the StatefulSet's pods are ready.
+
+    Until then both serve behind the client Service (same pod labels), so clients are never without a
+    cache; the Deployment's pods take their cached data with them (the StatefulSet's start cold).
+    """
+    old = kube.get("apps/v1", "Deployment", owner.namespace, owner.name)
+    if old is None or not any(ref.get("uid") == owner.uid for ref in old["metadata"].get("ownerReferences") or []):
+        return []
+    ready = ((statefulset or {}).get("status") or {}).get("readyReplicas", 0)
+    if ready < pods:
+        return []
+    return [f"Deployment/{owner.name}"] if kube.delete("apps/v1", "Deployment", owner.namespace, owner.name) else []
+
+
 def reconcile(kube: Kube, body: dict[str, Any], emit: Emit, *, now: Callable[[], str] = now_rfc3339) -> Outcome:
     """One full pass for the CacheProxy BODY (as read from the server). Never raises for a bad spec."""
     owner = Owner.from_body(body)
@@ -165,8 +200,10 @@ def reconcile(kube: Kube, body: dict[str, Any], emit: Emit, *, now: Callable[[],
     outcome = Outcome()
     caps = discover(kube)
     spec_errors = semantic_errors(spec)
-    if not spec_errors:
-        plan = build(owner, spec, caps)
+    view = ring_view(spec, previous) if not spec_errors else None
+    pods = spec["replicas"]
+    if view is not None:
+        plan = build(owner, spec, caps, view, pods)
         try:
             for manifest in plan.desired:
                 result = ensure(kube, manifest, owner)
@@ -179,18 +216,21 @@ def reconcile(kube: Kube, body: dict[str, Any], emit: Emit, *, now: Callable[[],
         except (ApiException, ChildConflict) as exc:
             outcome.error = _describe(exc)
             log.warning("reconcile of %s/%s failed: %s", owner.namespace, owner.name, outcome.error)
-    deployment = kube.get("apps/v1", "Deployment", owner.namespace, owner.name)
-    pods = kube.list(
-        "v1",
-        "Pod",
-        owner.namespace,
-        {"app.kubernetes.io/name": "cacheproxy", "app.kubernetes.io/instance": owner.name},
-    )
+    statefulset = kube.get("apps/v1", "StatefulSet", owner.namespace, owner.name)
+    if view is not None and outcome.error is None:
+        try:
+            outcome.deleted += migrate_deployment(kube, owner, statefulset, pods)
+        except ApiException as exc:
+            outcome.error = _describe(exc)
+    pod_list = kube.list("v1", "Pod", owner.namespace, selector_labels(owner))
     observation = Observation(
         generation=body["metadata"].get("generation", 0),
         spec=spec,
-        deployment=deployment,
-        pods=pods,
+        workload=statefulset,
+        pods=pod_list,
+        desired_pods=pods,
+        selector=",".join(f"{k}={v}" for k, v in selector_labels(owner).items()),
+        ring=ring_status(owner, view) if view is not None else previous.get("ring"),
         spec_errors=spec_errors,
         reconcile_error=outcome.error,
         monitoring=monitoring_state(spec, caps),

@@ -150,7 +150,7 @@ def test_operator_with_only_the_chart_rbac_reconciles_the_example(cluster: Clust
         example["metadata"]["namespace"] = WATCHED_NS
         cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(example))
         deadline = time.monotonic() + 90
-        while cluster.kubectl("get", "deployment", "-n", WATCHED_NS, "-l",
+        while cluster.kubectl("get", "statefulset", "-n", WATCHED_NS, "-l",
                               f"app.kubernetes.io/instance={name}", "-o", "name", check=False).stdout == "":
             assert operator.poll() is None, (workdir / "operator.log").read_text()
             assert time.monotonic() < deadline, (workdir / "operator.log").read_text()

@@ -52,8 +52,16 @@ def test_crd_is_a_valid_v1_crd_for_current_kubernetes() -> None:
     assert kubernetes_validate.validate(crd(), "1.33", strict=True) == "1.33"
     version = crd()["spec"]["versions"][0]
     assert crd()["spec"]["names"]["shortNames"] == ["cproxy"]
-    assert version["subresources"] == {"status": {}}
-    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Replicas", "Ready", "Phase", "Age"]
+    assert version["subresources"] == {
+        "status": {},
+        "scale": {
+            "specReplicasPath": ".spec.replicas",
+            "statusReplicasPath": ".status.replicas",
+            "labelSelectorPath": ".status.selector",
+        },
+    }
+    columns = [c["name"] for c in version["additionalPrinterColumns"]]
+    assert columns == ["Replicas", "Ready", "Phase", "Ring", "Generation", "Age"]
     assert "x-kubernetes-validations" not in PACKAGED.read_text()  # no CEL: the test apiserver is 1.20
 
 
@@ -87,8 +95,8 @@ def test_defaults_fill_nested_objects_without_touching_given_values() -> None:
     spec = with_defaults({"proxy": {"logLevel": "debug"}})
     assert spec["replicas"] == 2
     assert spec["proxy"]["logLevel"] == "debug"
-    assert spec["proxy"]["ports"] == {"client": 11211, "metrics": 9150, "batch": 11212}
-    assert spec["memcached"]["image"] == "memcached:1.6.18"
+    assert spec["proxy"]["ports"] == {"client": 11211, "metrics": 9150, "batch": 11213, "peer": 11212}
+    assert spec["ring"] == {"warmupSeconds": 600, "ownerDown": "miss"}
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert spec["monitoring"]["serviceMonitor"]["interval"] == "30s"
     check_against_crd({"spec": spec})
@@ -101,6 +109,7 @@ def test_defaults_fill_nested_objects_without_touching_given_values() -> None:
         ({"l2": {"enabled": True}, "proxy": {"orca": "l1only"}}, "never be used"),
         ({"l2": {"enabled": True, "extstoreSize": "20Gi", "storage": {"size": "10Gi"}}}, "smaller than"),
         ({"proxy": {"ports": {"metrics": 11211}}}, "distinct"),
+        ({"proxy": {"ports": {"peer": 9150}}}, "distinct"),
         ({"memcached": {"memoryMiB": 512, "resources": {"limits": {"memory": "256Mi"}}}}, "OOM"),
         ({"memcached": {"extraArgs": ["-p", "11211"]}}, "must not set -p"),
         ({"podDisruptionBudget": {"minAvailable": 1, "maxUnavailable": 1}}, "not both"),

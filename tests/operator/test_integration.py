@@ -1,6 +1,6 @@
 """The operator against a genuine kube-apiserver + kube-controller-manager (no kubelet: pods never
-run, so tests patch pod status to drive readiness, which the ReplicaSet and Deployment controllers
-turn into the Deployment's readyReplicas)."""
+run, so tests patch pod status to drive readiness, which the StatefulSet controller turns into the
+StatefulSet's readyReplicas)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cacheproxy_operator.manifests import Owner, build
+from cacheproxy_operator.manifests import Owner, RingView, build
 from cacheproxy_operator.manifests.common import CONFIG_HASH_ANNOTATION
 from cacheproxy_operator.manifests.config import config_hash, config_text
 from cacheproxy_operator.reconcile import STEP_DELAY_ENV, discover, reconcile
@@ -52,7 +52,7 @@ def children(kube: Any, namespace: str, name: str) -> dict[str, list[dict[str, A
     selector = {INSTANCE: name}
     kinds = [
         ("v1", "ConfigMap"),
-        ("apps/v1", "Deployment"),
+        ("apps/v1", "StatefulSet"),
         ("v1", "Service"),
         (discover(kube).pdb_api_version, "PodDisruptionBudget"),
         ("networking.k8s.io/v1", "NetworkPolicy"),
@@ -125,7 +125,7 @@ def test_create_makes_every_child_with_the_right_content(kube: Any, namespace: s
     has_sm = kube.serves("monitoring.coreos.com/v1")
     expected = {
         "ConfigMap": ["basic-config"],
-        "Deployment": ["basic"],
+        "StatefulSet": ["basic"],
         "Service": ["basic", "basic-headless"],
         "PodDisruptionBudget": ["basic"],
         "NetworkPolicy": [],
@@ -137,12 +137,18 @@ def test_create_makes_every_child_with_the_right_content(kube: Any, namespace: s
         for obj in objects:
             assert obj["metadata"]["ownerReferences"][0]["uid"] == cr["metadata"]["uid"]
             assert obj["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "cacheproxy-operator"
-    assert kids["ConfigMap"][0]["data"]["config.yaml"] == config_text(spec)
-    deployment = kids["Deployment"][0]
-    template = deployment["spec"]["template"]
+    ring = cr["status"]["ring"]
+    assert ring["members"] == [f"basic-{i}.basic-headless.{namespace}.svc" for i in range(2)]
+    assert ring["phase"] == "serve" and ring["previous"] == []
+    view = RingView(generation=ring["generation"], members=2)
+    assert kids["ConfigMap"][0]["data"]["config.yaml"] == config_text(Owner.from_body(cr), spec, view)
+    workload = kids["StatefulSet"][0]
+    template = workload["spec"]["template"]
     assert template["metadata"]["annotations"][CONFIG_HASH_ANNOTATION] == config_hash(spec)
     assert [c["name"] for c in template["spec"]["containers"]] == ["memcached", "cacheproxy"]
-    assert deployment["spec"]["replicas"] == 2
+    assert workload["spec"]["replicas"] == 2 and workload["spec"]["serviceName"] == "basic-headless"
+    headless = next(s for s in kids["Service"] if s["metadata"]["name"] == "basic-headless")
+    assert headless["spec"]["publishNotReadyAddresses"] is True
     assert cr["status"]["configHash"] == config_hash(spec)
     assert condition(cr, "Ready") == ("False", "ReplicasNotReady")
     if not has_sm:
@@ -151,7 +157,7 @@ def test_create_makes_every_child_with_the_right_content(kube: Any, namespace: s
     assert pdb["apiVersion"] == discover(kube).pdb_api_version and pdb["spec"]["maxUnavailable"] == 1
     assert any(e["reason"] == "Created" for e in events(namespace, "basic"))
     printed = kubectl("get", "cproxy", "-n", namespace, "basic").stdout
-    assert printed.split()[:5] == ["NAME", "REPLICAS", "READY", "PHASE", "AGE"]
+    assert printed.split()[:6] == ["NAME", "REPLICAS", "READY", "PHASE", "RING", "AGE"]
 
 
 def test_reconcile_again_changes_nothing(kube: Any, namespace: str, operator: Any) -> None:
@@ -160,9 +166,9 @@ def test_reconcile_again_changes_nothing(kube: Any, namespace: str, operator: An
         o["metadata"]["uid"]: o["metadata"]["resourceVersion"]
         for kind, objs in children(kube, namespace, "basic").items()
         for o in objs
-        if kind != "Deployment"
+        if kind != "StatefulSet"
     }
-    generation = kube.get("apps/v1", "Deployment", namespace, "basic")["metadata"]["generation"]
+    generation = kube.get("apps/v1", "StatefulSet", namespace, "basic")["metadata"]["generation"]
     posted = []
     outcome = reconcile(kube, get_cr(kube, namespace, "basic"), lambda *event: posted.append(event))
     assert (outcome.created, outcome.updated, outcome.deleted, outcome.error) == ([], [], [], None)
@@ -171,17 +177,17 @@ def test_reconcile_again_changes_nothing(kube: Any, namespace: str, operator: An
         o["metadata"]["uid"]: o["metadata"]["resourceVersion"]
         for kind, objs in children(kube, namespace, "basic").items()
         for o in objs
-        if kind != "Deployment"
+        if kind != "StatefulSet"
     }
     assert after == before
-    deployment = kube.get("apps/v1", "Deployment", namespace, "basic")
-    assert deployment["metadata"]["generation"] == generation  # its status moves, its spec did not
-    managers = {f["manager"] for f in deployment["metadata"]["managedFields"] if f["operation"] == "Apply"}
+    workload = kube.get("apps/v1", "StatefulSet", namespace, "basic")
+    assert workload["metadata"]["generation"] == generation  # its status moves, its spec did not
+    managers = {f["manager"] for f in workload["metadata"]["managedFields"] if f["operation"] == "Apply"}
     assert managers == {"cacheproxy-operator"}
 
 
 def test_readiness_and_endpoints_come_from_the_pods(kube: Any, namespace: str, operator: Any) -> None:
-    poll(lambda: len(kube.list("v1", "Pod", namespace, {INSTANCE: "basic"})) == 2, what="2 pods from the RS")
+    poll(lambda: len(kube.list("v1", "Pod", namespace, {INSTANCE: "basic"})) == 2, what="2 pods from the STS")
     ips = mark_pods_ready(kube, namespace, "basic")
     cr = poll(
         lambda: (c := get_cr(kube, namespace, "basic")) and condition(c, "Ready") == ("True", "AllReplicasReady") and c,
@@ -194,6 +200,7 @@ def test_readiness_and_endpoints_come_from_the_pods(kube: Any, namespace: str, o
 
 def test_spec_change_updates_children_and_config_hash(kube: Any, namespace: str, operator: Any) -> None:
     old_hash = get_cr(kube, namespace, "basic")["status"]["configHash"]
+    old_template = kube.get("apps/v1", "StatefulSet", namespace, "basic")["spec"]["template"]
     patch_spec(
         kube,
         namespace,
@@ -205,13 +212,21 @@ def test_spec_change_updates_children_and_config_hash(kube: Any, namespace: str,
         },
     )
     cr = poll(lambda: converged(kube, namespace, "basic"), what="reconcile of the edit")
-    new_hash = config_hash(with_defaults(cr["spec"]))
-    assert new_hash != old_hash and cr["status"]["configHash"] == new_hash
     config = kube.get("v1", "ConfigMap", namespace, "basic-config")["data"]["config.yaml"]
     assert "log_level: debug" in config
-    deployment = kube.get("apps/v1", "Deployment", namespace, "basic")
-    assert deployment["spec"]["replicas"] == 3
-    assert deployment["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION] == new_hash
+    workload = kube.get("apps/v1", "StatefulSet", namespace, "basic")
+    assert workload["spec"]["replicas"] == 3
+    # live settings and membership reach the proxies through the ConfigMap: the pods do not roll
+    assert workload["spec"]["template"] == old_template and cr["status"]["configHash"] == old_hash
+    patch_spec(kube, namespace, "basic", {"proxy": {"workers": 2}})
+    cr = poll(
+        lambda: (c := converged(kube, namespace, "basic")) and c["status"]["configHash"] != old_hash and c,
+        what="reconcile of a restart-only edit",
+    )
+    new_hash = config_hash(with_defaults(cr["spec"]))
+    assert cr["status"]["configHash"] == new_hash
+    workload = kube.get("apps/v1", "StatefulSet", namespace, "basic")
+    assert workload["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION] == new_hash
     service = kube.get("v1", "Service", namespace, "basic")
     assert service["metadata"]["annotations"]["example.com/tier"] == "cache"
     poll(lambda: condition(get_cr(kube, namespace, "basic"), "Ready")[0] == "False", what="Ready drops")
@@ -224,13 +239,13 @@ def test_children_deleted_or_edited_by_hand_are_restored(kube: Any, namespace: s
         for api, kind, name in [("v1", "Service", "basic"), ("v1", "ConfigMap", "basic-config")]
     }
     kubectl("delete", "-n", namespace, "service/basic", "configmap/basic-config")
-    kubectl("scale", "-n", namespace, "deployment/basic", "--replicas=7")
+    kubectl("scale", "-n", namespace, "statefulset/basic", "--replicas=7")
     kubectl("label", "-n", namespace, "service/basic-headless", "app.kubernetes.io/managed-by-", "--overwrite")
 
     def restored() -> bool:
         svc = kube.get("v1", "Service", namespace, "basic")
         cm = kube.get("v1", "ConfigMap", namespace, "basic-config")
-        dep = kube.get("apps/v1", "Deployment", namespace, "basic")
+        dep = kube.get("apps/v1", "StatefulSet", namespace, "basic")
         return bool(
             svc
             and cm
@@ -291,13 +306,13 @@ def test_semantically_invalid_spec_gets_a_condition_and_an_event(kube: Any, name
         lambda: [e for e in events(namespace, "wrong") if e["reason"] == "InvalidSpec" and e["type"] == "Warning"],
         what="InvalidSpec event",
     )
-    assert kube.get("apps/v1", "Deployment", namespace, "wrong") is None
+    assert kube.get("apps/v1", "StatefulSet", namespace, "wrong") is None
     patch_spec(kube, namespace, "wrong", {"l2": {"enabled": True}})
     poll(lambda: converged(kube, namespace, "wrong"), what="fixed spec reconciled")
-    deployment = kube.get("apps/v1", "Deployment", namespace, "wrong")
-    names = [c["name"] for c in deployment["spec"]["template"]["spec"]["containers"]]
+    workload = kube.get("apps/v1", "StatefulSet", namespace, "wrong")
+    names = [c["name"] for c in workload["spec"]["template"]["spec"]["containers"]]
     assert names == ["memcached", "memcached-l2", "cacheproxy"]
-    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    volumes = {v["name"]: v for v in workload["spec"]["template"]["spec"]["volumes"]}
     assert volumes["l2-data"]["emptyDir"]["sizeLimit"] in ("11264Mi", "11Gi")
 
 
@@ -354,7 +369,7 @@ def test_service_monitor_only_where_the_api_is_served(kube: Any, namespace: str,
 
 def test_deleting_the_cacheproxy_collects_every_child(kube: Any, namespace: str, operator: Any) -> None:
     poll(lambda: converged(kube, namespace, "basic"), what="converged")
-    assert kube.list("apps/v1", "Deployment", namespace, {INSTANCE: "basic"})
+    assert kube.list("apps/v1", "StatefulSet", namespace, {INSTANCE: "basic"})
     kubectl("delete", "cproxy", "-n", namespace, "basic", "--wait=true")
 
     def leftovers() -> list[str]:
@@ -373,7 +388,7 @@ def test_operator_killed_mid_reconcile_converges_without_duplicates(cluster: str
     try:
         create_cacheproxy(kube, namespace, "crashy", {"replicas": 1})
         poll(lambda: kube.get("v1", "ConfigMap", namespace, "crashy-config"), timeout=30, what="first child")
-        assert kube.get("apps/v1", "Deployment", namespace, "crashy") is None  # really half-way
+        assert kube.get("apps/v1", "StatefulSet", namespace, "crashy") is None  # really half-way
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(10)
@@ -386,7 +401,7 @@ def test_operator_killed_mid_reconcile_converges_without_duplicates(cluster: str
         counts = {kind: len(objs) for kind, objs in kids.items()}
         assert counts == {
             "ConfigMap": 1,
-            "Deployment": 1,
+            "StatefulSet": 1,
             "Service": 2,
             "PodDisruptionBudget": 1,
             "NetworkPolicy": 0,

@@ -190,12 +190,13 @@ def test_rbac_rules_cover_every_child_kind_and_grant_no_wildcards() -> None:
     for key in [
         ("", "configmaps"),
         ("", "services"),
-        ("apps", "deployments"),
+        ("apps", "statefulsets"),
         ("policy", "poddisruptionbudgets"),
         ("networking.k8s.io", "networkpolicies"),
         ("monitoring.coreos.com", "servicemonitors"),
     ]:
         assert {"get", "patch", "delete"} <= granted[key]
+    assert granted[("apps", "deployments")] == {"get", "list", "watch", "delete"}  # migration only
     assert granted[("", "pods")] == {"get", "list", "watch"}
     assert granted[("cacheproxy.io", "cacheproxies/status")] == {"get", "patch"}
     assert all("*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"] for rule in rbac.RULES)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from cacheproxy_operator.manifests import Owner, RingView, build
 from cacheproxy_operator.manifests.common import CONFIG_HASH_ANNOTATION
 from cacheproxy_operator.manifests.config import config_hash, config_text
@@ -115,6 +116,37 @@ def mark_pods_ready(kube: Any, namespace: str, name: str) -> list[str]:
             },
         )
     return ips
+
+
+class FakeProxies:
+    """What each pod's GET /ring answers once the kubelet has synced the ConfigMap and its proxy has
+    reloaded it (there is no kubelet here): the ConfigMap's ring generation. `hold` pins one pod's
+    answer, as a proxy that has not yet reloaded."""
+
+    def __init__(self, kube: Any) -> None:
+        self.kube = kube
+        self.held: dict[str, int] = {}
+        self.asked: set[str] = set()
+
+    def __call__(self, pod: dict[str, Any], port: int) -> dict[str, Any] | None:
+        meta = pod["metadata"]
+        self.asked.add(meta["name"])
+        if meta["name"] in self.held:
+            return {"generation": self.held[meta["name"]], "phase": "serve"}
+        config = self.kube.get("v1", "ConfigMap", meta["namespace"], f"{meta['labels'][INSTANCE]}-config")
+        ring = yaml.safe_load(config["data"]["config.yaml"])["ring"]
+        return {"generation": ring["generation"], "phase": ring["phase"]}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def proxies(cluster: str) -> Any:
+    import cacheproxy_operator.handlers as handlers
+    from cacheproxy_operator.kube import Kube, new_api_client
+
+    fake = FakeProxies(Kube(new_api_client()))
+    original, handlers.fetch_ring = handlers.fetch_ring, fake
+    yield fake
+    handlers.fetch_ring = original
 
 
 def test_create_makes_every_child_with_the_right_content(kube: Any, namespace: str, operator: Any) -> None:
@@ -230,6 +262,153 @@ def test_spec_change_updates_children_and_config_hash(kube: Any, namespace: str,
     service = kube.get("v1", "Service", namespace, "basic")
     assert service["metadata"]["annotations"]["example.com/tier"] == "cache"
     poll(lambda: condition(get_cr(kube, namespace, "basic"), "Ready")[0] == "False", what="Ready drops")
+
+
+def ring_of(kube: Any, namespace: str, name: str) -> dict[str, Any]:
+    return get_cr(kube, namespace, name)["status"]["ring"]
+
+
+def config_ring(kube: Any, namespace: str, name: str) -> dict[str, Any]:
+    return yaml.safe_load(kube.get("v1", "ConfigMap", namespace, f"{name}-config")["data"]["config.yaml"])["ring"]
+
+
+def ring_events(namespace: str, name: str) -> list[tuple[int, str]]:
+    """(generation, reason) of the ring's events, in generation order."""
+    found = []
+    for event in events(namespace, name):
+        if event["reason"].startswith("Ring") and event["message"].startswith("generation "):
+            found.append((int(event["message"].split()[1].rstrip(":")), event["reason"]))
+    return sorted(set(found))
+
+
+def test_scale_changes_the_ring_in_phases_without_rolling_the_pods(
+    kube: Any, namespace: str, operator: Any, proxies: FakeProxies
+) -> None:
+    """The README's example, scaled 2 -> 3 -> 2 with kubectl scale."""
+    example = ROOT / "examples/cacheproxy.yaml"
+    kubectl("apply", "-n", namespace, "-f", str(example))
+    cr = poll(lambda: converged(kube, namespace, "cache"), what="example reconciled")
+    assert cr["status"]["selector"] == "app.kubernetes.io/name=cacheproxy,app.kubernetes.io/instance=cache"
+    scale_path = f"/apis/cacheproxy.io/v1alpha1/namespaces/{namespace}/cacheproxies/cache/scale"
+    scale = json.loads(kubectl("get", "--raw", scale_path).stdout)
+    assert scale["spec"]["replicas"] == 2 and scale["status"]["selector"] == cr["status"]["selector"]
+    # a live setting: a short warm-up window, so the test need not wait ten minutes for scale-in
+    patch_spec(kube, namespace, "cache", {"ring": {"warmupSeconds": 4}})
+    poll(lambda: config_ring(kube, namespace, "cache")["warmup_seconds"] == 4, what="warm-up in the config")
+    template = kube.get("apps/v1", "StatefulSet", namespace, "cache")["spec"]["template"]
+    start = ring_of(kube, namespace, "cache")
+    assert start["step"] == "Stable" and len(start["members"]) == 2
+    g = start["generation"]
+
+    # 2 -> 3: cache-1's proxy has not reloaded yet, so the ring must stay in prepare
+    proxies.held["cache-1"] = g
+    kubectl("scale", "-n", namespace, "cproxy/cache", "--replicas=3")
+    ring = poll(
+        lambda: (r := ring_of(kube, namespace, "cache"))["step"] == "Preparing" and r,
+        what="prepare of the 3-member ring",
+    )
+    assert ring["generation"] == g + 1 and ring["phase"] == "prepare"
+    assert ring["members"] == [f"cache-{i}.cache-headless.{namespace}.svc" for i in range(3)]
+    assert ring["previous"] == ring["members"][:2]
+    config = config_ring(kube, namespace, "cache")
+    assert (config["generation"], config["phase"]) == (g + 1, "prepare")
+    assert [m["name"] for m in config["members"]] == ring["members"]
+    assert [m["name"] for m in config["previous"]] == ring["previous"]
+    assert kube.get("apps/v1", "StatefulSet", namespace, "cache")["spec"]["replicas"] == 3
+    poll(lambda: ring_of(kube, namespace, "cache")["waitingFor"] == ["cache-1"], what="waiting for cache-1")
+    assert ring_of(kube, namespace, "cache")["step"] == "Preparing"  # still held
+    del proxies.held["cache-1"]
+    ring = poll(
+        lambda: (r := ring_of(kube, namespace, "cache"))["step"] == "Stable" and r,
+        timeout=60,
+        what="the 3-member ring settled",
+    )
+    assert ring["generation"] == g + 3 and len(ring["members"]) == 3 and ring["previous"] == []
+    assert config_ring(kube, namespace, "cache")["generation"] == g + 3
+
+    # 3 -> 2: the leaving member is taken out of the ring first; the StatefulSet shrinks last
+    proxies.held["cache-2"] = g + 3
+    kubectl("scale", "-n", namespace, "cproxy/cache", "--replicas=2")
+    ring = poll(
+        lambda: (r := ring_of(kube, namespace, "cache"))["step"] == "Preparing" and r,
+        what="prepare of the 2-member ring",
+    )
+    assert len(ring["members"]) == 2 and len(ring["previous"]) == 3
+    assert kube.get("apps/v1", "StatefulSet", namespace, "cache")["spec"]["replicas"] == 3
+    poll(lambda: ring_of(kube, namespace, "cache")["waitingFor"] == ["cache-2"], what="waiting for cache-2")
+    del proxies.held["cache-2"]
+    ring = poll(
+        lambda: (r := ring_of(kube, namespace, "cache"))["step"] == "WarmingUp" and r,
+        what="serving the 2-member ring",
+    )
+    assert kube.get("apps/v1", "StatefulSet", namespace, "cache")["spec"]["replicas"] == 3  # cache-2 still serves
+    assert config_ring(kube, namespace, "cache")["phase"] == "serve"
+    ring = poll(
+        lambda: (r := ring_of(kube, namespace, "cache"))["step"] == "Stable" and r,
+        timeout=60,
+        what="the 2-member ring settled",
+    )
+    assert ring["generation"] == g + 6 and len(ring["members"]) == 2
+    assert kube.get("apps/v1", "StatefulSet", namespace, "cache")["spec"]["replicas"] == 2
+    poll(lambda: get_cr(kube, namespace, "cache")["status"]["replicas"] == 2, what="status.replicas follows")
+    assert kube.get("apps/v1", "StatefulSet", namespace, "cache")["spec"]["template"] == template
+    expected = [
+        (g, "RingAddingPods"),
+        (g + 1, "RingPrepare"),
+        (g + 2, "RingServe"),
+        (g + 3, "RingSettled"),
+        (g + 4, "RingPrepare"),
+        (g + 5, "RingServe"),
+        (g + 6, "RingSettled"),
+    ]
+    seen = poll(lambda: (found := ring_events(namespace, "cache")) and found[-1] == expected[-1] and found,
+                what="the last ring event")
+    assert (1, "RingCreated") in seen
+    assert [e for e in seen if e[1] != "RingCreated"][-7:] == expected
+
+
+def test_a_deployment_from_the_previous_version_is_replaced(kube: Any, namespace: str, operator: Any) -> None:
+    cr = create_cacheproxy(kube, namespace, "legacy", {"replicas": 1})
+    service = poll(lambda: kube.get("v1", "Service", namespace, "legacy"), what="client Service")
+    labels = {"app.kubernetes.io/name": "cacheproxy", INSTANCE: "legacy"}
+    old = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "legacy",
+            "namespace": namespace,
+            "labels": {**labels, "app.kubernetes.io/managed-by": "cacheproxy-operator"},
+            "ownerReferences": [
+                {
+                    "apiVersion": CR[0],
+                    "kind": CR[1],
+                    "name": "legacy",
+                    "uid": cr["metadata"]["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "cacheproxy", "image": "cacheproxy:previous"}]},
+            },
+        },
+    }
+    kube.apply(old)
+    poll(lambda: kube.get("apps/v1", "StatefulSet", namespace, "legacy"), what="the StatefulSet")
+    poll(lambda: len(kube.list("v1", "Pod", namespace, {INSTANCE: "legacy"})) == 2, what="old and new pod")
+    # until the StatefulSet's pod is ready, the old pods keep serving behind the client Service
+    assert kube.get("apps/v1", "Deployment", namespace, "legacy") is not None
+    mark_pods_ready(kube, namespace, "legacy")
+    poll(lambda: kube.get("apps/v1", "Deployment", namespace, "legacy") is None, what="the Deployment removed")
+    assert kube.get("v1", "Service", namespace, "legacy")["metadata"]["uid"] == service["metadata"]["uid"]
+    poll(lambda: any(e["reason"] == "Deleted" and "Deployment/legacy" in e["message"]
+                     for e in events(namespace, "legacy")), what="an event for the migration")
+    kubectl("delete", "cproxy", "-n", namespace, "legacy", "--wait=false")
 
 
 def test_children_deleted_or_edited_by_hand_are_restored(kube: Any, namespace: str, operator: Any) -> None:

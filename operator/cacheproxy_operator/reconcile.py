@@ -27,7 +27,7 @@ from cacheproxy_operator.manifests.common import APPLIED_HASH_ANNOTATION, MANAGE
 from cacheproxy_operator.manifests.config import config_hash
 from cacheproxy_operator.manifests.ring import member_names, pod_name
 from cacheproxy_operator.membership import RingState, advance
-from cacheproxy_operator.spec import parse_quantity, semantic_errors, with_defaults
+from cacheproxy_operator.spec import ImageDefaults, parse_quantity, semantic_errors, with_defaults
 from cacheproxy_operator.status import Observation, compute_status, transitions
 
 log = logging.getLogger(__name__)
@@ -255,10 +255,14 @@ def reconcile(
     now: Callable[[], str] = now_rfc3339,
     clock: Callable[[], float] = time.time,
     fetch_ring: RingFetch = fetch_ring_http,
+    images: ImageDefaults | None = None,
 ) -> Outcome:
-    """One full pass for the CacheProxy BODY (as read from the server). Never raises for a bad spec."""
+    """One full pass for the CacheProxy BODY (as read from the server). Never raises for a bad spec.
+
+    IMAGES: what a spec naming no image gets (default: the chart's, from the operator's environment).
+    """
     owner = Owner.from_body(body)
-    spec = with_defaults(body.get("spec"))
+    spec = with_defaults(body.get("spec"), images or ImageDefaults.from_env(os.environ))
     previous = body.get("status") or {}
     outcome = Outcome()
     caps = discover(kube)

@@ -12,6 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from cacheproxy_operator.spec import (
+    ImageDefaults,
     crd,
     l2_volume_size,
     memcached_reserved_connections,
@@ -180,3 +181,23 @@ def test_memcached_reserve_matches_the_real_memcached(threads: int) -> None:
         for sock in socks:
             sock.close()
         proc.stop()
+
+
+def test_the_tier_image_comes_from_the_operator_for_both_containers() -> None:
+    images = ImageDefaults.from_env(
+        {
+            "CACHEPROXY_TIER_IMAGE": "registry.example/cacheproxy:1.2.3",
+            "CACHEPROXY_TIER_IMAGE_PULL_POLICY": "Always",
+            "CACHEPROXY_TIER_IMAGE_PULL_SECRETS": "regcred, other",
+        }
+    )
+    spec = with_defaults({}, images)
+    for part in ("memcached", "proxy"):
+        assert spec[part]["image"] == "registry.example/cacheproxy:1.2.3"
+        assert spec[part]["imagePullPolicy"] == "Always"
+    assert spec["imagePullSecrets"] == [{"name": "regcred"}, {"name": "other"}]
+    own = with_defaults({"memcached": {"image": "memcached:1.6.38"}, "imagePullSecrets": [{"name": "mine"}]}, images)
+    assert own["memcached"]["image"] == "memcached:1.6.38" and own["proxy"]["image"] == images.image
+    assert own["imagePullSecrets"] == [{"name": "mine"}]
+    assert ImageDefaults.from_env({}) == ImageDefaults()
+    assert with_defaults({})["memcached"]["image"] == with_defaults({})["proxy"]["image"]

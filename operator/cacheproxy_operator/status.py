@@ -10,6 +10,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 READY, PROGRESSING, DEGRADED, MONITORING = "Ready", "Progressing", "Degraded", "Monitoring"
+# A container's waiting reason (kubelet) -> the Degraded reason that names the cause.
+WAITING_REASONS = {
+    "ErrImagePull": "ImagePullFailing",
+    "ImagePullBackOff": "ImagePullFailing",
+    "InvalidImageName": "ImagePullFailing",
+    "ErrImageNeverPull": "ImagePullFailing",
+    "CrashLoopBackOff": "CrashLooping",
+    "CreateContainerConfigError": "ContainerConfigError",
+    "CreateContainerError": "ContainerConfigError",
+    "RunContainerError": "ContainerConfigError",
+}
+SHOWN_PROBLEMS = 3
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,27 @@ def endpoints(pods: list[dict[str, Any]], port: int) -> list[str]:
         if ip and _pod_ready(pod):
             found.add(f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}")
     return sorted(found)
+
+
+def pod_problems(pods: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(reason, message) for every pod that cannot run: unschedulable, or a container (init and
+    sidecar containers included) waiting on an image pull, a crash loop or a bad container config."""
+    problems = []
+    for pod in sorted(pods, key=lambda p: p.get("metadata", {}).get("name", "")):
+        if pod.get("metadata", {}).get("deletionTimestamp"):
+            continue
+        name = pod.get("metadata", {}).get("name", "?")
+        status = pod.get("status") or {}
+        for cond in status.get("conditions") or []:
+            if (cond.get("type"), cond.get("status"), cond.get("reason")) == ("PodScheduled", "False", "Unschedulable"):
+                problems.append(("Unschedulable", f"pod {name} unschedulable: {cond.get('message', '')}".strip()))
+        for container in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            reason = WAITING_REASONS.get(waiting.get("reason", ""))
+            if reason:
+                detail = f": {waiting['message']}" if waiting.get("message") else ""
+                problems.append((reason, f"pod {name} container {container.get('name')}: {waiting['reason']}{detail}"))
+    return problems
 
 
 def _rollout(workload: dict[str, Any] | None, desired: int) -> tuple[int, bool, str | None]:
@@ -107,6 +140,11 @@ def conditions_for(obs: Observation) -> list[dict[str, Any]]:
         conds.append(_condition(DEGRADED, "True", "ReconcileFailed", obs.reconcile_error, gen))
     elif failure:
         conds.append(_condition(DEGRADED, "True", "WorkloadFailing", failure, gen))
+    elif problems := pod_problems(obs.pods):
+        shown = "; ".join(message for _, message in problems[:SHOWN_PROBLEMS])
+        more = len(problems) - SHOWN_PROBLEMS
+        message = f"{shown} (and {more} more)" if more > 0 else shown
+        conds.append(_condition(DEGRADED, "True", problems[0][0], message, gen))
     else:
         conds.append(_condition(DEGRADED, "False", "AsExpected", "all children reconciled", gen))
     conds.append(_condition(MONITORING, *obs.monitoring, gen))

@@ -411,6 +411,44 @@ def test_a_deployment_from_the_previous_version_is_replaced(kube: Any, namespace
     kubectl("delete", "cproxy", "-n", namespace, "legacy", "--wait=false")
 
 
+def test_pods_that_cannot_run_surface_their_cause_within_seconds(kube: Any, namespace: str, operator: Any) -> None:
+    create_cacheproxy(kube, namespace, "pull", {"replicas": 2})
+    poll(lambda: len(kube.list("v1", "Pod", namespace, {INSTANCE: "pull"})) == 2, what="2 pods")
+    pod = "pull-1"
+    waiting = {"reason": "ImagePullBackOff", "message": 'Back-off pulling image "registry.invalid/cacheproxy:0"'}
+    kube.merge_patch(
+        f"/api/v1/namespaces/{namespace}/pods/{pod}/status",
+        {
+            "status": {
+                "phase": "Pending",
+                "containerStatuses": [
+                    {
+                        "name": "cacheproxy",
+                        "image": "registry.invalid/cacheproxy:0",
+                        "imageID": "",
+                        "ready": False,
+                        "restartCount": 0,
+                        "state": {"waiting": waiting},
+                    }
+                ],
+            }
+        },
+    )
+    cr = poll(
+        lambda: (c := get_cr(kube, namespace, "pull")) and condition(c, "Degraded")[1] == "ImagePullFailing" and c,
+        timeout=10,
+        what="Degraded=True ImagePullFailing from the pod watch",
+    )
+    message = next(c["message"] for c in cr["status"]["conditions"] if c["type"] == "Degraded")
+    assert "pod pull-1 container cacheproxy: ImagePullBackOff" in message and "registry.invalid" in message
+    poll(
+        lambda: [e for e in events(namespace, "pull") if e["reason"] == "ImagePullFailing" and e["type"] == "Warning"],
+        timeout=10,
+        what="a Warning event naming the cause",
+    )
+    kubectl("delete", "cproxy", "-n", namespace, "pull", "--wait=false")
+
+
 def test_children_deleted_or_edited_by_hand_are_restored(kube: Any, namespace: str, operator: Any) -> None:
     poll(lambda: converged(kube, namespace, "basic"), what="converged")
     old_uids = {

@@ -10,7 +10,7 @@ from cacheproxy_operator.handlers import Coalescer
 from cacheproxy_operator.kube import retrying
 from cacheproxy_operator.reconcile import is_subset, with_applied_hash
 from cacheproxy_operator.spec import with_defaults
-from cacheproxy_operator.status import Observation, compute_status, endpoints, transitions
+from cacheproxy_operator.status import Observation, compute_status, endpoints, pod_problems, transitions
 from kubernetes.client.exceptions import ApiException
 
 SPEC = with_defaults({"replicas": 2})
@@ -202,3 +202,33 @@ def test_rbac_rules_cover_every_child_kind_and_grant_no_wildcards() -> None:
     assert all("*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"] for rule in rbac.RULES)
     assert not any(r in {"secrets", "update"} for rule in rbac.RULES for r in rule["resources"] + rule["verbs"])
     assert rbac.RULES == rbac.NAMESPACED_RULES + rbac.CLUSTER_RULES
+
+
+def waiting_pod(name: str, container: str, reason: str, message: str = "", init: bool = False) -> dict:
+    status = {"name": container, "state": {"waiting": {"reason": reason, "message": message}}}
+    key = "initContainerStatuses" if init else "containerStatuses"
+    return {"metadata": {"name": name}, "status": {key: [status]}}
+
+
+def test_pods_that_cannot_run_make_the_tier_degraded_with_the_cause() -> None:
+    pull = waiting_pod("cache-1", "cacheproxy", "ImagePullBackOff", 'Back-off pulling image "x:1"')
+    status = compute_status(Observation(1, SPEC, deployment(1), [pod("10.0.0.1", True), pull]), {}, T0)
+    assert conditions(status)["Degraded"] == ("True", "ImagePullFailing")
+    message = next(c["message"] for c in status["conditions"] if c["type"] == "Degraded")
+    assert message == 'pod cache-1 container cacheproxy: ImagePullBackOff: Back-off pulling image "x:1"'
+    assert status["phase"] == "Degraded"
+    assert ("Warning", "ImagePullFailing", message) in transitions({}, status)
+    crash = waiting_pod("cache-0", "memcached", "CrashLoopBackOff", init=True)  # a native sidecar
+    unschedulable = {
+        "metadata": {"name": "cache-2"},
+        "status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                   "message": "0/3 nodes are available"}]},
+    }
+    assert pod_problems([unschedulable, crash]) == [
+        ("CrashLooping", "pod cache-0 container memcached: CrashLoopBackOff"),
+        ("Unschedulable", "pod cache-2 unschedulable: 0/3 nodes are available"),
+    ]
+    assert pod_problems([waiting_pod("cache-0", "cacheproxy", "ContainerCreating")]) == []  # just starting
+    many = [waiting_pod(f"cache-{i}", "cacheproxy", "ErrImagePull") for i in range(5)]
+    degraded = compute_status(Observation(1, SPEC, deployment(0), many), {}, T0)
+    assert next(c["message"] for c in degraded["conditions"] if c["type"] == "Degraded").endswith("(and 2 more)")

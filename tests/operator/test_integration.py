@@ -724,3 +724,45 @@ def test_operator_needs_no_more_than_its_rbac_rules(cluster: str, kube: Any, tmp
     # Not a bare "403": log timestamps carry milliseconds such as ",403". Every refusal from the
     # apiserver says Forbidden / forbidden (kopf: APIForbiddenError; the client: "403 Forbidden").
     assert "Forbidden" not in text and "forbidden" not in text, text[-3000:]
+
+
+KOPF_FINALIZER = "kopf.zalando.org/KopfFinalizerMarker"
+
+
+def finalizers(kube: Any, namespace: str, name: str) -> list[str] | None:
+    cr = get_cr(kube, namespace, name)
+    return None if cr is None else cr["metadata"].get("finalizers") or []
+
+
+def test_every_order_of_removal_finishes(cluster: str, kube: Any) -> None:
+    """No finalizer on a CacheProxy: deleting one finishes with the operator running or gone (the
+    release uninstalled first), and the finalizer an earlier version's kopf timer added is removed."""
+    namespace = new_namespace("cproxy-removal")
+    cmd = [sys.executable, "-m", "cacheproxy_operator", "--namespace", namespace]
+    env = {**os.environ, "CACHEPROXY_RESYNC_SECONDS": "2"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for name in ("first", "second"):
+            create_cacheproxy(kube, namespace, name, {"replicas": 1})
+        old = {
+            "apiVersion": CR[0],
+            "kind": CR[1],
+            "metadata": {"name": "old", "namespace": namespace, "finalizers": [KOPF_FINALIZER]},
+            "spec": {"replicas": 1},
+        }
+        kube.request("POST", f"/apis/cacheproxy.io/v1alpha1/namespaces/{namespace}/cacheproxies", body=old)
+        for name in ("first", "second", "old"):
+            poll(lambda name=name: converged(kube, namespace, name), what=f"{name} reconciled")
+        poll(lambda: finalizers(kube, namespace, "old") == [], what="the earlier version's finalizer removed")
+        assert finalizers(kube, namespace, "first") == [] and finalizers(kube, namespace, "second") == []
+        # the CacheProxy first, the operator still running
+        kubectl("delete", "cproxy", "-n", namespace, "first", "--timeout=30s")
+        assert get_cr(kube, namespace, "first") is None
+    finally:
+        terminate(proc)
+    try:
+        # the operator gone first (helm uninstall), then the CacheProxies
+        kubectl("delete", "cproxy", "-n", namespace, "second", "old", "--timeout=30s")
+        assert get_cr(kube, namespace, "second") is None and get_cr(kube, namespace, "old") is None
+    finally:
+        kubectl("delete", "namespace", namespace, "--wait=false", check=False)

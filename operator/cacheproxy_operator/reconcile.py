@@ -135,7 +135,8 @@ def prune(kube: Kube, api_version: str, kind: str, owner: Owner) -> list[str]:
 
 def discover(kube: Kube) -> Capabilities:
     return Capabilities(
-        pdb_api_version="policy/v1" if kube.serves("policy/v1") else "policy/v1beta1",
+        pdb=kube.serves("policy/v1"),
+        native_sidecars=kube.server_version() >= (1, 29),
         service_monitor=kube.serves(SERVICE_MONITOR_API),
     )
 

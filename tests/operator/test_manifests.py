@@ -29,7 +29,9 @@ def children(spec: dict[str, Any], caps: Capabilities | None = None) -> dict[str
 
 
 def containers(workload: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {c["name"]: c for c in workload["spec"]["template"]["spec"]["containers"]}
+    """Every container of the pod, native sidecars (init containers) included."""
+    pod = workload["spec"]["template"]["spec"]
+    return {c["name"]: c for c in pod.get("initContainers", []) + pod["containers"]}
 
 
 def service_monitor_schema() -> dict[str, Any]:
@@ -100,10 +102,13 @@ def test_workload_wiring_matches_the_contract() -> None:
     assert proxy["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     assert proxy["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     assert proxy["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
-    # memcached must outlive the proxy's drain: preStop delay + shutdown grace, inside the pod's grace
-    assert memcached["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "30"]
-    assert pod["terminationGracePeriodSeconds"] > 30
-    mounts = {c["name"]: {m["mountPath"] for m in c["volumeMounts"]} for c in pod["containers"]}
+    # memcached is a native sidecar: started before the proxy, stopped by the kubelet once the proxy
+    # has drained and exited, with no fixed sleep of its own
+    assert [c["name"] for c in pod["initContainers"]] == ["memcached"]
+    assert [c["name"] for c in pod["containers"]] == ["cacheproxy"]
+    assert memcached["restartPolicy"] == "Always" and "lifecycle" not in memcached
+    assert pod["terminationGracePeriodSeconds"] >= 5 + 25  # an upper bound: preStop delay + drain
+    mounts = {c["name"]: {m["mountPath"] for m in c["volumeMounts"]} for c in containers(workload).values()}
     assert "/var/run/cacheproxy" in mounts["memcached"] & mounts["cacheproxy"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert "emptyDir" in volumes["sockets"]
@@ -123,7 +128,7 @@ def test_security_defaults_are_non_root_read_only_and_drop_all() -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] == 20000
     assert pod["automountServiceAccountToken"] is False
-    for container in pod["containers"]:
+    for container in containers(workload).values():
         ctx = container["securityContext"]
         assert ctx["runAsNonRoot"] is True
         assert ctx["readOnlyRootFilesystem"] is True
@@ -267,11 +272,16 @@ def test_service_monitor_selects_only_the_client_service() -> None:
 
 
 def test_optional_children_follow_capabilities_and_switches() -> None:
-    plan = build(OWNER, with_defaults({}), Capabilities(pdb_api_version="policy/v1beta1", service_monitor=False))
+    plan = build(OWNER, with_defaults({}), Capabilities(service_monitor=False))
     kinds = {m["kind"]: m for m in plan.desired}
     assert "ServiceMonitor" not in kinds
-    assert kinds["PodDisruptionBudget"]["apiVersion"] == "policy/v1beta1"
+    assert kinds["PodDisruptionBudget"]["apiVersion"] == "policy/v1"
     assert kinds["PodDisruptionBudget"]["spec"]["maxUnavailable"] == 1
+    old = build(OWNER, with_defaults({}), Capabilities(pdb=False, native_sidecars=False))
+    assert "PodDisruptionBudget" not in {m["kind"] for m in old.desired}  # no policy/v1beta1 any more
+    assert ("policy/v1", "PodDisruptionBudget") not in old.absent
+    pod = {m["kind"]: m for m in old.desired}["StatefulSet"]["spec"]["template"]["spec"]
+    assert "initContainers" not in pod and [c["name"] for c in pod["containers"]] == ["memcached", "cacheproxy"]
     off = build(
         OWNER,
         with_defaults(

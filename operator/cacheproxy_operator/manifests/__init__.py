@@ -29,7 +29,8 @@ __all__ = [
 class Capabilities:
     """What the API server serves, as far as the children are concerned."""
 
-    pdb_api_version: str = "policy/v1"
+    pdb: bool = True  # policy/v1 served (Kubernetes >= 1.21)
+    native_sidecars: bool = True  # init containers with restartPolicy Always (Kubernetes >= 1.29)
     service_monitor: bool = True
 
 
@@ -59,15 +60,15 @@ def build(
         pods = max(ring.members, ring.previous)
     desired = [
         config_map(owner, spec, ring),
-        statefulset(owner, spec, pods),
+        statefulset(owner, spec, pods, native_sidecars=caps.native_sidecars),
         client_service(owner, spec),
         headless_service(owner, spec),
     ]
     absent: list[tuple[str, str]] = []
-    if spec["podDisruptionBudget"]["enabled"]:
-        desired.append(pod_disruption_budget(owner, spec, caps.pdb_api_version))
-    else:
-        absent.append((caps.pdb_api_version, "PodDisruptionBudget"))
+    if spec["podDisruptionBudget"]["enabled"] and caps.pdb:
+        desired.append(pod_disruption_budget(owner, spec))
+    elif caps.pdb:
+        absent.append(("policy/v1", "PodDisruptionBudget"))
     if spec["monitoring"]["serviceMonitor"]["enabled"] and caps.service_monitor:
         desired.append(service_monitor(owner, spec))
     elif caps.service_monitor:

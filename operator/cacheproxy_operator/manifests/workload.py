@@ -6,9 +6,12 @@ An L2 on a claim is a volumeClaimTemplates entry: pod NAME-i keeps its claim acr
 memcached's extstore starts empty on every start: the claim saves provisioning, not data).
 
 memcached listens only on unix sockets in an emptyDir shared with the proxy, so the proxy is the
-pod's one network entry point. On termination the proxy gets a short preStop pause (endpoints drop
-the pod first), then SIGTERM and drains; memcached's preStop outlasts that drain so in-flight
-requests still reach it.
+pod's one network entry point. memcached runs as a native sidecar (an init container with
+restartPolicy Always, Kubernetes >= 1.29): the kubelet starts it before the proxy and stops it only
+after the proxy has exited. On termination the proxy gets a short preStop pause (endpoints drop the
+pod first), then SIGTERM and drains; memcached serves the drain and exits right after it, so a pod
+takes as long to stop as its drain, not a fixed sleep. On older API servers (only the project's test
+control plane; not a supported target) memcached is a plain container.
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ def _pod_security(spec: dict[str, Any]) -> dict[str, Any]:
     return {**_run_as(security), "fsGroup": security["fsGroup"], "seccompProfile": {"type": "RuntimeDefault"}}
 
 
-def _memcached_hold_seconds(spec: dict[str, Any]) -> int:
+def _drain_seconds(spec: dict[str, Any]) -> int:
     proxy = spec["proxy"]
     return proxy["preStopDelaySeconds"] + proxy["shutdownGraceSeconds"]
 
@@ -92,7 +95,6 @@ def memcached_l1_container(spec: dict[str, Any]) -> dict[str, Any]:
         "resources": _memcached_resources(memcached["memoryMiB"], memcached.get("resources", {})),
         "securityContext": _container_security(spec),
         "volumeMounts": [{"name": "sockets", "mountPath": SOCKET_DIR}],
-        "lifecycle": _sleep_prestop(_memcached_hold_seconds(spec)),
     }
 
 
@@ -119,7 +121,6 @@ def memcached_l2_container(spec: dict[str, Any]) -> dict[str, Any]:
             {"name": "sockets", "mountPath": SOCKET_DIR},
             {"name": "l2-data", "mountPath": L2_DATA_DIR},
         ],
-        "lifecycle": _sleep_prestop(_memcached_hold_seconds(spec)),
     }
 
 
@@ -204,14 +205,19 @@ def _spread_constraints(owner: Owner, spec: dict[str, Any]) -> list[dict[str, An
 
 
 def termination_grace_seconds(spec: dict[str, Any]) -> int:
-    return _memcached_hold_seconds(spec) + DRAIN_SLACK_SECONDS
+    """An upper bound: the pod is gone as soon as the proxy has drained and memcached has exited."""
+    return _drain_seconds(spec) + DRAIN_SLACK_SECONDS
 
 
-def pod_spec(owner: Owner, spec: dict[str, Any]) -> dict[str, Any]:
-    containers = [memcached_l1_container(spec)]
+def pod_spec(owner: Owner, spec: dict[str, Any], native_sidecars: bool = True) -> dict[str, Any]:
+    memcached = [memcached_l1_container(spec)]
     if spec["l2"]["enabled"]:
-        containers.append(memcached_l2_container(spec))
-    containers.append(proxy_container(owner, spec))
+        memcached.append(memcached_l2_container(spec))
+    if native_sidecars:
+        sidecars = [{**c, "restartPolicy": "Always"} for c in memcached]
+        containers = [proxy_container(owner, spec)]
+    else:
+        sidecars, containers = [], [*memcached, proxy_container(owner, spec)]
     volumes: list[dict[str, Any]] = [
         {"name": "sockets", "emptyDir": {"sizeLimit": "1Mi"}},
         {"name": "config", "configMap": {"name": config_map_name(owner)}},
@@ -220,6 +226,7 @@ def pod_spec(owner: Owner, spec: dict[str, Any]) -> dict[str, Any]:
     if spec["l2"]["enabled"] and not _l2_on_claim(spec):
         volumes.append({"name": "l2-data", "emptyDir": {"sizeLimit": l2_volume_size(spec)}})
     pod: dict[str, Any] = {
+        **({"initContainers": sidecars} if sidecars else {}),
         "containers": containers,
         "volumes": volumes,
         "securityContext": _pod_security(spec),
@@ -245,7 +252,7 @@ def pod_spec(owner: Owner, spec: dict[str, Any]) -> dict[str, Any]:
     return pod
 
 
-def statefulset(owner: Owner, spec: dict[str, Any], replicas: int) -> dict[str, Any]:
+def statefulset(owner: Owner, spec: dict[str, Any], replicas: int, *, native_sidecars: bool = True) -> dict[str, Any]:
     """REPLICAS pods (the ring decides the count; it can differ from spec.replicas mid-change).
 
     The pod template carries only the restart-relevant config hash: membership and live settings
@@ -262,7 +269,7 @@ def statefulset(owner: Owner, spec: dict[str, Any], replicas: int) -> dict[str, 
         "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}},
         "template": {
             "metadata": {"labels": pod_labels, "annotations": pod_annotations},
-            "spec": pod_spec(owner, spec),
+            "spec": pod_spec(owner, spec, native_sidecars),
         },
     }
     if _l2_on_claim(spec):

@@ -738,6 +738,8 @@ def test_operator_needs_no_more_than_its_rbac_rules(cluster: str, kube: Any, tmp
     # Not a bare "403": log timestamps carry milliseconds such as ",403". Every refusal from the
     # apiserver says Forbidden / forbidden (kopf: APIForbiddenError; the client: "403 Forbidden").
     assert "Forbidden" not in text and "forbidden" not in text, text[-3000:]
+    # quiet at the default level: no line per child event or per handler run
+    assert "Handler '" not in text and "is processed" not in text, text[-3000:]
 
 
 KOPF_FINALIZER = "kopf.zalando.org/KopfFinalizerMarker"

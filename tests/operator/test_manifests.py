@@ -334,3 +334,15 @@ def test_builders_are_pure() -> None:
     frozen = yaml.safe_dump(spec)
     assert build(OWNER, spec) == build(OWNER, spec)
     assert yaml.safe_dump(spec) == frozen
+
+
+def test_tier_pods_run_as_the_images_own_user() -> None:
+    """The Dockerfile's USER is the default identity of every tier container (one uid owns the files)."""
+    user = next(line.split()[1] for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("USER "))
+    uid, gid = (int(part) for part in user.split(":"))
+    workload = children({})["StatefulSet/cache"]
+    pod = workload["spec"]["template"]["spec"]
+    assert (pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"]) == (uid, gid)
+    assert pod["securityContext"]["fsGroup"] == gid
+    for container in containers(workload).values():
+        assert (container["securityContext"]["runAsUser"], container["securityContext"]["runAsGroup"]) == (uid, gid)

@@ -232,3 +232,22 @@ def test_pods_that_cannot_run_make_the_tier_degraded_with_the_cause() -> None:
     many = [waiting_pod(f"cache-{i}", "cacheproxy", "ErrImagePull") for i in range(5)]
     degraded = compute_status(Observation(1, SPEC, deployment(0), many), {}, T0)
     assert next(c["message"] for c in degraded["conditions"] if c["type"] == "Degraded").endswith("(and 2 more)")
+
+
+def test_default_logging_is_quiet_and_verbose_is_not() -> None:
+    import logging
+
+    from cacheproxy_operator.cli import quiet_logs
+
+    names = ("kopf.objects", "aiohttp.access")
+    before = {name: logging.getLogger(name).level for name in names}
+    try:
+        quiet_logs(verbose=False)
+        assert all(logging.getLogger(name).level == logging.WARNING for name in names)
+        for name in names:
+            logging.getLogger(name).setLevel(logging.NOTSET)
+        quiet_logs(verbose=True)
+        assert all(logging.getLogger(name).level == logging.NOTSET for name in names)
+    finally:
+        for name, level in before.items():
+            logging.getLogger(name).setLevel(level)

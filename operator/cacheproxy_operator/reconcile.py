@@ -14,6 +14,7 @@ import os
 import time
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -38,6 +39,7 @@ CR_API = f"{GROUP}/{VERSION}"
 # Fault injection for the crash-recovery test: pause after each child write so the operator can be
 # killed half-way through a reconcile. Never set in production.
 STEP_DELAY_ENV = "CACHEPROXY_FAULT_STEP_DELAY"
+OBSERVE_WORKERS = 16
 
 
 class ChildConflict(Exception):
@@ -224,13 +226,19 @@ def observe(
     if state is None:
         return {}
     by_name = {pod["metadata"]["name"]: pod for pod in pods if not pod["metadata"].get("deletionTimestamp")}
-    reports: dict[int, int | None] = {}
-    for ordinal in state.waits_on():
+
+    def generation_of(ordinal: int) -> int | None:
         pod = by_name.get(pod_name(owner, ordinal))
         report = fetch(pod, port) if pod is not None else None
         generation = report.get("generation") if report else None
-        reports[ordinal] = generation if isinstance(generation, int) else None
-    return reports
+        return generation if isinstance(generation, int) and not isinstance(generation, bool) else None
+
+    ordinals = list(state.waits_on())
+    if not ordinals:
+        return {}
+    # in parallel: a pod that does not answer costs one timeout, not one per pod
+    with ThreadPoolExecutor(max_workers=min(OBSERVE_WORKERS, len(ordinals))) as pool:
+        return dict(zip(ordinals, pool.map(generation_of, ordinals), strict=True))
 
 
 def migrate_deployment(kube: Kube, owner: Owner, statefulset: dict[str, Any] | None, pods: int) -> list[str]:

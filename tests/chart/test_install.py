@@ -86,8 +86,8 @@ def test_install_upgrade_and_uninstall_keep_rbac_exact_and_the_crd(cluster: Clus
         # Single-namespace mode by upgrade: writes allowed in the watched namespace only.
         cluster.helm("upgrade", release, str(CHART), "-n", RELEASE_NS,
                      "--set", f"operator.watchNamespace={WATCHED_NS}")
-        assert can_i(cluster, account, "create", "deployments.apps", WATCHED_NS)
-        assert not can_i(cluster, account, "create", "deployments.apps", "default")
+        assert can_i(cluster, account, "create", "statefulsets.apps", WATCHED_NS)
+        assert not can_i(cluster, account, "create", "statefulsets.apps", "default")
         assert not can_i(cluster, account, "list", "cacheproxies.cacheproxy.io", "default")
         assert can_i(cluster, account, "list", "customresourcedefinitions.apiextensions.k8s.io", None)
         args = json.loads(cluster.kubectl("get", "deployment", account, "-n", RELEASE_NS, "-o",

@@ -251,3 +251,62 @@ def test_default_logging_is_quiet_and_verbose_is_not() -> None:
     finally:
         for name, level in before.items():
             logging.getLogger(name).setLevel(level)
+
+
+def test_observe_reads_each_waited_pods_ring_and_treats_silence_as_not_yet() -> None:
+    from cacheproxy_operator.manifests import Owner
+    from cacheproxy_operator.membership import advance, initial
+    from cacheproxy_operator.reconcile import observe
+
+    owner = Owner(name="cache", namespace="apps", uid="u")
+    preparing = advance(initial(3, 0.0), 2, {}, 1.0, 600).state
+    pods = [{"metadata": {"name": f"cache-{i}"}, "status": {"podIP": f"10.0.0.{i}"}} for i in range(3)]
+    gone = {"metadata": {"name": "cache-2", "deletionTimestamp": "2030-01-01T00:00:00Z"}, "status": {}}
+    answers = {"10.0.0.0": {"generation": 2}, "10.0.0.1": {"generation": "2"}, "10.0.0.2": None}
+    asked = []
+
+    def fetch(pod: dict, port: int) -> dict | None:
+        asked.append((pod["status"]["podIP"], port))
+        return answers[pod["status"]["podIP"]]
+
+    assert observe(owner, preparing, pods, 9150, fetch) == {0: 2, 1: None, 2: None}
+    assert sorted(asked) == [("10.0.0.0", 9150), ("10.0.0.1", 9150), ("10.0.0.2", 9150)]
+    assert observe(owner, preparing, [*pods[:2], gone], 9150, fetch)[2] is None  # a terminating pod does not count
+    assert observe(owner, initial(3, 0.0), pods, 9150, fetch) == {}  # Stable waits on nobody
+
+
+def test_the_http_fetcher_reads_a_pods_admin_endpoint() -> None:
+    """fetch_ring_http against a stand-in admin endpoint on loopback (the pod IP is 127.0.0.1)."""
+    import http.server
+    import json as json_module
+
+    from cacheproxy_operator.reconcile import fetch_ring_http
+
+    body = {"/ring": json_module.dumps({"generation": 7, "phase": "serve"}).encode(), "/bad": b"not json"}
+
+    class Admin(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            payload = body.get(self.path, b"")
+            self.send_response(200 if payload else 404)
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Admin)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        pod = {"metadata": {"name": "cache-0"}, "status": {"podIP": "127.0.0.1"}}
+        assert fetch_ring_http(pod, server.server_address[1]) == {"generation": 7, "phase": "serve"}
+        body["/ring"] = b"not json"
+        assert fetch_ring_http(pod, server.server_address[1]) is None
+        del body["/ring"]
+        assert fetch_ring_http(pod, server.server_address[1]) is None  # 404
+        assert fetch_ring_http({"metadata": {}, "status": {}}, server.server_address[1]) is None  # no IP yet
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    assert fetch_ring_http(pod, server.server_address[1], timeout=1) is None  # nothing listening

@@ -197,6 +197,8 @@ def semantic_errors(spec: dict[str, Any]) -> list[str]:
     """Problems in a schema-valid (defaulted) spec that would produce a broken tier. Empty when fine."""
     errors: list[str] = []
     memcached, l2, proxy = spec["memcached"], spec["l2"], spec["proxy"]
+    if spec["replicas"] < 1:  # stored before the schema's minimum: the ring needs a member
+        errors.append("replicas must be at least 1 (every pod is a ring member; a ring needs one)")
     if proxy["orca"] == "l1l2" and not l2["enabled"]:
         errors.append("proxy.orca is l1l2 but l2.enabled is false")
     if proxy["orca"] == "l1only" and l2["enabled"]:

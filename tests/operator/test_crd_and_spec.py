@@ -129,6 +129,12 @@ def test_semantic_errors(patch: dict[str, Any], fragment: str) -> None:
     assert any(fragment in e for e in errors), errors
 
 
+def test_a_ring_needs_a_member() -> None:
+    assert any("at least 1" in e for e in semantic_errors(with_defaults({"replicas": 0})))
+    with pytest.raises(jsonschema.ValidationError):
+        check_against_crd({"spec": {"replicas": 0}})
+
+
 def test_schema_rejects_what_it_can() -> None:
     for bad in (
         {"replicas": -1},

@@ -215,8 +215,13 @@ def test_live_settings_and_membership_leave_the_pod_template_alone(live_change: 
 
 @pytest.mark.parametrize(
     "restart_change",
-    [{"proxy": {"workers": 2}}, {"proxy": {"batching": {"maxBatch": 8}}}, {"proxy": {"locked": True}}],
-    ids=["workers", "batching", "locked"],
+    [
+        {"proxy": {"workers": 2}},
+        {"proxy": {"batching": {"maxBatch": 8}}},
+        {"proxy": {"locked": True}},
+        {"memcached": {"maxItemSize": 2097152}},
+    ],
+    ids=["workers", "batching", "locked", "max-item-size"],
 )
 def test_restart_only_settings_change_the_pod_template_hash(restart_change: dict[str, Any]) -> None:
     before = template_of({})["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]

@@ -21,10 +21,11 @@ L1_SOCKET = f"{SOCKET_DIR}/l1.sock"
 L2_SOCKET = f"{SOCKET_DIR}/l2.sock"
 CONFIG_DIR = "/etc/cacheproxy"
 CONFIG_FILE = "config.yaml"
-# Keys the proxy applies on reload (the ring contract); everything else needs a restart.
+# Keys the proxy applies on reload (the ring contract: the ring, timeouts, limits, log level);
+# everything else, max_item_size included (it must equal memcached's -I), needs a restart. A change
+# of ring.peer_listen needs one too, but it follows proxy.ports.peer, which is in the pod template.
 LIVE_KEYS = frozenset(
-    {"ring", "log_level", "idle_timeout", "read_timeout", "backend_timeout", "shutdown_grace",
-     "max_connections", "max_item_size"}
+    {"ring", "log_level", "idle_timeout", "read_timeout", "backend_timeout", "shutdown_grace", "max_connections"}
 )
 
 

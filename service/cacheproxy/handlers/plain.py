@@ -31,17 +31,18 @@ class PlainHandler:
 
     def get(self, key: bytes, cb: Callback, *, cas: bool = False, exptime: int | None = None,
             ttl: bool = False) -> None:
-        """``mg key v f [c] [t] [T<exptime>]``: VA on a hit, EN on a miss."""
+        """``mg key v f [c] [T<exptime>] [t]``: VA on a hit, EN on a miss."""
         if not cas and not ttl and exptime is None:  # a plain get
             self.conn.send_read(b"mg %b v f\r\n" % key, META, cb)
             return
         cmd = b"mg " + key + b" v f"
         if cas:
             cmd += b" c"
+        if exptime is not None:  # before t: memcached applies flags in order, t then shows the new TTL
+            cmd += b" T%d" % exptime
         if ttl:
             cmd += b" t"
         if exptime is not None:
-            cmd += b" T%d" % exptime
             self.conn.send(cmd + b"\r\n", META, cb)
         else:
             self.conn.send_read(cmd + b"\r\n", META, cb)

@@ -367,6 +367,22 @@ class TextParser:
     def _quit(self, tokens: list[bytes], ntokens: int, line: bytes) -> Request:
         return Quit()
 
+    def _admin(self, tokens: list[bytes], ntokens: int, line: bytes) -> Request | None:
+        """cache_memlimit, slabs, lru, extstore, watch: never forwarded (they would change a shared
+        backend), answered ``ERROR``, except where memcached 1.6.18 is silent because the command
+        ends in ``noreply`` (it parses ``noreply`` before deciding, for these forms only)."""
+        name, words = tokens[0], len(tokens)
+        noreply = tokens[-1] == b"noreply"
+        if name == b"cache_memlimit":
+            silent = noreply and words in (2, 3)
+        elif name == b"slabs":
+            if words == 4 and tokens[1] == b"reassign" and noreply:
+                return Reply("error", BAD_FORMAT)  # "noreply" read as the destination class
+            silent = noreply and words >= 3 and tokens[1] == b"automove"
+        else:  # lru, extstore, watch
+            silent = noreply and words >= 2
+        return None if silent else Reply("error", ERROR)
+
     def _shutdown(self, tokens: list[bytes], ntokens: int, line: bytes) -> Request:
         """Never forwarded: clients of a shared cache must not stop it (memcached without -A)."""
         return Reply("shutdown", b"ERROR: shutdown not enabled\r\n")
@@ -389,4 +405,9 @@ _SIMPLE = {
     b"stats": TextParser._stats,
     b"quit": TextParser._quit,
     b"shutdown": TextParser._shutdown,
+    b"cache_memlimit": TextParser._admin,
+    b"slabs": TextParser._admin,
+    b"lru": TextParser._admin,
+    b"extstore": TextParser._admin,
+    b"watch": TextParser._admin,
 }

@@ -59,6 +59,33 @@ class Session(Protocol):
 SessionFactory = Callable[["ClientConnection", int], Session]
 
 
+class DropLog:
+    """Logs (at most once per ``interval`` seconds, with counts of what it held back) that clients
+    went away with requests the proxy had read but not answered: parsed and never sent to a
+    backend (``unsent``), or sent and not yet answered (their answers are discarded)."""
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self.interval = interval
+        self.next_at = 0.0
+        self.clients = self.unsent = self.unanswered = 0
+
+    def report(self, unsent: int, unanswered: int) -> None:
+        self.clients += 1
+        self.unsent += unsent
+        self.unanswered += unanswered
+        now = clock()
+        if now < self.next_at:
+            return
+        self.next_at = now + self.interval
+        log.warning("%d client(s) disconnected with requests not answered: %d dropped before reaching a "
+                    "backend, %d answers discarded (the client gave up, e.g. its timeout expired)",
+                    self.clients, self.unsent, self.unanswered)
+        self.clients = self.unsent = self.unanswered = 0
+
+
+DROPS: Final = DropLog()
+
+
 class Slot:
     """A place in the answer queue; ``data`` is set once when the answer is ready."""
 
@@ -141,6 +168,9 @@ class ClientConnection(asyncio.Protocol):
         STATS.client_connections -= 1
         self.closing = True
         self.context.clients.discard(self)
+        session = self.session
+        if session is not None and (session.backlog or self.head is not None):
+            DROPS.report(len(session.backlog) if session.backlog else 0, self.in_flight())
         if self.orca is not None:
             self.orca.close()
             self.orca = None

@@ -18,6 +18,8 @@ fi
 [ "$want_test" = --test ] && apt_pkgs+=(nutcracker libmemcached-tools prometheus podman runc mmdebstrap curl openssl)
 # sasl2-bin: saslpasswd2 builds the sasldb that the SASL differential tests give memcached -S
 [ "$want_test" = --test ] && apt_pkgs+=(sasl2-bin)
+# libmemcached-dev, zlib1g-dev: pylibmc (a client driver in tests/clients) builds against them
+[ "$want_test" = --test ] && apt_pkgs+=(libmemcached-dev zlib1g-dev)
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

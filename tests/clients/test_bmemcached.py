@@ -49,8 +49,8 @@ def flood(addr: str) -> tuple[list, int]:
     """set_multi of FLOOD keys with the default timeout, then how many a get_multi finds."""
     client = bmemcached.Client([addr])
     try:
-        failed = client.set_multi({"flood:%d" % i: "v%d" % i for i in range(FLOOD)})
-        found = client.get_multi(["flood:%d" % i for i in range(0, FLOOD, 97)])
+        failed = client.set_multi({f"flood:{i}": f"v{i}" for i in range(FLOOD)})
+        found = client.get_multi([f"flood:{i}" for i in range(0, FLOOD, 97)])
         return sorted(failed), len(found)
     finally:
         client.disconnect_all()

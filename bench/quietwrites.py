@@ -5,7 +5,8 @@ N SetQ frames and one Noop in a single burst, timed until the Noop's answer arri
     .venv/bin/python bench/quietwrites.py --keys 5000 --runs 5
 
 Targets, each in front of its own fresh memcached(s) on 127.0.0.1: ``direct`` (memcached itself),
-``l1only`` (the proxy), ``l1l2`` (the proxy, L1 + an extstore L2). Runs are interleaved (direct,
+``l1only`` (the proxy), ``l1l2`` (the proxy, L1 + an extstore L2), both in the default (batched)
+layout or, with ``--classic``, with a backend connection per client. Runs are interleaved (direct,
 l1only, l1l2, direct, ...) so that a noisy neighbour hurts all targets alike; the table shows the
 median of each target's runs, and the ratio of L1L2 to L1Only. A run that does not get its Noop
 answer within --timeout seconds is reported as a failure, not as a time.
@@ -82,15 +83,16 @@ def _send(sock: socket.socket, payload: bytes) -> None:
         sock.sendall(payload)
 
 
-def start_targets(workdir: str) -> tuple[dict[str, str], list[Proc]]:
+def start_targets(workdir: str, classic: bool) -> tuple[dict[str, str], list[Proc]]:
     procs: list[Proc] = []
     direct = start_memcached(memory_mb=256)
     l1 = start_memcached(memory_mb=256)
     l1b = start_memcached(memory_mb=256)
     l2 = start_memcached(memory_mb=256, args=["-o", f"ext_path={workdir}/extstore:256m"])
     procs += [direct, l1, l1b, l2]
-    only = start_proxy(l1.addr)
-    both = start_proxy(l1b.addr, l2=l2.addr)
+    args = ["--no-batching"] if classic else []
+    only = start_proxy(l1.addr, args=args)
+    both = start_proxy(l1b.addr, l2=l2.addr, args=args)
     procs += [only, both]
     return {"direct": direct.addr, "l1only": only.addr, "l1l2": both.addr}, procs
 
@@ -101,10 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--value-size", type=int, default=32)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=60.0)
+    ap.add_argument("--classic", action="store_true",
+                    help="the proxies with --no-batching (a backend connection per client), not the default pool")
     args = ap.parse_args(argv)
     payload = flood(args.keys, args.value_size)
     with tempfile.TemporaryDirectory(prefix="quietwrites-") as workdir:
-        targets, procs = start_targets(workdir)
+        targets, procs = start_targets(workdir, args.classic)
         try:
             times: dict[str, list[float | None]] = {name: [] for name in targets}
             for _ in range(args.runs):
@@ -114,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
             for proc in procs:
                 proc.stop()
     medians: dict[str, float | None] = {}
-    print(f"{args.keys} pipelined SetQ ({args.value_size}-byte values) + Noop, {args.runs} interleaved runs")
+    layout = "classic (--no-batching)" if args.classic else "batched (the default)"
+    print(f"{args.keys} pipelined SetQ ({args.value_size}-byte values) + Noop, {args.runs} interleaved runs, "
+          f"proxies {layout}")
     print(f"{'target':<8} {'median s':>9} {'keys/s':>10}  runs")
     for name, runs in times.items():
         ok = [t for t in runs if t is not None]

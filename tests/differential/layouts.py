@@ -1,8 +1,8 @@
 """The proxy in each of its layouts, as differential targets, and how to seed item state in them.
 
 Layouts: ``l1only`` (Rend's classic, one backend connection per client), ``batched`` (the shared
-pipelined pool), ``l1l2`` and ``l1l2-batched`` (a memory L1 in front of an extstore L2),
-``chunked`` (L1Only with chunking on). Each target keeps its memcacheds' addresses by level, so
+pipelined pool, the default), ``l1l2`` (classic) and ``l1l2-batched`` (a memory L1 in front of an
+extstore L2), ``chunked`` (L1Only, batched, with chunking on). Each target keeps its memcacheds' addresses by level, so
 a test can put an item where it wants it before a script runs:
 
 * ``l1``: the item is in L1 and in L2 (written to each directly, so each level has its own CAS,
@@ -26,10 +26,10 @@ from tests.support.procs import Proc, connect, start_memcached, start_proxy
 LAYOUTS = ("l1only", "batched", "l1l2", "l1l2-batched", "chunked")
 STATES = ("l1", "l2", "none")
 
-_CONFIG = {
-    "l1only": "",
+_CONFIG = {  # batching is the proxy's default; the classic layout is one flag away
+    "l1only": "batching: {enabled: false}\n",
     "batched": "batching: {enabled: true, max_connections: 2}\n",
-    "l1l2": "",
+    "l1l2": "batching: {enabled: false}\n",
     "l1l2-batched": "batching: {enabled: true, max_connections: 2}\n",
     "chunked": "chunking: {enabled: true}\n",
 }
@@ -109,12 +109,10 @@ def start_layout(layout: str) -> LayoutTarget:
             l2 = start_memcached(args=["-o", f"ext_path={tmp.name}/extstore:64m"])
             procs.append(l2)
             levels["l2"] = l2_addr = l2.addr
-        args: list[str] = []
-        if _CONFIG[layout]:
-            config = os.path.join(tmp.name, "config.yaml")
-            with open(config, "w") as f:
-                f.write(_CONFIG[layout])
-            args = ["--config", config]
+        config = os.path.join(tmp.name, "config.yaml")
+        with open(config, "w") as f:
+            f.write(_CONFIG[layout])
+        args = ["--config", config]
         proxy = start_proxy(l1.addr, l2=l2_addr, args=args)
         procs.insert(0, proxy)
     except Exception:

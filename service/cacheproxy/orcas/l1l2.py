@@ -53,20 +53,24 @@ backend with ``mn`` after it):
   command                         answered by then
   ==============================  ==========  =============================================
   mg (no c N R T E)               L1, else L2 an L2 hit without W/X/Z is promoted into L1
-  mg with c, N, R or E            L2          nothing
+  mg with c, N, R or E            L2          L1's copy deleted if the answer has W/X/Z
   mg with T                       L2          L1 touched (L2 hit) or deleted (L2 miss)
-  ms (any mode, I, C, q, ...)     L2          L1's copy deleted
+  ms in mode S/E/R, without I     L2          once stored, L1 set to the same item
+  other ms (MA, MP, I, invalid)   L2          L1's copy deleted
   md (I, C, T, q, ...)            L2          L1's copy deleted
   ma (N, J, D, C, M, q, ...)      L2          L1's copy deleted
   me                              L2          nothing
   mn                              L1          nothing (answers leave in request order)
   ==============================  ==========  =============================================
 
-Meta writes invalidate rather than update L1: their many modes and flags (invalidation, stale
-sets, CAS, vivifying increments) are decided in L2 alone; the next read promotes L2's exact item.
-The same goes for incr/decr. Text and binary stores (set/add/replace/append/prepend/cas) are
-mirrored into L1 (set, or the same mode for replace/append/prepend), since their outcome is
-fully known from L2's answer; touch and gat touch both levels.
+Most meta writes invalidate rather than update L1: their many modes and flags (invalidation,
+stale sets, vivifying increments, appends that keep the old flags and TTL) are decided in L2
+alone; the next read promotes L2's exact item. The same goes for incr/decr. An ``ms`` that sets,
+adds or replaces (with or without ``C``, quiet or not) leaves a fully known item once L2 stored
+it, so L1 is set to the same value, client flags and TTL (binary stores arrive as such ``ms``).
+Text stores (set/add/replace/append/prepend/cas) are mirrored into L1 too (set, or the same mode
+for replace/append/prepend), since their outcome is fully known from L2's answer; touch and gat
+touch both levels.
 
 One client's requests keep memcached's per-connection order (see ``_run``). A run of writes is
 *pipelined*: each is sent to L2 as it arrives, without waiting for the one before, and its L1

@@ -525,7 +525,12 @@ class Reply:
 
 def _guarded_start(start: Callable[[Reply], None], answer: Callback) -> None:
     reply = Reply(answer)
-    reply.guard(lambda _: start(reply))(None)
+    try:
+        start(reply)
+    except Exception:
+        log.exception("L1L2 operation failed")
+        STATS.errors["server_error"] += 1
+        reply(BackendError("proxy internal error"))
 
 
 class L1L2Batch(L1L2):

@@ -2,7 +2,8 @@
 
 Layouts: ``l1only`` (Rend's classic, one backend connection per client), ``batched`` (the shared
 pipelined pool, the default), ``l1l2`` (classic) and ``l1l2-batched`` (a memory L1 in front of an
-extstore L2), ``chunked`` (L1Only, batched, with chunking on). Each target keeps its memcacheds' addresses by level, so
+extstore L2), ``l1l2-locked`` (L1L2 with striped per-key locks: every write takes the task path),
+``chunked`` (L1Only, batched, with chunking on). Each target keeps its memcacheds' addresses by level, so
 a test can put an item where it wants it before a script runs:
 
 * ``l1``: the item is in L1 and in L2 (written to each directly, so each level has its own CAS,
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from tests.differential.harness import Reader, reset_memcached
 from tests.support.procs import Proc, connect, start_memcached, start_proxy
 
-LAYOUTS = ("l1only", "batched", "l1l2", "l1l2-batched", "chunked")
+LAYOUTS = ("l1only", "batched", "l1l2", "l1l2-batched", "l1l2-locked", "chunked")
 STATES = ("l1", "l2", "none")
 
 _CONFIG = {  # batching is the proxy's default; the classic layout is one flag away
@@ -31,6 +32,7 @@ _CONFIG = {  # batching is the proxy's default; the classic layout is one flag a
     "batched": "batching: {enabled: true, max_connections: 2}\n",
     "l1l2": "batching: {enabled: false}\n",
     "l1l2-batched": "batching: {enabled: true, max_connections: 2}\n",
+    "l1l2-locked": "locked: true\n",
     "chunked": "chunking: {enabled: true}\n",
 }
 

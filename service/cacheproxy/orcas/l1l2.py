@@ -120,10 +120,6 @@ class Levels:
         getattr(self.handler, method)(*args, done, **kwargs)
         return fut
 
-    def fire(self, method: str, *args: Any, **kwargs: Any) -> None:
-        """Send without waiting; the answer is dropped (it still keeps the pipeline in step)."""
-        getattr(self.handler, method)(*args, _ignore, **kwargs)
-
 
 def _ignore(resp: Any) -> None:
     pass

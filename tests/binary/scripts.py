@@ -237,7 +237,8 @@ SCRIPTS: dict[str, list] = {
         + struct.pack(">I", 5 + 24)
         + touch(Op.TOUCH, b"k", 1, 10)[12:]
         + simple(Op.NOOP, opaque=11),
-        encode_request(Op.STAT, b"items", opaque=12, bodylen=5 + 24) + simple(Op.VERSION, opaque=13),
+        # (a history-free group: "items" would compare the two servers' slab classes)
+        encode_request(Op.STAT, b"settings", opaque=12, bodylen=8 + 24) + simple(Op.VERSION, opaque=13),
     ],
 }
 

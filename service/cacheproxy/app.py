@@ -13,6 +13,7 @@ from functools import partial
 
 from aiohttp import web
 
+from . import ringapp
 from .backends.connection import OPEN, BackendConnection
 from .backends.pool import BackendPool, Lane
 from .backends.sweeper import sweep_forever, track
@@ -22,6 +23,7 @@ from .metrics.admin import build_app
 from .metrics.stats import STATS, clock
 from .orcas.l1only import L1Only
 from .protocol.meta import LINE, code_of
+from .ring.state import RingState
 
 log = logging.getLogger("cacheproxy")
 
@@ -46,7 +48,10 @@ class Runtime:
         self.backend_ok: dict[str, bool] = {"l1": False}
         if config.l2:
             self.backend_ok["l2"] = False
-        self.new_orca: Callable = self._orca_factory()
+        self.ring_state: RingState | None = None
+        self.local_orca: Callable = self._orca_factory()
+        # The ring (ringapp.py): routers around the local orcas when ``ring:`` is configured.
+        self.new_orca: Callable = ringapp.wrap_orca_factory(self, self.local_orca)
         STATS.client_connections_max = config.max_connections
         STATS.orca = config.orca_name
 
@@ -212,6 +217,7 @@ async def serve(config: Config, *, admin: bool = True, ready_event: asyncio.Even
 
         servers.append(await listen(batch_runtime(runtime), config.address("batch_listen"),
                                     reuse_port=config.workers > 1))
+    servers += await ringapp.start_peer_listener(runtime, runtime.local_orca)
     runner = None
     if admin:
         app = build_app(STATS.snapshot, runtime.ready)
@@ -221,6 +227,7 @@ async def serve(config: Config, *, admin: bool = True, ready_event: asyncio.Even
         await web.TCPSite(runner, a.host, a.port, reuse_address=True).start()
     tasks = [loop.create_task(sweep_forever()), loop.create_task(runtime.client_timeouts()),
              loop.create_task(collect_garbage())]
+    tasks += ringapp.start_reloader(runtime)
     tasks += [loop.create_task(runtime.health_check(name)) for name in runtime.backend_ok]
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -28,6 +28,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--read-timeout", dest="read_timeout", type=float)
     p.add_argument("--backend-timeout", dest="backend_timeout", type=float)
     p.add_argument("--shutdown-grace", dest="shutdown_grace", type=float)
+    p.add_argument("--ring-self", dest="ring_self",
+                   help="this proxy's member name in the ring (overrides ring.self and CACHEPROXY_RING_SELF)")
+    p.add_argument("--ring-peer-listen", dest="ring_peer_listen",
+                   help="HOST:PORT of this proxy's peer port (overrides ring.peer_listen)")
     p.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--version", action="version", version=f"cacheproxy {__version__}, {compiled.DESCRIPTION}")
     return p.parse_args(argv)

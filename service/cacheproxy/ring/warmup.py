@@ -1,0 +1,96 @@
+"""Moving a key's value from its previous owner to its new one, on demand (warm-up).
+
+While a ring change warms up, a read that misses on the key's new owner asks the previous owner
+(``mg <key> v f t``: value, client flags, remaining TTL) and, on a hit, adds the value to the new
+owner with that remaining TTL (``ms ... ME``: an *add*, so a write that reached the new owner
+meanwhile is never overwritten); the client's request is then served by the new owner as usual.
+"""
+
+from __future__ import annotations
+
+import binascii
+from collections.abc import Callable
+from typing import Any
+
+from ..backends.connection import Callback
+from ..backends.errors import BackendError
+from ..metrics.stats import STATS
+from ..protocol.meta import MetaResponse, code_of
+
+Handler = Any  # an Orca (the local orca, or a forwarding handler on a peer's lane)
+META_MISS = MetaResponse(b"EN", b"EN", None, b"EN\r\n")  # a plain miss, as memcached answers it
+
+
+def read_previous(prev: Handler, token: bytes, b64: bool, cb: Callback) -> None:
+    """The previous owner's copy: a VA answer with ``f`` and ``t``, or EN / an error."""
+    if b64:
+        prev.meta(b"mg " + token + b" v f t b", None, False, cb)
+    else:
+        prev.get(token, cb, ttl=True)
+
+
+def fill(new: Handler, token: bytes, b64: bool, resp: MetaResponse, then: Callable[[], None]) -> None:
+    """Add RESP's value to the new owner with its remaining TTL, then call THEN (whatever happened)."""
+    flags, ttl = resp.flag(b"f"), resp.flag(b"t")
+    value = resp.value if resp.value is not None else b""
+    try:
+        remaining = int(ttl) if ttl is not None else -1
+        client_flags = int(flags) if flags is not None else 0
+    except ValueError:
+        then()
+        return
+    if remaining == 0:  # expires this second: nothing worth moving
+        then()
+        return
+    exptime = 0 if remaining < 0 else remaining
+
+    def stored(r: MetaResponse | BackendError | None) -> None:
+        if code_of(r) == b"HD":
+            STATS.ring_warmup["fill"] += 1
+        then()
+
+    if b64:
+        new.meta(b"ms %s %d F%d T%d ME b" % (token, len(value), client_flags, exptime), value + b"\r\n", False,
+                 stored)
+    else:
+        new.store(b"E", token, client_flags, exptime, value, 0, stored)
+
+
+def pull(prev: Handler, new: Handler, token: bytes, b64: bool, then: Callable[[], None]) -> None:
+    """Move the previous owner's copy (if any) to the new owner, then call THEN."""
+
+    def got(resp: MetaResponse | BackendError | None) -> None:
+        if isinstance(resp, MetaResponse) and resp.code == b"VA":
+            STATS.ring_warmup["read_hit"] += 1
+            fill(new, token, b64, resp, then)
+        else:
+            STATS.ring_warmup["read_miss"] += 1
+            then()
+
+    read_previous(prev, token, b64, got)
+
+
+def decode_key(token: bytes, b64: bool) -> bytes:
+    """The key a meta command names (base64-decoded with the ``b`` flag): what is hashed."""
+    if not b64:
+        return token
+    try:
+        return binascii.a2b_base64(token)
+    except (binascii.Error, ValueError):
+        return token  # memcached refuses it anyway; any owner will answer that
+
+
+def meta_miss(line_flags: list[bytes], token: bytes) -> MetaResponse:
+    """memcached's miss for an ``mg`` with these flags: ``EN`` plus the k/O/b flags it echoes."""
+    extra = b""
+    for flag in line_flags:
+        first = flag[:1]
+        if first == b"O":
+            extra += b" " + flag
+        elif first == b"k":
+            extra += b" k" + token
+        elif first == b"b" and any(f[:1] == b"k" for f in line_flags):
+            extra += b" b"
+    if not extra:
+        return META_MISS
+    return MetaResponse(b"EN", b"EN" + extra, None, b"EN" + extra + b"\r\n")

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .backends.address import parse_address
-from .backends.pool import Lane
+from .backends.connection import BackendConnection
 from .handlers.chunked import ChunkedHandler
 from .handlers.plain import PlainHandler
 from .listener.listener import listen
@@ -41,14 +41,14 @@ def wrap_orca_factory(runtime: Runtime, local_factory: Callable[[], Any]) -> Cal
     STATS.ring_view = state.describe
     c = cfg.chunking
 
-    def forwarder(lane: Lane) -> Any:
+    def forwarder(conn: BackendConnection) -> Any:
         """A peer is reached with the local orca's handler kind: chunked values are laid out on
         the owner's memcached exactly as its own proxy lays them out."""
         if cfg.orca_name == "l1only" and c.enabled:
-            return ChunkedHandler.for_item_size(lane, cfg.max_item_size, threshold=c.threshold,
+            return ChunkedHandler.for_item_size(conn, cfg.max_item_size, threshold=c.threshold,
                                                 chunk_size=c.chunk_size, max_value_size=c.max_value_size,
                                                 owned=False)
-        return PlainHandler(lane)
+        return PlainHandler(conn)
 
     def make() -> RingRouter:
         return RingRouter(local_factory(), state, forwarder)

@@ -18,7 +18,7 @@ from functools import partial
 from ..backends.address import parse_address
 from ..backends.connection import BackendConnection, Callback
 from ..backends.errors import BackendError
-from ..backends.pool import BackendPool, Lane
+from ..backends.pool import BackendPool
 from ..metrics.stats import STATS, clock
 from ..protocol.meta import META, MetaResponse, code_of
 from .settings import Member
@@ -38,15 +38,19 @@ class Peer:
         self.address = parse_address(member.peer)
         self.timeout, self.down_after, self.probe_interval = timeout, down_after, probe_interval
         self.pool = BackendPool(self.address, f"ring:{self.name}", size=connections, timeout=timeout,
-                                max_batch=max_batch)
+                                max_batch=max_batch, read_retries=0)  # a timeout marks it down: no retry
         self.up = True
+        self.epoch = 0  # bumped when marked down: clients then take fresh connections
         self.failures = 0
         self.retired = False
         self._probe: asyncio.Task | None = None
         STATS.ring_member_up[self.name] = 1
 
-    def lane(self) -> Lane:
-        return self.pool.lane()
+    def connection(self) -> BackendConnection:
+        """A client's connection to this member (kept until the member is marked down). Not a pool
+        lane: a lane retries a read whose connection broke on another connection, and a member
+        that times out must be marked down at once, not waited for three times."""
+        return self.pool.pick()
 
     def set_timeout(self, timeout: float) -> None:
         self.timeout = self.pool.timeout = timeout
@@ -74,6 +78,7 @@ class Peer:
 
     def mark_down(self, why: str) -> None:
         self.up = False
+        self.epoch += 1
         STATS.ring_member_up[self.name] = 0
         log.warning("ring member %s (%s) is down (%s); probing every %.2fs", self.name, self.peer, why,
                     self.probe_interval)

@@ -3,7 +3,7 @@
 One :class:`RingRouter` per client connection, composed around that connection's local orca.
 Owner = this proxy: the local orca, as without a ring. Owner = another member: the request goes
 to that member's peer port through a forwarding handler (the same handler kind as the local
-orca, on this client's lane of the peer's pool, so one client's requests to one member stay in
+orca, on this client's connection of the peer's pool, so one client's requests to one member stay in
 order: a read after a write of the same key sees the write). The servers already answer every
 request in the order the client sent them, so a multi-key get split over owners is answered as
 one memcached would answer it.
@@ -12,7 +12,8 @@ one memcached would answer it.
   (``owner_down: miss``, counted) or ``SERVER_ERROR``; writes and deletes ``SERVER_ERROR`` at once.
 * ``flush_all`` reaches every member (OK only when all answered OK); other text commands
   (stats, version, verbosity) are answered by the local orca.
-* Phase ``prepare``: reads by the previous ring; a plain set goes to both owners, any other
+* Phase ``prepare``: reads by the previous ring (a miss there is asked of the new owner: a proxy
+  that already serves may have written it there); a plain set goes to both owners, any other
   write to the previous owner while the new owner's copy is deleted.
 * Warm-up (phase ``serve``): a read that misses on the new owner is filled from the previous owner
   (:mod:`cacheproxy.ring.warmup`); writes, deletes, touches and arithmetic also delete the
@@ -25,9 +26,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..backends.connection import Callback
+from ..backends.connection import BackendConnection, Callback
 from ..backends.errors import BackendError
-from ..backends.pool import Lane
 from ..metrics.stats import STATS
 from ..protocol.meta import MetaResponse, code_of
 from .ketama import key_point
@@ -46,9 +46,9 @@ class RingRouter:
 
     __slots__ = ("counts_lookups", "forwarders", "local", "make_forwarder", "state")
 
-    def __init__(self, local: Handler, state: RingState, make_forwarder: Callable[[Lane], Handler]) -> None:
+    def __init__(self, local: Handler, state: RingState, make_forwarder: Callable[[BackendConnection], Handler]) -> None:
         self.local, self.state, self.make_forwarder = local, state, make_forwarder
-        self.forwarders: dict[Peer, Handler] = {}
+        self.forwarders: dict[Peer, tuple[int, Handler]] = {}  # peer -> (its epoch, handler)
         # Lookups are counted by the servers unless the local orca counts its own (L1L2).
         self.counts_lookups = getattr(local, "counts_lookups", False)
 
@@ -60,10 +60,10 @@ class RingRouter:
             return self.local
         if not target.up:
             return None
-        handler = self.forwarders.get(target)
-        if handler is None:
-            handler = self.forwarders[target] = self.make_forwarder(target.lane())
-        return handler
+        entry = self.forwarders.get(target)
+        if entry is None or entry[0] != target.epoch:
+            entry = self.forwarders[target] = (target.epoch, self.make_forwarder(target.connection()))
+        return entry[1]
 
     @staticmethod
     def _cb(target: Target, cb: Callback) -> Callback:
@@ -97,7 +97,22 @@ class RingRouter:
         if handler is None:
             self._read_down(view, target, cb, miss)
             return
-        prev = NO_TARGET if view.prepare else view.warm_owner(point, target)
+        if view.prepare:  # a miss on the previous owner may have been written by a proxy already serving
+            new = view.current.owner(point)
+            new_handler = None if new is target else self._handler(new)
+            if new_handler is None:
+                op(handler, self._cb(target, cb))
+                return
+
+            def fallback(resp: Any) -> None:
+                if is_miss(resp):
+                    op(new_handler, self._cb(new, cb))
+                else:
+                    cb(resp)
+
+            op(handler, self._cb(target, fallback))
+            return
+        prev = view.warm_owner(point, target)
         prev_handler = None if isinstance(prev, _NoTarget) else self._handler(prev)
         if prev_handler is None:
             op(handler, self._cb(target, cb))
@@ -251,7 +266,7 @@ class RingRouter:
 
     def close(self) -> None:
         self.local.close()
-        for handler in self.forwarders.values():
+        for _, handler in self.forwarders.values():
             close = getattr(handler, "close", None)  # a chunked forwarder answers what it still queues
             if close is not None:
                 close()

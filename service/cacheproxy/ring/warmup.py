@@ -17,7 +17,7 @@ from ..backends.errors import BackendError
 from ..metrics.stats import STATS
 from ..protocol.meta import MetaResponse, code_of
 
-Handler = Any  # an Orca (the local orca, or a forwarding handler on a peer's lane)
+Handler = Any  # an Orca (the local orca, or a forwarding handler on a peer connection)
 META_MISS = MetaResponse(b"EN", b"EN", None, b"EN\r\n")  # a plain miss, as memcached answers it
 
 

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tests.ring.tier import Tier
-from tests.support.procs import recv_until, start_memcached
+from tests.support.procs import start_memcached
 
 KEYS = [b"fault:%d" % i for i in range(300)]
 

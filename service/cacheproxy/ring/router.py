@@ -32,7 +32,7 @@ from ..metrics.stats import STATS
 from ..protocol.meta import MetaResponse, code_of
 from .ketama import key_point
 from .peers import Forwarded, Peer
-from .state import NO_TARGET, RingState, Target, View, _NoTarget
+from .state import RingState, Target, View, _NoTarget
 from .warmup import META_MISS, decode_key, meta_miss, pull
 
 Handler = Any  # an Orca
@@ -46,7 +46,8 @@ class RingRouter:
 
     __slots__ = ("counts_lookups", "forwarders", "local", "make_forwarder", "state")
 
-    def __init__(self, local: Handler, state: RingState, make_forwarder: Callable[[BackendConnection], Handler]) -> None:
+    def __init__(self, local: Handler, state: RingState,
+                 make_forwarder: Callable[[BackendConnection], Handler]) -> None:
         self.local, self.state, self.make_forwarder = local, state, make_forwarder
         self.forwarders: dict[Peer, tuple[int, Handler]] = {}  # peer -> (its epoch, handler)
         # Lookups are counted by the servers unless the local orca counts its own (L1L2).

@@ -65,12 +65,22 @@ def tier():
 
 
 def test_scale_out_and_in_under_load(tier: Tier) -> None:
-    preloaded = [b"pre:%d" % i for i in range(PRELOADED)]
+    scale_out_and_in(tier, CLIENTS, KEYS_PER_CLIENT, PRELOADED)
+
+
+@pytest.mark.soak
+def test_scale_out_and_in_under_load_soak(tier: Tier) -> None:
+    """The full size: 1,000 clients, 100,000 preloaded keys (``-m soak``)."""
+    scale_out_and_in(tier, 1000, 20, 100_000)
+
+
+def scale_out_and_in(tier: Tier, clients: int, keys_per_client: int, preload_count: int) -> None:
+    preloaded = [b"pre:%d" % i for i in range(preload_count)]
 
     async def main() -> dict:
         addrs3 = [tier.pairs[i].addr for i in range(3)]
         await preload(addrs3, preloaded)
-        load = Load(addrs3, CLIENTS, KEYS_PER_CLIENT)
+        load = Load(addrs3, clients, keys_per_client)
         running = asyncio.create_task(load.run())
         await asyncio.sleep(1.0)
         await asyncio.to_thread(tier.start_proxy, 3)

@@ -101,6 +101,18 @@ class Twemproxy:
             for key in dump_keys(proc.addr):
                 assert key not in where, f"{key!r} on two servers"
                 where[key] = index
+        # lru_crawler metadump can miss an item the LRU maintainer moves while it walks: ask
+        # each memcached directly about the keys it did not list.
+        missing = [k for k in keys if k not in where]
+        for index, proc in enumerate(self.backends):
+            if not missing:
+                break
+            answers = ask(proc.addr, [b"".join(b"mg %s\r\n" % k for k in missing) + b"mn\r\n"], b"MN\r\n")
+            lines = answers.split(b"\r\n")[:len(missing)]
+            for key, line in zip(missing, lines, strict=True):
+                if line == b"HD":
+                    where[key] = index
+            missing = [k for k in missing if k not in where]
         return [where.get(k, -1) for k in keys]
 
     def stop(self) -> None:

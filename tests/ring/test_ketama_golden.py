@@ -80,8 +80,8 @@ def test_same_owners_as_twemproxy() -> None:
                     twem.stop()
                 ring = Continuum(hashed)
                 ours = [ring.owner(k) for k in KEYS]
-                diff = sum(a != b for a, b in zip(ours, theirs, strict=True))
-                assert diff == 0, f"{members} named={named}: {diff} keys placed differently"
+                diff = [(k, a, b) for k, a, b in zip(KEYS, ours, theirs, strict=True) if a != b]
+                assert not diff, f"{members} named={named}: {len(diff)} keys placed differently: {diff[:5]}"
     finally:
         for proc in backends:
             proc.stop()

@@ -15,7 +15,7 @@ if ! python3 -c 'import os, sys, sysconfig
 sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
   apt_pkgs+=(python3-dev)
 fi
-[ "$want_test" = --test ] && apt_pkgs+=(nutcracker libmemcached-tools prometheus podman runc mmdebstrap curl openssl)
+[ "$want_test" = --test ] && apt_pkgs+=(nutcracker libmemcached-tools libmemcached-dev zlib1g-dev prometheus podman runc mmdebstrap curl openssl)
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -47,5 +47,8 @@ if [ "$want_test" = --test ]; then
   [ -x scripts/k8s/build-control-plane.sh ] && bash scripts/k8s/build-control-plane.sh
   [ -x scripts/k8s/get-helm.sh ] && { [ -x "$HOME/.cache/k8s-1.20.2/helm" ] || bash scripts/k8s/get-helm.sh; }
   bash bench/build.sh >/dev/null 2>&1 || true
+  # pylibmc (built against libmemcached-dev): the ring's golden test against a real client library.
+  .venv/bin/python -c 'import pylibmc' 2>/dev/null || .venv/bin/python -m pip install -q pylibmc \
+    || echo "setup: pylibmc did not install; tests/ring skips its pylibmc comparison"
 fi
 echo "setup: done"

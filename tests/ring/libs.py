@@ -1,5 +1,5 @@
 """The real client libraries the ring must agree with, driven live: libmemcached (through
-ctypes, the library pylibmc wraps) and twemproxy (a real ``nutcracker`` over real memcacheds).
+ctypes, and through pylibmc storing into real memcacheds) and twemproxy (a real ``nutcracker`` over real memcacheds).
 
 Each answers "which member owns this key" for a member list, without any code of ours.
 """
@@ -17,6 +17,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tests.support.procs import Proc, free_port, recv_until, wait_connectable
+
+try:
+    import pylibmc  # optional: needs libmemcached-dev to build (scripts/setup.sh --test installs it)
+except ImportError:
+    pylibmc = None
 
 # libmemcached-1.0/types/behavior.h, hash.h, server_distribution.h (KETAMA_WEIGHTED selects
 # MEMCACHED_DISTRIBUTION_CONSISTENT_WEIGHTED and MD5)
@@ -62,6 +67,47 @@ def libmemcached_owners(lib: ctypes.CDLL, servers: Sequence[tuple[str, int, int]
         lib.memcached_free(memc)
 
 
+def pylibmc_owners(backends: Sequence[Proc], keys: Sequence[bytes], batch: int = 1000) -> list[int]:
+    """Store KEYS with pylibmc (``ketama_weighted``) over BACKENDS, then ask each memcached which
+    keys it holds: where the real client put each key."""
+    assert pylibmc is not None
+    for proc in backends:
+        ask(proc.addr, [b"flush_all\r\n"], b"OK\r\n")
+    # no_block: pipelined sets (a key that was not stored shows up as owned by nobody, -1).
+    client = pylibmc.Client([p.addr for p in backends], binary=False,
+                            behaviors={"ketama_weighted": True, "no_block": True, "tcp_nodelay": True})
+    try:
+        for i in range(0, len(keys), batch):
+            failed = client.set_multi({k: b"x" for k in keys[i:i + batch]})
+            assert not failed, failed[:5]
+        client.get(keys[0])  # a round trip: every set sent before it has been answered
+    finally:
+        client.disconnect_all()
+    return where_stored(backends, keys)
+
+
+def where_stored(backends: Sequence[Proc], keys: Sequence[bytes]) -> list[int]:
+    """Which memcached of BACKENDS holds each key (-1: none)."""
+    where: dict[bytes, int] = {}
+    for index, proc in enumerate(backends):
+        for key in dump_keys(proc.addr):
+            assert key not in where, f"{key!r} on two servers"
+            where[key] = index
+    # lru_crawler metadump can miss an item the LRU maintainer moves while it walks: ask
+    # each memcached directly about the keys it did not list.
+    missing = [k for k in keys if k not in where]
+    for index, proc in enumerate(backends):
+        if not missing:
+            break
+        answers = ask(proc.addr, [b"".join(b"mg %s\r\n" % k for k in missing) + b"mn\r\n"], b"MN\r\n")
+        lines = answers.split(b"\r\n")[:len(missing)]
+        for key, line in zip(missing, lines, strict=True):
+            if line == b"HD":
+                where[key] = index
+        missing = [k for k in missing if k not in where]
+    return [where.get(k, -1) for k in keys]
+
+
 class Twemproxy:
     """A nutcracker pool (ketama, md5) over real memcacheds: store keys through it, then ask each
     memcached which keys it holds."""
@@ -96,24 +142,7 @@ class Twemproxy:
                     assert chunk, "twemproxy closed the connection"
                     got += chunk
                 assert got == b"STORED\r\n" * len(part), got[:200]
-        where: dict[bytes, int] = {}
-        for index, proc in enumerate(self.backends):
-            for key in dump_keys(proc.addr):
-                assert key not in where, f"{key!r} on two servers"
-                where[key] = index
-        # lru_crawler metadump can miss an item the LRU maintainer moves while it walks: ask
-        # each memcached directly about the keys it did not list.
-        missing = [k for k in keys if k not in where]
-        for index, proc in enumerate(self.backends):
-            if not missing:
-                break
-            answers = ask(proc.addr, [b"".join(b"mg %s\r\n" % k for k in missing) + b"mn\r\n"], b"MN\r\n")
-            lines = answers.split(b"\r\n")[:len(missing)]
-            for key, line in zip(missing, lines, strict=True):
-                if line == b"HD":
-                    where[key] = index
-            missing = [k for k in missing if k not in where]
-        return [where.get(k, -1) for k in keys]
+        return where_stored(self.backends, keys)
 
     def stop(self) -> None:
         self.popen.terminate()

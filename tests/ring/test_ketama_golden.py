@@ -9,7 +9,7 @@ import random
 import pytest
 from cacheproxy.ring.ketama import Continuum, key_point, member_name, points_for
 
-from tests.ring.libs import Twemproxy, libmemcached_owners, load_libmemcached
+from tests.ring.libs import Twemproxy, libmemcached_owners, load_libmemcached, pylibmc_owners
 from tests.support.procs import start_memcached
 
 KEYS = [b"key:%d:%08x" % (i, random.Random(i).getrandbits(32)) for i in range(100_000)]
@@ -82,6 +82,24 @@ def test_same_owners_as_twemproxy() -> None:
                 ours = [ring.owner(k) for k in KEYS]
                 diff = [(k, a, b) for k, a, b in zip(KEYS, ours, theirs, strict=True) if a != b]
                 assert not diff, f"{members} named={named}: {len(diff)} keys placed differently: {diff[:5]}"
+    finally:
+        for proc in backends:
+            proc.stop()
+
+
+def test_same_owners_as_pylibmc_storing_into_real_memcacheds() -> None:
+    """pylibmc (libmemcached) with ketama_weighted sets the keys over real memcacheds, which are then
+    asked what they hold: 3 members, grown to 4 and 5, one removed."""
+    pytest.importorskip("pylibmc", reason="pylibmc needs libmemcached-dev to build")
+    backends = [start_memcached() for _ in range(5)]
+    try:
+        for members in ([0, 1, 2], [0, 1, 2, 3], [0, 1, 2, 3, 4], [0, 1, 3, 4]):
+            procs = [backends[i] for i in members]
+            theirs = pylibmc_owners(procs, KEYS)
+            ring = Continuum([p.addr for p in procs])
+            ours = [ring.owner(k) for k in KEYS]
+            diff = [(k, a, b) for k, a, b in zip(KEYS, ours, theirs, strict=True) if a != b]
+            assert not diff, f"{members}: {len(diff)} keys placed differently: {diff[:5]}"
     finally:
         for proc in backends:
             proc.stop()

@@ -100,3 +100,63 @@ def test_binary_quiet_multiget_across_owners(tier: Tier) -> None:
             assert zero_cas(talk(pair.addr, request, noop_end)) == want
     finally:
         reference.stop()
+
+
+def test_touching_multiget_across_owners_is_byte_exact(tier: Tier) -> None:
+    reference = start_memcached()
+    try:
+        keys = [b"gat:%d" % i for i in range(20)]
+        setup = b"".join(b"set %s 3 0 2\r\nhi\r\n" % k for k in keys[1::2]) + b"mn\r\n"
+        talk(tier.pairs[2].addr, setup, b"MN\r\n")
+        talk(reference.addr, setup, b"MN\r\n")
+        for command in (b"gat 100 ", b"get "):
+            request = command + b" ".join(keys) + b"\r\n"
+            for pair in tier.pairs:
+                assert talk(pair.addr, request, b"END\r\n") == talk(reference.addr, request, b"END\r\n")
+        # gets/gats carry each owner's own CAS value: the same shape, one VALUE per stored key.
+        got = talk(tier.pairs[0].addr, b"gats 100 " + b" ".join(keys) + b"\r\n", b"END\r\n")
+        assert [line.split()[1] for line in got.split(b"\r\n") if line.startswith(b"VALUE")] == keys[1::2]
+    finally:
+        reference.stop()
+
+
+def test_pipelined_read_after_write_through_a_non_owner(tier: Tier) -> None:
+    """set, get, delete, get of keys owned elsewhere, pipelined on one connection: in order."""
+    keys = [k for k in (b"raw:%d" % i for i in range(200)) if tier.owner(k) != 0][:50]
+    payload = b"".join(b"set %s 0 0 1\r\n1\r\nget %s\r\ndelete %s\r\nget %s\r\n" % (k, k, k, k) for k in keys)
+    want = b"".join(b"STORED\r\nVALUE %s 0 1\r\n1\r\nEND\r\nDELETED\r\nEND\r\n" % k for k in keys)
+    host, port = tier.pairs[0].addr.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(payload)
+        got = b""
+        while len(got) < len(want):
+            chunk = s.recv(65536)
+            assert chunk
+            got += chunk
+    assert got == want
+
+
+def test_chunked_values_live_on_their_owner() -> None:
+    """With chunking on, a 3 MiB value written through one proxy is read whole through the others,
+    and its chunks sit on the owner's memcached only."""
+    tier = Tier.start(3, top={"chunking": {"enabled": True}})
+    try:
+        rng = random.Random(5)
+        keys = [b"big:%d" % i for i in range(6)]
+        values = {k: rng.randbytes(3 << 20) for k in keys}
+        for i, key in enumerate(keys):
+            via = tier.pairs[i % 3].addr
+            assert talk(via, b"set %s 9 0 %d\r\n%s\r\n" % (key, len(values[key]), values[key]),
+                        b"\r\n") == b"STORED\r\n"
+        for i, key in enumerate(keys):
+            via = tier.pairs[(i + 1) % 3].addr
+            got = talk(via, b"get %s\r\n" % key, b"END\r\n")
+            assert got == b"VALUE %s 9 %d\r\n%s\r\nEND\r\n" % (key, len(values[key]), values[key])
+        for pair in tier.pairs:
+            stats = talk(pair.memcached.addr, b"stats\r\n", b"END\r\n")
+            items = int(next(line.split()[2] for line in stats.split(b"\r\n") if line.startswith(b"STAT curr_items ")))
+            owned = sum(tier.owner(k) == pair.index for k in keys)
+            assert (items > 0) == (owned > 0), (pair.index, items, owned)
+            assert items >= owned * 4  # a metadata item and at least three 1 MiB chunks per value
+    finally:
+        tier.stop()

@@ -47,12 +47,13 @@ class Tier:
     pairs: list[Pair] = field(default_factory=list)
     members: list[int] = field(default_factory=list)  # indexes of pairs in the ring now
     generation: int = 1
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # more ring: keys
+    top: dict = field(default_factory=dict)  # more top-level config keys (chunking, batching...)
 
     @classmethod
-    def start(cls, n: int, spare: int = 0, **ring_extra: object) -> Tier:
+    def start(cls, n: int, spare: int = 0, top: dict | None = None, **ring_extra: object) -> Tier:
         directory = Path(tempfile.mkdtemp(prefix="ring-tier-"))
-        tier = cls(directory / "cacheproxy.yaml", extra=dict(ring_extra))
+        tier = cls(directory / "cacheproxy.yaml", extra=dict(ring_extra), top=dict(top or {}))
         for i in range(n + spare):
             tier.pairs.append(Pair(i, start_memcached(), free_port(), free_port()))
         tier.members = list(range(n))
@@ -71,7 +72,7 @@ class Tier:
             ring = {"generation": self.generation, "members": [self.member_entry(i) for i in self.members],
                     "previous": [self.member_entry(i) for i in previous or []], "phase": phase,
                     **self.extra}
-            text = json.dumps({"ring": ring, "backend_timeout": 1.0, "log_level": "info"})
+            text = json.dumps({"ring": ring, "backend_timeout": 1.0, "log_level": "info", **self.top})
         tmp = self.config.with_suffix(".tmp")
         tmp.write_text(text)
         os.replace(tmp, self.config)

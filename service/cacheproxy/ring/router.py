@@ -39,6 +39,7 @@ Handler = Any  # an Orca
 Op = Callable[[Handler, Callback], None]
 
 _OK = b"OK\r\n"
+MIRRORED = object()  # the mirror's answer in prepare: not the one the client hears
 
 
 class RingRouter:
@@ -137,11 +138,19 @@ class RingRouter:
     # -- writes -------------------------------------------------------------------------------
 
     def _write(self, hash_key: bytes, token: bytes, b64: bool, op: Op, cb: Callback, *,
-               dependent: bool, mirror: bool) -> None:
-        """OP on the key's owner. With a second owner (prepare, or warming up): a mirrorable OP
-        (a plain set, in prepare) runs on both, any other deletes the second owner's copy;
-        a DEPENDENT one (its result depends on the current value) first pulls the previous copy
-        over while warming up. The client hears the owner's answer once both are done."""
+               dependent: bool, mirror: bool, delete: bool = False) -> None:
+        """OP on the key's owner. With a second owner (prepare, or warming up) the client hears
+        the owner's answer once both owners are done:
+
+        * prepare: a plain set (MIRROR) runs on both; any other OP runs on the previous owner,
+          then the new owner's copy is deleted;
+        * warming up: OP runs on the new owner, then the previous owner's copy is deleted; a
+          DEPENDENT OP (its result depends on the current value) first pulls the previous copy
+          over; a DELETE removes the previous copy first.
+
+        Previous owner first, then new, for deletes: a warm-up fill that read the previous copy
+        before it was deleted re-checks it after filling (see warmup.pull) and so cannot bring it
+        back; a set lands on the new owner first, so a read in between never finds neither."""
         view = self._view()
         point = key_point(hash_key)
         owner, other = view.write_owners(point)
@@ -155,36 +164,56 @@ class RingRouter:
             op(handler, self._cb(owner, cb))
             return
         assert not isinstance(other, _NoTarget)
-        answer: list = []
-        left = [2]
+        if view.prepare and mirror:
+            answer: list = []
 
-        def one_done() -> None:
-            left[0] -= 1
-            if left[0] == 0:
-                cb(answer[0])
+            def both(resp: Any) -> None:
+                answer.append(resp)
+                if len(answer) == 2:
+                    cb(answer[0] if answer[0] is not MIRRORED else answer[1])
 
-        def owner_done(resp: Any) -> None:
-            answer.append(resp)
-            one_done()
+            op(handler, self._cb(owner, both))
+            op(other_handler, self._cb(other, lambda resp: both(MIRRORED)))
+            return
 
-        def other_done(resp: Any) -> None:
-            if not mirror and code_of(resp) == b"HD":
-                STATS.ring_invalidations += 1
-            one_done()
+        def invalidate(then: Callable[[], None]) -> None:
+            def done(resp: Any) -> None:
+                if code_of(resp) == b"HD" or (resp is None):
+                    STATS.ring_invalidations += 1
+                then()
 
-        def run() -> None:
-            op(handler, self._cb(owner, owner_done))
-            if mirror:
-                op(other_handler, self._cb(other, other_done))
-            elif b64:
-                other_handler.meta(b"md " + token + b" b", None, False, self._cb(other, other_done))
+            if b64:
+                other_handler.meta(b"md " + token + b" b", None, False, self._cb(other, done))
             else:
-                other_handler.delete(token, self._cb(other, other_done))
+                other_handler.delete(token, self._cb(other, done))
 
-        if dependent and not view.prepare:
-            pull(other_handler, handler, token, b64, run)
+        def owner_then_invalidate() -> None:
+            def owner_done(resp: Any) -> None:
+                invalidate(lambda: cb(resp))
+
+            op(handler, self._cb(owner, owner_done))
+
+        if delete:
+            # The client's delete on both, previous owner first; it deleted something if either did.
+            prev_side, new_side = ((owner, handler), (other, other_handler)) if view.prepare else (
+                (other, other_handler), (owner, handler))
+
+            def prev_deleted(first: Any) -> None:
+                if _deleted(first):
+                    STATS.ring_invalidations += 1
+
+                def new_deleted(second: Any) -> None:
+                    cb(second if _deleted(second) or not _deleted(first) else first)
+
+                op(new_side[1], self._cb(new_side[0], new_deleted))
+
+            op(prev_side[1], self._cb(prev_side[0], prev_deleted))
+        elif view.prepare:
+            owner_then_invalidate()  # the owner here is the previous one: deleted there first
+        elif dependent:
+            pull(other_handler, handler, token, b64, owner_then_invalidate)
         else:
-            run()
+            owner_then_invalidate()
 
     def store(self, mode: bytes, key: bytes, flags: int, exptime: int, data: bytes, cas_unique: int,
               cb: Callback) -> None:
@@ -198,7 +227,7 @@ class RingRouter:
         def op(h: Handler, done: Callback) -> None:
             h.delete(key, done, base64=base64)
 
-        self._write(decode_key(key, base64), key, base64, op, cb, dependent=False, mirror=False)
+        self._write(decode_key(key, base64), key, base64, op, cb, dependent=False, mirror=False, delete=True)
 
     def touch(self, key: bytes, exptime: int, cb: Callback) -> None:
         def op(h: Handler, done: Callback) -> None:
@@ -231,7 +260,7 @@ class RingRouter:
             miss = None if quiet else meta_miss(flags, token)
             self._read(hash_key, token, b64, op, cb, _is_get_miss if verb == b"mg" else _never, miss)
         elif verb == b"md":
-            self._write(hash_key, token, b64, op, cb, dependent=False, mirror=False)
+            self._write(hash_key, token, b64, op, cb, dependent=False, mirror=False, delete=True)
         elif verb == b"ms":
             plain_set = not any(f[:1] == b"C" or (f[:1] == b"M" and f[1:2] not in (b"S", b"s")) or f[:1] == b"I"
                                 for f in flags)
@@ -277,6 +306,11 @@ class RingRouter:
 def _is_get_miss(resp: Any) -> bool:
     """A get's miss: EN, or a quiet mg's swallowed miss (None)."""
     return resp is None or code_of(resp) == b"EN"
+
+
+def _deleted(resp: Any) -> bool:
+    """A delete that removed something: HD, or a quiet md's swallowed HD (None)."""
+    return resp is None or code_of(resp) == b"HD"
 
 
 def _never(resp: Any) -> bool:

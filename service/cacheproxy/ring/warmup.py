@@ -29,25 +29,26 @@ def read_previous(prev: Handler, token: bytes, b64: bool, cb: Callback) -> None:
         prev.get(token, cb, ttl=True)
 
 
-def fill(new: Handler, token: bytes, b64: bool, resp: MetaResponse, then: Callable[[], None]) -> None:
-    """Add RESP's value to the new owner with its remaining TTL, then call THEN (whatever happened)."""
+def fill(new: Handler, token: bytes, b64: bool, resp: MetaResponse, then: Callable[[bool], None]) -> None:
+    """Add RESP's value to the new owner with its remaining TTL, then call THEN(whether it was stored)."""
     flags, ttl = resp.flag(b"f"), resp.flag(b"t")
     value = resp.value if resp.value is not None else b""
     try:
         remaining = int(ttl) if ttl is not None else -1
         client_flags = int(flags) if flags is not None else 0
     except ValueError:
-        then()
+        then(False)
         return
     if remaining == 0:  # expires this second: nothing worth moving
-        then()
+        then(False)
         return
     exptime = 0 if remaining < 0 else remaining
 
     def stored(r: MetaResponse | BackendError | None) -> None:
-        if code_of(r) == b"HD":
+        stored = code_of(r) == b"HD"
+        if stored:
             STATS.ring_warmup["fill"] += 1
-        then()
+        then(stored)
 
     if b64:
         new.meta(b"ms %s %d F%d T%d ME b" % (token, len(value), client_flags, exptime), value + b"\r\n", False,
@@ -57,12 +58,33 @@ def fill(new: Handler, token: bytes, b64: bool, resp: MetaResponse, then: Callab
 
 
 def pull(prev: Handler, new: Handler, token: bytes, b64: bool, then: Callable[[], None]) -> None:
-    """Move the previous owner's copy (if any) to the new owner, then call THEN."""
+    """Move the previous owner's copy (if any) to the new owner, then call THEN.
+
+    After a fill the previous owner is asked again: a delete that ran between the first read and
+    the fill removed the previous copy first (see RingRouter._write), so its absence now means
+    the value just filled was deleted meanwhile, and the fill is undone."""
+
+    def recheck(stored: bool) -> None:
+        if not stored:  # nothing filled (a newer write got there first): nothing to undo
+            then()
+            return
+
+        def still_there(resp: MetaResponse | BackendError | None) -> None:
+            if isinstance(resp, MetaResponse) and resp.code == b"EN":
+                STATS.ring_warmup["fill_undone"] += 1
+                if b64:
+                    new.meta(b"md " + token + b" b", None, False, lambda _r: then())
+                else:
+                    new.delete(token, lambda _r: then())
+            else:
+                then()
+
+        read_previous(prev, token, b64, still_there)
 
     def got(resp: MetaResponse | BackendError | None) -> None:
         if isinstance(resp, MetaResponse) and resp.code == b"VA":
             STATS.ring_warmup["read_hit"] += 1
-            fill(new, token, b64, resp, then)
+            fill(new, token, b64, resp, recheck)
         else:
             STATS.ring_warmup["read_miss"] += 1
             then()

@@ -128,13 +128,13 @@ class Runtime:
             await asyncio.sleep(HEALTH_INTERVAL if ok or conn.state == OPEN else HEALTH_INTERVAL / 4)
 
     async def client_timeouts(self) -> None:
-        """Close clients idle longer than idle_timeout, or stuck mid-request past read_timeout."""
-        idle, partial = self.config.idle_timeout, self.config.read_timeout
-        if not idle and not partial:
-            return
-        tick = max(0.05, min(x for x in (idle, partial) if x) / 4)
+        """Close clients idle longer than idle_timeout, or stuck mid-request past read_timeout
+        (read from the config each round: a reload may change them)."""
         while True:
-            await asyncio.sleep(tick)
+            idle, partial = self.config.idle_timeout, self.config.read_timeout
+            await asyncio.sleep(max(0.05, min(x for x in (idle, partial) if x) / 4) if idle or partial else 1.0)
+            if not idle and not partial:
+                continue
             now = clock()  # the clock the clients stamp their activity with
             for client in list(self.clients):
                 if client.in_flight():

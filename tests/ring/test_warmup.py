@@ -112,3 +112,27 @@ def test_prepare_reads_previous_and_writes_both() -> None:
             assert talk(tier.pairs[2].memcached.addr, b"mg %s v\r\n" % key) == b"EN\r\n"
     finally:
         tier.stop()
+
+
+def test_member_change_without_previous_warms_up_from_the_old_list() -> None:
+    """No previous given: the proxy itself saw the members change, the old list is the previous
+    ring; warmup_seconds applies live (set to 0: the warm-up ends, moved keys now miss)."""
+    tier = Tier.start(2, spare=1, warmup_seconds=600)
+    try:
+        keys = [b"implicit:%d" % i for i in range(300)]
+        talk(tier.pairs[0].addr, b"".join(b"set %s 0 0 1\r\nv\r\n" % k for k in keys) + b"mn\r\n", b"MN\r\n")
+        tier.start_proxy(2)
+        tier.members = [0, 1, 2]
+        tier.generation += 1
+        tier.write()
+        deadline_poll(lambda: all(tier.ring_json(i)["generation"] == tier.generation for i in range(2)), 10)
+        moved = [k for k in keys if tier.owner(k) == 2]
+        assert talk(tier.pairs[0].addr, b"get %s\r\n" % moved[0], b"END\r\n").startswith(b"VALUE")
+        assert tier.ring_json(0)["warmup_until"] is not None
+        tier.extra["warmup_seconds"] = 0
+        tier.generation += 1
+        tier.write()
+        deadline_poll(lambda: all(tier.ring_json(i)["generation"] == tier.generation for i in range(2)), 10)
+        assert talk(tier.pairs[0].addr, b"get %s\r\n" % moved[1], b"END\r\n") == b"END\r\n"
+    finally:
+        tier.stop()

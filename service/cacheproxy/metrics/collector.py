@@ -155,8 +155,9 @@ def _ring_families(s: dict) -> Iterable:
     for answer, n in sorted(s.get("ring_owner_down", {}).items()):
         c.add_metric([answer], n)
     yield c
-    c = CounterMetricFamily("cacheproxy_ring_warmup", "Warm-up reads of previous owners (read_hit, read_miss) "
-                            "and fills of new owners (fill)", labels=["event"])
+    c = CounterMetricFamily("cacheproxy_ring_warmup", "Warm-up reads of previous owners (read_hit, read_miss), "
+                            "fills of new owners (fill) and fills undone by a racing delete (fill_undone)",
+                            labels=["event"])
     for event, n in sorted(s.get("ring_warmup", {}).items()):
         c.add_metric([event], n)
     yield c

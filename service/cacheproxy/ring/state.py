@@ -55,10 +55,10 @@ class View:
     """An immutable routing snapshot (one per applied config)."""
 
     __slots__ = ("current", "generation", "owner_down_miss", "prepare", "previous", "settings", "warm",
-                 "warm_until", "warm_until_unix")
+                 "warm_started", "warm_started_unix", "warm_until", "warm_until_unix")
 
     def __init__(self, settings: RingSettings, peers: dict[str, Peer], warm: Sequence[Member] | None,
-                 warm_until: float, warm_until_unix: float | None) -> None:
+                 started: tuple[float, float], until: tuple[float, float | None]) -> None:
         self.settings = settings
         self.generation = settings.generation
         self.current = Placement(settings.members, peers, settings.self_name)
@@ -66,7 +66,8 @@ class View:
         self.prepare = settings.phase == "prepare"
         self.owner_down_miss = settings.owner_down == "miss"
         self.warm = Placement(warm, peers, settings.self_name) if warm else None
-        self.warm_until, self.warm_until_unix = warm_until, warm_until_unix
+        self.warm_started, self.warm_started_unix = started
+        self.warm_until, self.warm_until_unix = until
 
     def read_owner(self, point: int) -> Target:
         if self.prepare and self.previous is not None:
@@ -113,30 +114,32 @@ class RingState:
 
     def apply(self, s: RingSettings) -> View:
         old = self.view
-        now = clock()
+        now, now_unix = clock(), time.time()
         warm: list[Member] | None = None
-        until, until_unix = 0.0, None
+        started, started_unix = now, now_unix  # when the warm-up began (kept across reloads)
         if s.phase == "serve":
             if s.previous:
                 entering = old is None or old.prepare or [m.name for m in old.settings.previous] != [
                     m.name for m in s.previous]
-                if entering or old is None:
-                    warm, until = list(s.previous), now + s.warmup_seconds
-                    until_unix = time.time() + s.warmup_seconds
-                else:
-                    warm, until, until_unix = list(s.previous), old.warm_until, old.warm_until_unix
+                warm = list(s.previous)
+                if not entering and old is not None and old.warm is not None:
+                    started, started_unix = old.warm_started, old.warm_started_unix
             elif old is not None and old.current.names() != [m.name for m in s.members]:
-                warm, until = list(old.current.members), now + s.warmup_seconds
-                until_unix = time.time() + s.warmup_seconds
+                warm = list(old.current.members)
             elif old is not None and old.warm is not None:
-                warm, until, until_unix = list(old.warm.members), old.warm_until, old.warm_until_unix
+                warm, started, started_unix = list(old.warm.members), old.warm_started, old.warm_started_unix
+        # warmup_seconds applies live, also to a warm-up under way.
+        until = started + s.warmup_seconds if warm else 0.0
+        until_unix = started_unix + s.warmup_seconds if warm else None
+        if warm and not s.previous and until <= now:  # an implicit warm-up that ended: forget the old ring
+            warm, until, until_unix = None, 0.0, None
         wanted = {m.name: m for m in [*s.members, *s.previous, *(warm or [])] if m.name != s.self_name}
         for name in list(self.peers):
             if name not in wanted:
                 self.peers.pop(name).retire()
         for member in wanted.values():
             self._peer(member, s)
-        view = View(s, self.peers, warm, until, until_unix)
+        view = View(s, self.peers, warm, (started, started_unix), (until, until_unix))
         if old is None or old.generation != s.generation or old.current.names() != view.current.names() \
                 or old.prepare != view.prepare:
             STATS.ring_changes += old is not None

@@ -14,12 +14,20 @@ from .stats import BUCKETS
 
 
 def merge(snapshots: Iterable[dict]) -> dict:
-    """Sum worker snapshots: counters and gauges add; ``backend_up`` takes the minimum."""
+    """Sum worker snapshots: counters and gauges add; ``backend_up`` and ``ring_member_up`` take the
+    minimum, the ring's size and generation the maximum, and /ring's view is the one with the lowest
+    generation (what every worker has applied)."""
     total: dict = {}
     for snap in snapshots:
         for key, value in snap.items():
-            if key in ("orca", "ring_view"):
-                total[key] = value if value is not None else total.get(key)
+            if key == "orca":
+                total[key] = value
+            elif key == "ring_view":  # the lowest generation: the pod has applied what every worker has
+                kept = total.get(key)
+                if value and (not kept or value["generation"] < kept["generation"]):
+                    total[key] = value
+                else:
+                    total[key] = kept
             elif key in ("ring_members", "ring_generation"):
                 total[key] = max(total.get(key, 0), value)
             elif key in ("latency", "batch_sizes", "ring_latency"):

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import resource
+import signal
 import sys
 
 from . import __version__, compiled
@@ -61,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"cacheproxy: {exc}", file=sys.stderr)
         return 2
+    if config.source[0]:  # SIGHUP re-reads the file once running; until then it must not kill us
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     raise_nofile_limit()
     loop_name = install_event_loop()

@@ -2,7 +2,7 @@
 
 While a ring change warms up, a read that misses on the key's new owner asks the previous owner
 (``mg <key> v f t``: value, client flags, remaining TTL) and, on a hit, adds the value to the new
-owner with that remaining TTL (``ms ... ME``: an *add*, so a write that reached the new owner
+owner with that remaining TTL (``ms ... ME c``: an *add*, so a write that reached the new owner
 meanwhile is never overwritten); the client's request is then served by the new owner as usual.
 """
 
@@ -29,32 +29,45 @@ def read_previous(prev: Handler, token: bytes, b64: bool, cb: Callback) -> None:
         prev.get(token, cb, ttl=True)
 
 
-def fill(new: Handler, token: bytes, b64: bool, resp: MetaResponse, then: Callable[[bool], None]) -> None:
-    """Add RESP's value to the new owner with its remaining TTL, then call THEN(whether it was stored)."""
+def fill(new: Handler, token: bytes, b64: bool, resp: MetaResponse, then: Callable[[int | None], None]) -> None:
+    """Add RESP's value to the new owner with its remaining TTL, then call THEN with the CAS value
+    of the item it stored (0 when stored without one), or None when nothing was stored.
+
+    ``ms <key> <len> F<flags> T<ttl> ME c``: an add that answers the new item's CAS. A value too
+    large for one item (a chunked value) is added through the orca's own store, without a CAS."""
     flags, ttl = resp.flag(b"f"), resp.flag(b"t")
     value = resp.value if resp.value is not None else b""
     try:
         remaining = int(ttl) if ttl is not None else -1
         client_flags = int(flags) if flags is not None else 0
     except ValueError:
-        then(False)
+        then(None)
         return
     if remaining == 0:  # expires this second: nothing worth moving
-        then(False)
+        then(None)
         return
     exptime = 0 if remaining < 0 else remaining
 
-    def stored(r: MetaResponse | BackendError | None) -> None:
-        stored = code_of(r) == b"HD"
-        if stored:
+    def stored_chunked(r: MetaResponse | BackendError | None) -> None:
+        if code_of(r) == b"HD":
             STATS.ring_warmup["fill"] += 1
-        then(stored)
+            then(0)
+        else:
+            then(None)
 
-    if b64:
-        new.meta(b"ms %s %d F%d T%d ME b" % (token, len(value), client_flags, exptime), value + b"\r\n", False,
-                 stored)
-    else:
-        new.store(b"E", token, client_flags, exptime, value, 0, stored)
+    def stored(r: MetaResponse | BackendError | None) -> None:
+        code = code_of(r)
+        if code == b"HD" and isinstance(r, MetaResponse):
+            STATS.ring_warmup["fill"] += 1
+            cas = r.flag(b"c")
+            then(int(cas) if cas is not None and cas.isdigit() else 0)
+        elif code in (b"NS", b"EX", b"NF") or b64:
+            then(None)  # a newer write got there first
+        else:  # SERVER_ERROR object too large: a chunked value
+            new.store(b"E", token, client_flags, exptime, value, 0, stored_chunked)
+
+    line = b"ms %s %d F%d T%d ME c%s" % (token, len(value), client_flags, exptime, b" b" if b64 else b"")
+    new.meta(line, value + b"\r\n", False, stored)
 
 
 def pull(prev: Handler, new: Handler, token: bytes, b64: bool, then: Callable[[], None]) -> None:
@@ -62,20 +75,22 @@ def pull(prev: Handler, new: Handler, token: bytes, b64: bool, then: Callable[[]
 
     After a fill the previous owner is asked again: a delete that ran between the first read and
     the fill removed the previous copy first (see RingRouter._write), so its absence now means
-    the value just filled was deleted meanwhile, and the fill is undone."""
+    the value may have been deleted meanwhile, and the fill is undone if the new owner still holds
+    exactly the item filled (``md <key> C<cas>``: a write that replaced it since is kept)."""
 
-    def recheck(stored: bool) -> None:
-        if not stored:  # nothing filled (a newer write got there first): nothing to undo
+    def recheck(cas: int | None) -> None:
+        if not cas:  # nothing filled (a newer write got there first), or no CAS to undo it safely
             then()
             return
 
         def still_there(resp: MetaResponse | BackendError | None) -> None:
             if isinstance(resp, MetaResponse) and resp.code == b"EN":
-                STATS.ring_warmup["fill_undone"] += 1
-                if b64:
-                    new.meta(b"md " + token + b" b", None, False, lambda _r: then())
-                else:
-                    new.delete(token, lambda _r: then())
+                def undone(r: MetaResponse | BackendError | None) -> None:
+                    if code_of(r) == b"HD":
+                        STATS.ring_warmup["fill_undone"] += 1
+                    then()
+
+                new.meta(b"md %s C%d%s" % (token, cas, b" b" if b64 else b""), None, False, undone)
             else:
                 then()
 

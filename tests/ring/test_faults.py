@@ -136,3 +136,18 @@ def test_flush_all_reaches_every_member(tier: Tier) -> None:
         for key in keys[:10]:
             assert c.get(key) == b"END\r\n"
     c.close()
+
+
+def test_owner_down_error_answers_server_error() -> None:
+    tier = Tier.start(3, owner_down="error")
+    try:
+        by_owner = fill(tier)
+        tier.pairs[2].memcached.stop(signal.SIGKILL)
+        c = Client(tier.pairs[0].addr)
+        answers = [c.get(key) for key in by_owner[2][:10]]
+        assert all(a.startswith(b"SERVER_ERROR") for a in answers), answers
+        assert b"SERVER_ERROR ring member %s down\r\n" % tier.pairs[2].name.encode() in answers
+        c.close()
+        check_others(tier, by_owner, down=2, via=0)
+    finally:
+        tier.stop()

@@ -19,6 +19,8 @@ import os
 import signal
 from typing import TYPE_CHECKING
 
+import yaml
+
 from .config import Config, load
 from .metrics.stats import STATS
 
@@ -69,11 +71,7 @@ class Reloader:
         self.seen = _signature(self.path)
         try:
             new = load(self.path, self.overrides)
-        except (OSError, ValueError) as exc:  # (yaml's errors are ValueErrors)
-            STATS.config_reloads["refused"] += 1
-            log.error("config reload (%s) refused, the running config keeps serving: %s", why, exc)
-            return False
-        except Exception as exc:  # a YAML syntax error
+        except (OSError, ValueError, TypeError, yaml.YAMLError) as exc:  # unreadable, invalid, not YAML
             STATS.config_reloads["refused"] += 1
             log.error("config reload (%s) refused, the running config keeps serving: %s", why, exc)
             return False

@@ -37,12 +37,6 @@ class RingSettings:
     peer_connections: int = 4  # pooled, pipelined connections to each peer
     probe_interval: float = 0.25  # how often a down member is asked whether it is back
 
-    def member(self, name: str) -> Member | None:
-        for m in self.members:
-            if m.name == name:
-                return m
-        return None
-
 
 _KEYS = {"self": "self_name", "generation": "generation", "members": "members", "previous": "previous",
          "phase": "phase", "peer_listen": "peer_listen", "warmup_seconds": "warmup_seconds",

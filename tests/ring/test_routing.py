@@ -4,6 +4,7 @@ answers across owners are byte-exact in text, meta and binary."""
 
 from __future__ import annotations
 
+import base64
 import random
 import socket
 import struct
@@ -160,3 +161,43 @@ def test_chunked_values_live_on_their_owner() -> None:
             assert items >= owned * 4  # a metadata item and at least three 1 MiB chunks per value
     finally:
         tier.stop()
+
+
+def binary_set(key: bytes, value: bytes, flags: int, opaque: int) -> bytes:
+    extras = struct.pack(">II", flags, 0)
+    body = extras + key + value
+    return struct.pack(">BBHBBHIIQ", 0x80, 0x01, len(key), len(extras), 0, 0, len(body), opaque, 0) + body
+
+
+def read_frames(sock: socket.socket, count: int) -> list[tuple[int, int, bytes, bytes]]:
+    """COUNT response frames: (status, opaque, key, value)."""
+    buf, frames = b"", []
+    while len(frames) < count:
+        while len(buf) < 24 or len(buf) < 24 + struct.unpack_from(">I", buf, 8)[0]:
+            chunk = sock.recv(65536)
+            assert chunk
+            buf += chunk
+        _, _, keylen, extlen, _, status, total, opaque, _ = struct.unpack_from(">BBHBBHIIQ", buf)
+        body = buf[24:24 + total]
+        frames.append((status, opaque, body[extlen:extlen + keylen], body[extlen + keylen:]))
+        buf = buf[24 + total:]
+    return frames
+
+
+def test_binary_writes_and_unsafe_keys_reach_their_owner(tier: Tier) -> None:
+    """Binary sets through one proxy, getk through another; keys with spaces travel base64 and are
+    hashed decoded, so they land on the same owner a text client's key would."""
+    keys = [b"binw:%d" % i for i in range(20)] + [b"has space:%d" % i for i in range(10)]
+    host, port = tier.pairs[0].addr.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(b"".join(binary_set(k, b"v" + k, 7, i) for i, k in enumerate(keys)))
+        assert [f[0] for f in read_frames(s, len(keys))] == [0] * len(keys)
+    host, port = tier.pairs[2].addr.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(b"".join(binary_frame(0x0C, k, i) for i, k in enumerate(keys)))  # getk
+        frames = read_frames(s, len(keys))
+    assert [(f[0], f[2], f[3]) for f in frames] == [(0, k, b"v" + k) for k in keys]
+    for key in keys[20:]:
+        owner = tier.pairs[tier.owner(key)].memcached.addr
+        token = base64.b64encode(key)
+        assert talk(owner, b"mg %s b v\r\n" % token, b"\r\n").startswith(b"VA")

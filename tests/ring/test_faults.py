@@ -151,3 +151,18 @@ def test_owner_down_error_answers_server_error() -> None:
         check_others(tier, by_owner, down=2, via=0)
     finally:
         tier.stop()
+
+
+def test_peers_named_by_host_name_are_resolved() -> None:
+    """Peers given as ``localhost:PORT`` (resolved with getaddrinfo on every connect, so again
+    after a member comes back): forwarding works, and again after the member's proxy restarts."""
+    tier = Tier.start(3, peer_host="localhost")
+    try:
+        by_owner = fill(tier)
+        check_others(tier, by_owner, down=-1, via=1)
+        tier.pairs[2].proxy.stop()
+        tier.start_proxy(2)
+        took = wait_recovered(tier, by_owner[2], via=0, deadline_s=10)
+        print(f"member proxy restarted -> keys served again after {took:.2f}s")
+    finally:
+        tier.stop()

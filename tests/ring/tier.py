@@ -49,11 +49,13 @@ class Tier:
     generation: int = 1
     extra: dict = field(default_factory=dict)  # more ring: keys
     top: dict = field(default_factory=dict)  # more top-level config keys (chunking, batching...)
+    peer_host: str = "127.0.0.1"  # how members name each other's peer ports (a name is resolved)
 
     @classmethod
-    def start(cls, n: int, spare: int = 0, top: dict | None = None, **ring_extra: object) -> Tier:
+    def start(cls, n: int, spare: int = 0, top: dict | None = None, peer_host: str = "127.0.0.1",
+              **ring_extra: object) -> Tier:
         directory = Path(tempfile.mkdtemp(prefix="ring-tier-"))
-        tier = cls(directory / "cacheproxy.yaml", extra=dict(ring_extra), top=dict(top or {}))
+        tier = cls(directory / "cacheproxy.yaml", extra=dict(ring_extra), top=dict(top or {}), peer_host=peer_host)
         for i in range(n + spare):
             tier.pairs.append(Pair(i, start_memcached(), free_port(), free_port()))
         tier.members = list(range(n))
@@ -64,7 +66,7 @@ class Tier:
 
     def member_entry(self, i: int) -> dict:
         p = self.pairs[i]
-        return {"name": p.name, "peer": f"127.0.0.1:{p.peer_port}"}
+        return {"name": p.name, "peer": f"{self.peer_host}:{p.peer_port}"}
 
     def write(self, previous: list[int] | None = None, phase: str = "serve", text: str | None = None) -> None:
         """Rewrite the shared config as the kubelet updates a ConfigMap: an atomic rename."""

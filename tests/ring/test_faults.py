@@ -147,8 +147,10 @@ def test_owner_down_error_answers_server_error() -> None:
         answers = [c.get(key) for key in by_owner[2][:10]]
         assert all(a.startswith(b"SERVER_ERROR") for a in answers), answers
         assert b"SERVER_ERROR ring member %s down\r\n" % tier.pairs[2].name.encode() in answers
-        c.close()
         check_others(tier, by_owner, down=2, via=0)
+        # flush_all is OK only when every member answered OK.
+        assert c.call(b"flush_all\r\n", (b"\r\n",)).startswith(b"SERVER_ERROR")
+        c.close()
     finally:
         tier.stop()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import tempfile
 import urllib.request
@@ -110,6 +111,7 @@ class Tier:
                 with_cont(p.proxy)
                 p.proxy.stop()
             p.memcached.stop()
+        shutil.rmtree(self.config.parent, ignore_errors=True)
 
 
 def with_cont(proc: Proc) -> None:

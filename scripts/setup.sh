@@ -51,5 +51,8 @@ if [ "$want_test" = --test ]; then
   [ -x scripts/k8s/build-control-plane.sh ] && bash scripts/k8s/build-control-plane.sh
   [ -x scripts/k8s/get-helm.sh ] && { [ -x "$HOME/.cache/k8s-1.20.2/helm" ] || bash scripts/k8s/get-helm.sh; }
   bash bench/build.sh >/dev/null 2>&1 || true
+  # pylibmc (built against libmemcached-dev): the ring's golden test against a real client library.
+  .venv/bin/python -c 'import pylibmc' 2>/dev/null || .venv/bin/python -m pip install -q pylibmc \
+    || echo "setup: pylibmc did not install; tests/ring skips its pylibmc comparison"
 fi
 echo "setup: done"

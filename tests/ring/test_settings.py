@@ -8,6 +8,9 @@ import urllib.request
 
 import pytest
 from cacheproxy.config import load
+from cacheproxy_operator.manifests import Owner, RingView
+from cacheproxy_operator.manifests.config import config_text
+from cacheproxy_operator.spec import with_defaults
 
 from tests.ring.tier import Tier
 
@@ -58,3 +61,24 @@ def test_ring_endpoint_answers_the_contract() -> None:
         assert "cacheproxy_ring_members 2.0" in body and "cacheproxy_ring_generation 1.0" in body
     finally:
         tier.stop()
+
+
+@pytest.mark.parametrize("view", [
+    {"generation": 1, "phase": "serve", "members": 3, "previous": 0},
+    {"generation": 4, "phase": "prepare", "members": 4, "previous": 3},
+    {"generation": 5, "phase": "serve", "members": 3, "previous": 4},
+])
+def test_the_operators_config_file_loads_as_written(tmp_path, monkeypatch, view: dict) -> None:
+    """The ConfigMap the operator writes (with the self name from CACHEPROXY_RING_SELF, as the pod
+    gets it) is accepted, with the members, phase and previous it says."""
+    owner = Owner(name="cache", namespace="apps", uid="u")
+    spec = with_defaults({"replicas": view["members"], "ring": {"warmupSeconds": 30, "ownerDown": "error"}})
+    path = tmp_path / "config.yaml"
+    path.write_text(config_text(owner, spec, RingView(**view)))
+    monkeypatch.setenv("CACHEPROXY_RING_SELF", "cache-1.cache-headless.apps.svc")
+    ring = load(path).ring
+    assert ring is not None and ring.self_name == "cache-1.cache-headless.apps.svc"
+    assert [m.name for m in ring.members] == [f"cache-{i}.cache-headless.apps.svc" for i in range(view["members"])]
+    assert ring.members[0].peer == "cache-0.cache-headless.apps.svc:11212"
+    assert (ring.generation, ring.phase, len(ring.previous)) == (view["generation"], view["phase"], view["previous"])
+    assert (ring.warmup_seconds, ring.owner_down) == (30.0, "error")

@@ -103,21 +103,52 @@ LOCK_STRIPES = 1024
 
 
 class Levels:
-    """Awaitable access to one level's handler: ``await level.call("get", key, cas=True)``."""
+    """Awaitable access to one level's handler: ``await level.get(key, cas=True)``. Each method is
+    the handler's operation of the same name, its callback turned into a future (a late answer
+    after the future is done is dropped)."""
 
     __slots__ = ("handler", "loop", "name")
 
     def __init__(self, name: str, handler: Handler, loop: asyncio.AbstractEventLoop) -> None:
         self.name, self.handler, self.loop = name, handler, loop
 
-    def call(self, method: str, *args: Any, **kwargs: Any) -> asyncio.Future:
+    def _pending(self) -> tuple[asyncio.Future, Callback]:
         fut = self.loop.create_future()
 
         def done(resp: Any) -> None:
             if not fut.done():
                 fut.set_result(resp)
 
-        getattr(self.handler, method)(*args, done, **kwargs)
+        return fut, done
+
+    def get(self, key: bytes, *, cas: bool = False, exptime: int | None = None, ttl: bool = False) -> asyncio.Future:
+        fut, done = self._pending()
+        self.handler.get(key, done, cas=cas, exptime=exptime, ttl=ttl)
+        return fut
+
+    def store(self, mode: bytes, key: bytes, flags: int, exptime: int, data: bytes, cas_unique: int) -> asyncio.Future:
+        fut, done = self._pending()
+        self.handler.store(mode, key, flags, exptime, data, cas_unique, done)
+        return fut
+
+    def delete(self, key: bytes, *, base64: bool = False) -> asyncio.Future:
+        fut, done = self._pending()
+        self.handler.delete(key, done, base64=base64)
+        return fut
+
+    def touch(self, key: bytes, exptime: int) -> asyncio.Future:
+        fut, done = self._pending()
+        self.handler.touch(key, exptime, done)
+        return fut
+
+    def meta(self, line: bytes, data: bytes | None, quiet: bool) -> asyncio.Future:
+        fut, done = self._pending()
+        self.handler.meta(line, data, quiet, done)
+        return fut
+
+    def text(self, line: bytes, multiline: bool) -> asyncio.Future:
+        fut, done = self._pending()
+        self.handler.text(line, multiline, done)
         return fut
 
 
@@ -298,23 +329,23 @@ class L1L2:
 
     async def _get(self, key: bytes, cas: bool, exptime: int | None) -> Any:
         if not cas:
-            r1 = await self.l1.call("get", key, exptime=exptime)
+            r1 = await self.l1.get(key, exptime=exptime)
             c1 = code_of(r1)
             if c1 == b"VA":
                 STATS.lookups[("l1", "hit")] += 1
                 if exptime is not None:  # gat: keep L2's TTL in step
-                    await self.l2.call("touch", key, exptime)
+                    await self.l2.touch(key, exptime)
                 return r1
             if c1 != b"EN":
                 STATS.lookups[("l1", "error")] += 1  # fall through to the source of truth
             else:
                 STATS.lookups[("l1", "miss")] += 1
-        r2 = await self.l2.call("get", key, cas=cas, exptime=exptime, ttl=True)
+        r2 = await self.l2.get(key, cas=cas, exptime=exptime, ttl=True)
         c2 = code_of(r2)
         if c2 == b"VA":
             STATS.lookups[("l2", "hit")] += 1
             if cas and exptime is not None:  # gats: L1's copy (if any) takes the new TTL too
-                await self.l1.call("touch", key, exptime)
+                await self.l1.touch(key, exptime)
             if self.promote and (exptime is None or exptime >= 0):
                 await self._promote(key, r2)
         elif c2 == b"EN":
@@ -330,9 +361,9 @@ class L1L2:
         if ttl == 0 or ttl < -1:
             return  # about to expire (or expired) in L2: not worth an L1 copy
         flags = int(resp.flag(b"f") or b"0")
-        adding = self.l1.call("store", ADD, key, flags, 0 if ttl < 0 else ttl, resp.value, 0)
+        adding = self.l1.store(ADD, key, flags, 0 if ttl < 0 else ttl, resp.value or b"", 0)
         if fetched:  # pipelined behind the add: marks L1's copy fetched, as the read made L2's
-            await self.l1.call("meta", b"mg " + key, None, False)
+            await self.l1.meta(b"mg " + key, None, False)
         if code_of(await adding) == b"HD":
             STATS.l2_promotions += 1
 
@@ -442,37 +473,37 @@ class L1L2:
         return start
 
     async def _level_meta(self, key: bytes, level: Levels, line: bytes, data: bytes | None, quiet: bool) -> Any:
-        return await level.call("meta", line, data, quiet)
+        return await level.meta(line, data, quiet)
 
     async def _mg(self, key: bytes, line: bytes, quiet: bool, parsed: MetaLine) -> Any:
-        r1 = await self.l1.call("meta", line, None, quiet)
+        r1 = await self.l1.meta(line, None, quiet)
         if not ((quiet and r1 is None) or code_of(r1) == b"EN"):
             STATS.lookups[("l1", "hit" if code_of(r1) in (b"VA", b"HD") else "error")] += 1
             return r1
         STATS.lookups[("l1", "miss")] += 1
-        r2 = await self.l2.call("meta", line, None, quiet)
+        r2 = await self.l2.meta(line, None, quiet)
         c2 = code_of(r2)
         STATS.lookups[("l2", "hit" if c2 in (b"VA", b"HD") else "miss")] += 1
         if self.promote and c2 in (b"VA", b"HD") and not parsed.base64 and not has_lease_state(r2):
-            item = await self.l2.call("get", key, ttl=True)
+            item = await self.l2.get(key, ttl=True)
             if code_of(item) == b"VA":
                 await self._promote(key, item, fetched=not parsed.has(NO_BUMP))
         return r2
 
     async def _mg_l2(self, key: bytes, line: bytes, quiet: bool, parsed: MetaLine) -> Any:
-        r2 = await self.l2.call("meta", line, None, quiet)
+        r2 = await self.l2.meta(line, None, quiet)
         STATS.lookups[("l2", "hit" if code_of(r2) in (b"VA", b"HD") else "miss")] += 1
         if isinstance(r2, MetaResponse) and has_lease_state(r2) and key:
             # a lease was taken or shown: the item's state is L2's alone, L1 must not answer for it
-            await self.l1.call("delete", key, base64=parsed.base64)
+            await self.l1.delete(key, base64=parsed.base64)
             return r2
         ttl = parsed.flag(b"T")
         if ttl is not None and key and isinstance(r2, MetaResponse | None):
             b64 = b" b" if parsed.base64 else b""
             if code_of(r2) in (b"VA", b"HD"):
-                await self.l1.call("meta", b"mg %s T%s%s" % (key, ttl, b64), None, False)
+                await self.l1.meta(b"mg %s T%s%s" % (key, ttl, b64), None, False)
             elif r2 is None or r2.code == b"EN":
-                await self.l1.call("delete", key, base64=parsed.base64)
+                await self.l1.delete(key, base64=parsed.base64)
         return r2
 
     def text(self, line: bytes, multiline: bool, cb: Callback) -> None:
@@ -480,10 +511,10 @@ class L1L2:
 
     async def _text(self, key: bytes, line: bytes, multiline: bool) -> Any:
         if line.startswith(b"flush_all"):
-            r2 = await self.l2.call("text", line, multiline)
-            await self.l1.call("text", line, multiline)
+            r2 = await self.l2.text(line, multiline)
+            await self.l1.text(line, multiline)
             return r2
-        return await self.l1.call("text", line, multiline)
+        return await self.l1.text(line, multiline)
 
     def close(self) -> None:
         """The client went away. Every callback still owed is answered (a handler's queue, or an

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.differential.layouts import LayoutTarget, start_direct
 from tests.differential.run import Target, start_target
 
 
@@ -36,3 +37,20 @@ def proxy_target(request: pytest.FixtureRequest, _proxy_holder: dict[str, Target
     if kind not in _proxy_holder:
         _proxy_holder[kind] = start_target(kind)
     return _proxy_holder[kind]
+
+
+# The layout matrix (test_matrix.py, test_binary_matrix.py): memcached alone, and the proxy in
+# each layout, started on first use and kept for the module.
+@pytest.fixture(scope="module")
+def direct() -> Iterator[LayoutTarget]:
+    target = start_direct()
+    yield target
+    target.stop()
+
+
+@pytest.fixture(scope="module")
+def layouts() -> Iterator[dict[str, LayoutTarget]]:
+    started: dict[str, LayoutTarget] = {}
+    yield started
+    for target in started.values():
+        target.stop()

@@ -9,14 +9,12 @@ the next step's status). GETE, Rend's extension, is not memcached's: tests/binar
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from cacheproxy.protocol.binary import Op
 
 from tests.binary.harness import normalise, run_script
 from tests.binary.scripts import SCRIPTS, arith, get, simple, store, touch
-from tests.differential.layouts import LAYOUTS, STATES, LayoutTarget, start_direct, start_layout
+from tests.differential.layouts import LAYOUTS, STATES, LayoutTarget, start_layout
 from tests.differential.matrix import ITEMS
 
 
@@ -49,21 +47,6 @@ SEEDED: dict[str, list] = {
 # depend on a server's history, and the proxy's are L1's (docs/memcached-behaviour.md)
 CORPUS = {name: steps for name, steps in SCRIPTS.items() if "stat" not in name and name != "unknown_opcodes"}
 ALL = {**{f"seeded_{k}": v for k, v in SEEDED.items()}, **CORPUS}
-
-
-@pytest.fixture(scope="module")
-def direct() -> Iterator[LayoutTarget]:
-    target = start_direct()
-    yield target
-    target.stop()
-
-
-@pytest.fixture(scope="module")
-def layouts() -> Iterator[dict[str, LayoutTarget]]:
-    started: dict[str, LayoutTarget] = {}
-    yield started
-    for target in started.values():
-        target.stop()
 
 
 @pytest.mark.parametrize("state", STATES)

@@ -3,29 +3,12 @@ or nowhere, must get the same bytes from the proxy as from memcached (see layout
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from tests.differential.harness import Script, compare, run_script
-from tests.differential.layouts import LAYOUTS, STATES, LayoutTarget, start_direct, start_layout
+from tests.differential.layouts import LAYOUTS, STATES, LayoutTarget, start_layout
 from tests.differential.matrix import DIFFERENCES, ITEMS, MATRIX
 from tests.differential.run import self_check
-
-
-@pytest.fixture(scope="module")
-def direct() -> Iterator[LayoutTarget]:
-    target = start_direct()
-    yield target
-    target.stop()
-
-
-@pytest.fixture(scope="module")
-def layouts() -> Iterator[dict[str, LayoutTarget]]:
-    started: dict[str, LayoutTarget] = {}
-    yield started
-    for target in started.values():
-        target.stop()
 
 
 def layout_target(layouts: dict[str, LayoutTarget], layout: str) -> LayoutTarget:

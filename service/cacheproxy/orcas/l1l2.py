@@ -543,11 +543,15 @@ class Reply:
             try:
                 step(resp)
             except Exception:
-                log.exception("L1L2 operation failed")
-                STATS.errors["server_error"] += 1
-                self(BackendError("proxy internal error"))
+                self.internal_error()
 
         return run
+
+    def internal_error(self) -> None:
+        """A bug in a step: logged with its traceback, counted, and answered SERVER_ERROR."""
+        log.exception("L1L2 operation failed")
+        STATS.errors["server_error"] += 1
+        self(BackendError("proxy internal error"))
 
 
 def _guarded_start(start: Callable[[Reply], None], answer: Callback) -> None:
@@ -555,9 +559,7 @@ def _guarded_start(start: Callable[[Reply], None], answer: Callback) -> None:
     try:
         start(reply)
     except Exception:
-        log.exception("L1L2 operation failed")
-        STATS.errors["server_error"] += 1
-        reply(BackendError("proxy internal error"))
+        reply.internal_error()
 
 
 class L1L2Batch(L1L2):

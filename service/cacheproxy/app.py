@@ -9,6 +9,7 @@ import contextlib
 import gc
 import logging
 import signal
+import ssl
 from collections.abc import Callable
 from functools import partial
 
@@ -57,12 +58,13 @@ class Runtime:
     """Process-wide state shared by every client connection: the current config, the composed
     stages, the open clients, backend health, the drain."""
 
-    def __init__(self, config: Config, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, config: Config, loop: asyncio.AbstractEventLoop, *,
+                 peer_ssl: ssl.SSLContext | None = None) -> None:
         self.config = config
         self.loop = loop
         self.clients: set = set()
         self.draining = False
-        self.composition = Composition(config, loop)
+        self.composition = Composition(config, loop, peer_ssl=peer_ssl)
         self.backend_ok: dict[str, bool] = {"l1": False}
         if config.l2:
             self.backend_ok["l2"] = False
@@ -193,11 +195,11 @@ async def serve(config: Config, *, admin: bool = True, ready_event: asyncio.Even
     """Run the proxy until SIGTERM/SIGINT, then drain. ``ready_hook`` receives the readiness
     function (used by ``--workers`` to report each worker's readiness to the parent)."""
     loop = asyncio.get_running_loop()
-    runtime = Runtime(config, loop)
+    security = Security(config)  # TLS listeners, admin TLS, the peers' mTLS, rotation (listener/secure.py)
+    runtime = Runtime(config, loop, peer_ssl=security.peer_client_context)
     tune_gc()
     if ready_hook is not None:
         ready_hook(runtime.ready)
-    security = Security(config)  # TLS listeners, admin TLS, rotation (listener/secure.py)
     reuse_port = config.workers > 1
     servers = await security.client_listeners(runtime.port, runtime.sessions, reuse_port=reuse_port)
     if config.batch_listen:
@@ -206,8 +208,11 @@ async def serve(config: Config, *, admin: bool = True, ready_event: asyncio.Even
                                     reuse_port=reuse_port))
     ring = config.ring
     if runtime.peer_port is not None and ring is not None:  # the ring's peer port (docs/ring.md)
-        servers.append(await listen(runtime.peer_port, parse_address(ring.peer_listen), reuse_port=reuse_port))
-        log.info("ring peer port on %s (member %s, generation %d)", ring.peer_listen, ring.self_name, ring.generation)
+        servers.append(await listen(runtime.peer_port, parse_address(ring.peer_listen), reuse_port=reuse_port,
+                                    ssl_context=security.peer_server_context,
+                                    handshake_timeout=config.tls_handshake_timeout))
+        log.info("ring peer port on %s%s (member %s, generation %d)", ring.peer_listen,
+                 " (mTLS)" if security.peer_server_context is not None else "", ring.self_name, ring.generation)
     runners = await security.admin_sites(STATS.snapshot, runtime.ready) if admin else []
     reloader = Reloader(runtime)
     tasks = [loop.create_task(sweep_forever()), loop.create_task(runtime.client_timeouts()),

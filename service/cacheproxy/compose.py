@@ -15,6 +15,7 @@ of the process; :data:`RESTART_KEYS` names those keys for the reloader.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Callable
 
 from .backends.connection import BackendConnection
@@ -41,14 +42,16 @@ RESTART_KEYS = ("listen", "admin", "batch_listen", "l1", "l2", "orca", "locked",
 class Composition:
     """The pools shared by every client connection, and the factories built on them."""
 
-    def __init__(self, config: Config, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, config: Config, loop: asyncio.AbstractEventLoop, *,
+                 peer_ssl: ssl.SSLContext | None = None) -> None:
+        """PEER_SSL: the client context the ring's connections to peers use (mTLS), or None."""
         self.config = config
         self.loop = loop
         self.pools: dict[str, BackendPool] = {}
         self.locks = StripedLocks() if config.locked else None
         self.ring: RingState | None = None
         if config.ring is not None:
-            self.ring = RingState(config.backend_timeout, max_batch=config.batching.max_batch)
+            self.ring = RingState(config.backend_timeout, max_batch=config.batching.max_batch, ssl_context=peer_ssl)
             self.ring.apply(config.ring)
             STATS.ring_view = self.ring.describe  # GET /ring
 

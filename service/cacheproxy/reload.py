@@ -26,6 +26,8 @@ from .metrics.stats import STATS
 log = logging.getLogger("cacheproxy.reload")
 
 POLL_INTERVAL = 1.0
+# The peer port and its certificates' paths are fixed at start (the files themselves rotate live).
+_RING_RESTART_ONLY = ("peer_listen", "peer_tls_cert", "peer_tls_key", "peer_tls_ca")
 RESTART_ONLY = (*RESTART_KEYS, "tls_cert", "tls_key", "tls_ca", "plain_listen", "admin_tls_listen", "auth_file")
 LIVE_RING = ("self_name", "generation", "members", "previous", "phase", "warmup_seconds", "owner_down",
              "down_after", "peer_connections", "probe_interval")
@@ -98,9 +100,12 @@ def live_part(old: Config, new: Config) -> Config:
     if (old.ring is None) != (new.ring is None):
         log.warning("config reload: adding or removing the ring section needs a restart")
         new_ring = old.ring
-    elif old.ring is not None and new.ring is not None and new.ring.peer_listen != old.ring.peer_listen:
-        log.warning("config reload: ring.peer_listen changed, which needs a restart (still %s)", old.ring.peer_listen)
-        new_ring = dataclasses.replace(new.ring, peer_listen=old.ring.peer_listen)
+    elif old.ring is not None and new.ring is not None:
+        kept = {key: getattr(old.ring, key) for key in _RING_RESTART_ONLY}
+        for key, value in kept.items():
+            if getattr(new.ring, key) != value:
+                log.warning("config reload: ring.%s changed, which needs a restart (still %s)", key, value)
+        new_ring = dataclasses.replace(new.ring, **kept)
     else:
         new_ring = new.ring
     merged = dataclasses.replace(new, ring=new_ring, **keep)

@@ -5,7 +5,8 @@ connection keeps a FIFO of (answer shape, callback, time sent) and cuts the inco
 into answers by those shapes. Writes made during one event-loop turn are coalesced into one
 ``write`` call. A connection that breaks fails its in-flight requests with
 :class:`BackendError` at once (clients get ``SERVER_ERROR``, never a hang), and reconnects on
-the next request after a jittered, growing back-off.
+the next request after a jittered, growing back-off. With an ``ssl_context`` (a ring peer's
+port) the connection speaks TLS; a failed handshake counts as a failed connect.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import logging
 import random
 import select
+import ssl
 from collections.abc import Callable
 from typing import Final, Protocol, cast
 
@@ -53,11 +55,13 @@ class BackendConnection(asyncio.Protocol):
 
     __slots__ = ("_answered", "_backoff", "_buf", "_connect_task", "_flush_scheduled", "_out", "_retry_at", "address",
                  "busy_since", "count_batches", "flush_delay", "last_progress", "loop", "max_batch", "name", "on_close",
-                 "pending", "state", "timeout", "transport", "watch", "watched")
+                 "pending", "ssl_context", "state", "timeout", "transport", "watch", "watched")
 
     def __init__(self, address: Address, name: str = "l1", timeout: float = 2.0, *, max_batch: int = 0,
-                 flush_delay: float = 0.0, count_batches: bool = False) -> None:
+                 flush_delay: float = 0.0, count_batches: bool = False,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.address, self.name, self.timeout = address, name, timeout
+        self.ssl_context = ssl_context  # TLS to the other end (a ring peer's port); None: plain
         self.max_batch, self.flush_delay, self.count_batches = max_batch, flush_delay, count_batches
         self.loop = asyncio.get_event_loop()
         # A list, not a deque: an empty deque costs ~600 bytes, one per client in L1Only; answered
@@ -144,7 +148,7 @@ class BackendConnection(asyncio.Protocol):
             if addr.is_unix:
                 await self.loop.create_unix_connection(lambda: self, addr.path)
             else:
-                await self.loop.create_connection(lambda: self, addr.host, addr.port)
+                await self.loop.create_connection(lambda: self, addr.host, addr.port, ssl=self.ssl_context)
         except OSError as exc:
             STATS.backend_errors[(self.name, "connect")] += 1
             self._fail(f"backend {self.name} unavailable: {exc.strerror or exc}")

@@ -10,6 +10,8 @@ bounded number of times on another connection first (see :meth:`send_read`).
 
 from __future__ import annotations
 
+import ssl
+
 from ..metrics.stats import STATS
 from .address import Address
 from .connection import CLOSED, OPEN, BackendConnection, Callback
@@ -19,16 +21,19 @@ from .sweeper import track
 
 class BackendPool:
     def __init__(self, address: Address, name: str, *, size: int = 8, timeout: float = 2.0,
-                 max_batch: int = 64, flush_us: int = 0, grow_at: int = 32, read_retries: int = 2) -> None:
+                 max_batch: int = 64, flush_us: int = 0, grow_at: int = 32, read_retries: int = 2,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.address, self.name, self.size, self.timeout = address, name, max(1, size), timeout
         self.max_batch, self.flush_delay, self.grow_at = max_batch, flush_us / 1e6, grow_at
         self.read_retries = read_retries
+        self.ssl_context = ssl_context  # every connection of the pool speaks TLS with it (ring peers)
         self.conns: list[BackendConnection] = []
         self._next = 0
 
     def _new(self) -> BackendConnection:
         conn = track(BackendConnection(self.address, self.name, self.timeout, max_batch=self.max_batch,
-                                       flush_delay=self.flush_delay, count_batches=True))
+                                       flush_delay=self.flush_delay, count_batches=True,
+                                       ssl_context=self.ssl_context))
         self.conns.append(conn)
         return conn
 

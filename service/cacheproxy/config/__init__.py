@@ -131,6 +131,10 @@ class Config:
             path = getattr(self, name)
             if path and not Path(path).is_file():
                 raise ValueError(f"{name}: {path} is not a readable file")
+        for name in ring_settings.PEER_TLS_KEYS if self.ring is not None else ():
+            path = getattr(self.ring, name)
+            if path and not Path(path).is_file():
+                raise ValueError(f"ring.{name}: {path} is not a readable file")
         if self.auth_file:
             Credentials.load(self.auth_file)  # memcached refuses to start on a malformed file, so do we
         if self.tls_handshake_timeout <= 0:

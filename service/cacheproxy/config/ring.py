@@ -36,12 +36,23 @@ class RingSettings:
     down_after: int = 3  # consecutive failed forwarded requests that mark a member down
     peer_connections: int = 4  # pooled, pipelined connections to each peer
     probe_interval: float = 0.25  # how often a down member is asked whether it is back
+    # mTLS between members (all three or none): the peer port requires a certificate signed by
+    # peer_tls_ca, and this proxy presents peer_tls_cert when it forwards (docs/security.md).
+    peer_tls_cert: str | None = None
+    peer_tls_key: str | None = None
+    peer_tls_ca: str | None = None
+
+    @property
+    def peer_tls(self) -> bool:
+        return bool(self.peer_tls_cert)
 
 
 _KEYS = {"self": "self_name", "generation": "generation", "members": "members", "previous": "previous",
          "phase": "phase", "peer_listen": "peer_listen", "warmup_seconds": "warmup_seconds",
          "owner_down": "owner_down", "down_after": "down_after", "peer_connections": "peer_connections",
-         "probe_interval": "probe_interval"}
+         "probe_interval": "probe_interval", "peer_tls_cert": "peer_tls_cert", "peer_tls_key": "peer_tls_key",
+         "peer_tls_ca": "peer_tls_ca"}
+PEER_TLS_KEYS = ("peer_tls_cert", "peer_tls_key", "peer_tls_ca")
 
 
 def _members(value: Any, where: str) -> list[Member]:
@@ -124,6 +135,10 @@ def validate(s: RingSettings) -> RingSettings:
             raise ValueError("a unix socket")
     except ValueError as exc:
         raise ValueError(f"ring.peer_listen must be HOST:PORT ({exc})") from None
+    given = [key for key in PEER_TLS_KEYS if getattr(s, key)]
+    if given and len(given) != len(PEER_TLS_KEYS):
+        missing = ", ".join(f"ring.{key}" for key in PEER_TLS_KEYS if key not in given)
+        raise ValueError(f"ring.peer_tls_cert, ring.peer_tls_key and ring.peer_tls_ca go together (missing {missing})")
     peers: dict[str, str] = {}
     for m in s.members + s.previous:
         if peers.setdefault(m.name, m.peer) != m.peer:

@@ -5,8 +5,12 @@
 - ``admin_tls_listen`` serves ``/metrics`` (and the health endpoints) over TLS with the same
   certificate, server-authenticated only (Prometheus needs no client certificate); the plain
   ``admin`` port then keeps only ``/healthz`` and ``/readyz`` for the kubelet.
-- One :class:`~cacheproxy.security.tls.CertReloader` reloads every context of the process when
-  the files change (polled each second) or on SIGHUP, which also reloads the auth file.
+- The ring's peer port speaks mutual TLS when ``ring.peer_tls_cert``/``_key``/``_ca`` are set:
+  :attr:`Security.peer_server_context` for its listener (a client certificate from the tier's CA
+  required) and :attr:`Security.peer_client_context` for the connections to the other members.
+- :class:`~cacheproxy.security.tls.CertReloader` reloads every context of the process when the
+  files change (polled each second) or on SIGHUP, which also reloads the auth file: one reloader
+  for the client and admin ports' files and, when they are other files, one for the peer files.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from aiohttp import web
 from ..config import Config
 from ..metrics.admin import build_app
 from ..security.authfile import Credentials
-from ..security.tls import POLL_INTERVAL, CertReloader, TlsFiles, server_context
+from ..security.tls import POLL_INTERVAL, CertReloader, TlsFiles, peer_contexts, server_context
 from ..server.connection import ServerContext, SessionFactory
 from .listener import listen
 
@@ -28,15 +32,31 @@ from .listener import listen
 class Security:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.reloader: CertReloader | None = None
+        self.reloaders: list[CertReloader] = []
         self.client_context: ssl.SSLContext | None = None
         self.admin_context: ssl.SSLContext | None = None
+        self.peer_server_context: ssl.SSLContext | None = None
+        self.peer_client_context: ssl.SSLContext | None = None
         if config.tls_cert and config.tls_key:
             files = TlsFiles(config.tls_cert, config.tls_key, config.tls_ca)
-            self.reloader = CertReloader(files)
-            self.client_context = self.reloader.add(server_context(files))
+            reloader = self._reloader(files)
+            self.client_context = reloader.add(server_context(files))
             if config.admin_tls_listen:
-                self.admin_context = self.reloader.add(server_context(files, verify_clients=False))
+                self.admin_context = reloader.add(server_context(files, verify_clients=False))
+        ring = config.ring
+        if ring is not None and ring.peer_tls_cert and ring.peer_tls_key and ring.peer_tls_ca:
+            files = TlsFiles(ring.peer_tls_cert, ring.peer_tls_key, ring.peer_tls_ca)
+            reloader = self._reloader(files)
+            server, client = peer_contexts(files)
+            self.peer_server_context, self.peer_client_context = reloader.add(server), reloader.add(client)
+
+    def _reloader(self, files: TlsFiles) -> CertReloader:
+        """The reloader of FILES (one per set of files, so each is polled and loaded once)."""
+        for reloader in self.reloaders:
+            if reloader.files == files:
+                return reloader
+        self.reloaders.append(CertReloader(files))
+        return self.reloaders[-1]
 
     async def client_listeners(self, context: ServerContext, sessions: SessionFactory, *,
                                reuse_port: bool) -> list[asyncio.AbstractServer]:
@@ -63,22 +83,23 @@ class Security:
 
     def start(self, loop: asyncio.AbstractEventLoop, credentials: Credentials | None) -> list[asyncio.Task]:
         """Rotation: poll the files (SIGHUP calls :meth:`reload`; app.py owns the one handler)."""
-        if self.reloader is None and credentials is None:
+        if not self.reloaders and credentials is None:
             return []
         return [loop.create_task(self._watch(credentials))]
 
     def reload(self, credentials: Credentials | None) -> None:
         """Reload the certificates and the auth file now."""
-        if self.reloader is not None:
-            self.reloader.reload()
+        for reloader in self.reloaders:
+            reloader.reload()
         if credentials is not None:
             credentials.reload()
 
     async def _watch(self, credentials: Credentials | None) -> None:
         while True:
             await asyncio.sleep(POLL_INTERVAL)
-            if self.reloader is not None and self.reloader.changed():
-                self.reloader.reload()
+            for reloader in self.reloaders:
+                if reloader.changed():
+                    reloader.reload()
             if credentials is not None and credentials.changed():
                 credentials.reload()
 

@@ -6,6 +6,8 @@ down (mcrouter's TKO): requests for its keys are then answered at once by the ro
 being sent, and a background probe asks the member ``mn`` every ``probe_interval`` until it
 answers ``MN``, which marks it up again. Its host name is resolved (getaddrinfo) on every
 connect, so a member whose address changed is found again when its connections are redone.
+With the ring's peer TLS configured, every connection to a peer (the probe's too) is mutual TLS
+with the client context of :func:`cacheproxy.security.tls.peer_contexts`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from functools import partial
 
 from ..backends.address import parse_address
@@ -33,12 +36,14 @@ class Peer:
     """One other member: its pool, its up/down state and the probe that brings it back."""
 
     def __init__(self, member: Member, *, timeout: float, connections: int, down_after: int,
-                 probe_interval: float, max_batch: int = 64) -> None:
+                 probe_interval: float, max_batch: int = 64, ssl_context: ssl.SSLContext | None = None) -> None:
         self.name, self.peer = member.name, member.peer
+        self.ssl_context = ssl_context
         self.address = parse_address(member.peer)
         self.timeout, self.down_after, self.probe_interval = timeout, down_after, probe_interval
         self.pool = BackendPool(self.address, f"ring:{self.name}", size=connections, timeout=timeout,
-                                max_batch=max_batch, read_retries=0)  # a timeout marks it down: no retry
+                                max_batch=max_batch, read_retries=0,  # a timeout marks it down: no retry
+                                ssl_context=ssl_context)
         self.up = True
         self.epoch = 0  # bumped when marked down: clients then take fresh connections
         self.failures = 0
@@ -94,7 +99,7 @@ class Peer:
         log.info("ring member %s (%s) is up", self.name, self.peer)
 
     async def _probe_until_up(self) -> None:
-        conn = BackendConnection(self.address, f"ring:{self.name}-probe", self.timeout)
+        conn = BackendConnection(self.address, f"ring:{self.name}-probe", self.timeout, ssl_context=self.ssl_context)
         loop = asyncio.get_running_loop()
         try:
             while not self.retired:

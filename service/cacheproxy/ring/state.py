@@ -14,6 +14,7 @@ member that is not this proxy. :meth:`RingState.apply` installs new settings:
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections.abc import Sequence
 
@@ -95,8 +96,9 @@ class View:
 class RingState:
     """The current view plus the peers it routes to; replaced as a whole on reload."""
 
-    def __init__(self, timeout: float, max_batch: int = 64) -> None:
+    def __init__(self, timeout: float, max_batch: int = 64, ssl_context: ssl.SSLContext | None = None) -> None:
         self.timeout, self.max_batch = timeout, max_batch
+        self.ssl_context = ssl_context  # the peer port's client side (mTLS), or None: plain
         self.peers: dict[str, Peer] = {}
         self.view: View | None = None
 
@@ -108,7 +110,7 @@ class RingState:
         if peer is not None:
             peer.retire()
         peer = Peer(member, timeout=self.timeout, connections=s.peer_connections, down_after=s.down_after,
-                    probe_interval=s.probe_interval, max_batch=self.max_batch)
+                    probe_interval=s.probe_interval, max_batch=self.max_batch, ssl_context=self.ssl_context)
         self.peers[member.name] = peer
         return peer
 

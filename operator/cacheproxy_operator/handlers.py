@@ -41,6 +41,7 @@ CHILD_RESOURCES = [
     ("policy", "poddisruptionbudgets"),
     ("networking.k8s.io/v1", "networkpolicies"),
     ("monitoring.coreos.com/v1", "servicemonitors"),
+    ("cert-manager.io/v1", "certificates"),
 ]
 
 

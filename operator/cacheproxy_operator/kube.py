@@ -31,6 +31,8 @@ PLURALS = {
     "PodDisruptionBudget": "poddisruptionbudgets",
     "NetworkPolicy": "networkpolicies",
     "ServiceMonitor": "servicemonitors",
+    "Certificate": "certificates",
+    "Secret": "secrets",
     "CacheProxy": "cacheproxies",
     "Event": "events",
 }

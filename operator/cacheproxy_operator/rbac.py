@@ -28,6 +28,11 @@ NAMESPACED_RULES: list[dict[str, Any]] = [
     {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": CHILD_VERBS},
     {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": CHILD_VERBS},
     {"apiGroups": ["monitoring.coreos.com"], "resources": ["servicemonitors"], "verbs": CHILD_VERBS},
+    {"apiGroups": ["cert-manager.io"], "resources": ["certificates"], "verbs": CHILD_VERBS},
+    # secrets: get only, each one by the name a CacheProxy's spec.tls / spec.auth gives (no list,
+    # no watch: the operator never sees other Secrets' content; a Secret created later is noticed
+    # at the next resync)
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
     # pods: readiness and IPs for status.endpoints
     {"apiGroups": [""], "resources": ["pods"], "verbs": READ_VERBS},
     # events on the CacheProxy

@@ -27,6 +27,14 @@ from cacheproxy_operator.manifests import SERVICE_MONITOR_API, Capabilities, Own
 from cacheproxy_operator.manifests.common import APPLIED_HASH_ANNOTATION, MANAGED_BY, content_hash, selector_labels
 from cacheproxy_operator.manifests.config import config_hash
 from cacheproxy_operator.manifests.ring import member_names, pod_name
+from cacheproxy_operator.manifests.security import (
+    CERT_MANAGER_API,
+    certificate_name,
+    required_keys,
+    secret_problems,
+    tls_secret_name,
+    wants_certificate,
+)
 from cacheproxy_operator.membership import RingState, advance
 from cacheproxy_operator.spec import ImageDefaults, parse_quantity, semantic_errors, with_defaults
 from cacheproxy_operator.status import Observation, compute_status, transitions
@@ -140,6 +148,7 @@ def discover(kube: Kube) -> Capabilities:
         pdb=kube.serves("policy/v1"),
         native_sidecars=kube.server_version() >= (1, 29),
         service_monitor=kube.serves(SERVICE_MONITOR_API),
+        cert_manager=kube.serves(CERT_MANAGER_API),
     )
 
 
@@ -154,6 +163,28 @@ def monitoring_state(spec: dict[str, Any], caps: Capabilities) -> tuple[str, str
             "Prometheus Operator CRDs); no ServiceMonitor created",
         )
     return ("True", "ServiceMonitorCreated", "ServiceMonitor selects the client Service's metrics port")
+
+
+def tls_state(owner: Owner, spec: dict[str, Any], caps: Capabilities) -> tuple[str, str, str]:
+    """The TLS condition: where the tier's certificate comes from, or why it does not."""
+    secret = tls_secret_name(owner, spec)
+    if secret is None:
+        return ("False", "Disabled", "spec.tls is not set: the client and peer ports are plaintext")
+    if not wants_certificate(spec):
+        return ("True", "SecretProvided", f"client and peer ports use Secret {secret}")
+    if not caps.cert_manager:
+        return (
+            "False",
+            "APINotServed",
+            f"{CERT_MANAGER_API} is not served by this cluster (install cert-manager); no Certificate "
+            f"created, so Secret {secret} must be provided another way",
+        )
+    return ("True", "CertificateCreated", f"Certificate {certificate_name(owner)} issues Secret {secret}")
+
+
+def read_secrets(kube: Kube, owner: Owner, spec: dict[str, Any]) -> dict[str, dict[str, Any] | None]:
+    """The Secrets the pods mount, as the server has them (None: not found). Only these are read."""
+    return {name: kube.get("v1", "Secret", owner.namespace, name) for name in required_keys(owner, spec)}
 
 
 def _describe(exc: Exception) -> str:
@@ -279,7 +310,12 @@ def reconcile(
     pod_list = kube.list("v1", "Pod", owner.namespace, selector_labels(owner))
     decision = None
     pods = spec["replicas"]
+    problems: list[tuple[str, str]] = []
     if not spec_errors:
+        try:
+            problems = secret_problems(owner, spec, read_secrets(kube, owner, spec))
+        except ApiException as exc:  # e.g. 403: the operator may only get the Secrets it names
+            problems = [("SecretUnreadable", f"the Secrets the pods mount cannot be read: {_describe(exc)}")]
         state = state_from_status(previous.get("ring"))
         reports = observe(owner, state, pod_list, spec["proxy"]["ports"]["metrics"], fetch_ring)
         decision = advance(state, spec["replicas"], reports, clock(), spec["ring"]["warmupSeconds"])
@@ -319,6 +355,8 @@ def reconcile(
         spec_errors=spec_errors,
         reconcile_error=outcome.error,
         monitoring=monitoring_state(spec, caps),
+        tls=tls_state(owner, spec, caps),
+        secret_problems=problems,
         config_hash="" if spec_errors else config_hash(spec),
     )
     outcome.status = compute_status(observation, previous, now())

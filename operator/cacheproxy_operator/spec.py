@@ -245,6 +245,9 @@ def semantic_errors(spec: dict[str, Any]) -> list[str]:
     security = spec["securityContext"]
     if security["runAsNonRoot"] and security["runAsUser"] == 0:
         errors.append("securityContext.runAsUser is 0 while runAsNonRoot is true")
+    tls = spec.get("tls")
+    if tls is not None and not tls.get("secretName") and not tls.get("issuerRef"):
+        errors.append("tls needs secretName (a Secret you provide) or issuerRef (cert-manager issues it)")
     reserved = {"app.kubernetes.io/name", "app.kubernetes.io/instance"}
     clash = reserved & set(spec.get("podLabels", {}))
     if clash:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-READY, PROGRESSING, DEGRADED, MONITORING = "Ready", "Progressing", "Degraded", "Monitoring"
+READY, PROGRESSING, DEGRADED, MONITORING, TLS = "Ready", "Progressing", "Degraded", "Monitoring", "TLS"
 # A container's waiting reason (kubelet) -> the Degraded reason that names the cause.
 WAITING_REASONS = {
     "ErrImagePull": "ImagePullFailing",
@@ -38,6 +38,9 @@ class Observation:
     spec_errors: list[str] = field(default_factory=list)
     reconcile_error: str | None = None
     monitoring: tuple[str, str, str] = ("False", "Disabled", "")  # status, reason, message
+    tls: tuple[str, str, str] = ("False", "Disabled", "")  # status, reason, message
+    # (reason, message) for each Secret the pods mount that is missing or lacks a key
+    secret_problems: list[tuple[str, str]] = field(default_factory=list)
     config_hash: str = ""
 
 
@@ -115,6 +118,7 @@ def conditions_for(obs: Observation) -> list[dict[str, Any]]:
             _condition(PROGRESSING, "False", "InvalidSpec", "fix the spec to continue", gen),
             _condition(DEGRADED, "True", "InvalidSpec", message, gen),
             _condition(MONITORING, *obs.monitoring, gen),
+            _condition(TLS, *obs.tls, gen),
         ]
     desired = obs.spec["replicas"] if obs.desired_pods is None else obs.desired_pods
     ready, finished, failure = _rollout(obs.workload, desired)
@@ -138,6 +142,9 @@ def conditions_for(obs: Observation) -> list[dict[str, Any]]:
     ]
     if obs.reconcile_error:
         conds.append(_condition(DEGRADED, "True", "ReconcileFailed", obs.reconcile_error, gen))
+    elif obs.secret_problems:  # the pods cannot mount them: no container starts, nothing else to see
+        message = "; ".join(message for _, message in obs.secret_problems)
+        conds.append(_condition(DEGRADED, "True", obs.secret_problems[0][0], message, gen))
     elif failure:
         conds.append(_condition(DEGRADED, "True", "WorkloadFailing", failure, gen))
     elif problems := pod_problems(obs.pods):
@@ -148,6 +155,7 @@ def conditions_for(obs: Observation) -> list[dict[str, Any]]:
     else:
         conds.append(_condition(DEGRADED, "False", "AsExpected", "all children reconciled", gen))
     conds.append(_condition(MONITORING, *obs.monitoring, gen))
+    conds.append(_condition(TLS, *obs.tls, gen))
     return conds
 
 
@@ -207,4 +215,6 @@ def transitions(previous: dict[str, Any], current: dict[str, Any]) -> list[tuple
             events.append((kind, "Ready" if cond["status"] == "True" else "NotReady", cond["message"]))
         elif cond["type"] == MONITORING and changed and cond["reason"] == "APINotServed":
             events.append(("Warning", "NoServiceMonitorAPI", cond["message"]))
+        elif cond["type"] == TLS and changed and cond["reason"] == "APINotServed":
+            events.append(("Warning", "NoCertManagerAPI", cond["message"]))
     return events

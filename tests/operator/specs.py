@@ -75,4 +75,6 @@ MAXIMAL_SPEC: dict[str, Any] = {
     "podAnnotations": {"example.com/owner": "caching"},
     "podLabels": {"tier": "cache"},
     "imagePullSecrets": [{"name": "registry-credentials"}],
+    "tls": {"issuerRef": {"name": "cluster-ca", "kind": "ClusterIssuer"}, "clientAuth": True},
+    "auth": {"secretName": "cache-auth"},
 }

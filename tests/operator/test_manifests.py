@@ -39,11 +39,19 @@ def service_monitor_schema() -> dict[str, Any]:
     return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
 
 
+def certificate_schema() -> dict[str, Any]:
+    crd = yaml.safe_load((ROOT / "tests/operator/certificate-crd-minimal.yaml").read_text())
+    return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+
 @pytest.mark.parametrize("spec", [{}, MAXIMAL_SPEC], ids=["default", "maximal"])
 def test_every_child_is_valid_for_current_kubernetes(spec: dict[str, Any]) -> None:
     for manifest in children(spec).values():
         if manifest["kind"] == "ServiceMonitor":  # not a core type: check it against the CRD schema
             jsonschema.validate(manifest, service_monitor_schema())
+            continue
+        if manifest["kind"] == "Certificate":  # cert-manager's
+            jsonschema.validate(manifest, certificate_schema())
             continue
         assert kubernetes_validate.validate(manifest, K8S_VERSION, strict=True) == K8S_VERSION
 
@@ -298,6 +306,7 @@ def test_optional_children_follow_capabilities_and_switches() -> None:
         ("policy/v1", "PodDisruptionBudget"),
         ("monitoring.coreos.com/v1", "ServiceMonitor"),
         ("networking.k8s.io/v1", "NetworkPolicy"),
+        ("cert-manager.io/v1", "Certificate"),
     }
 
 

@@ -83,6 +83,13 @@ always need a ClusterRole.
 - apiGroups: [monitoring.coreos.com]
   resources: [servicemonitors]
   verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [cert-manager.io]
+  resources: [certificates]
+  verbs: [get, list, watch, create, patch, delete]
+{{- /* get only, by the names in spec.tls / spec.auth: no list or watch of any Secret */}}
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
   verbs: [get, list, watch, create, patch, delete]

@@ -11,9 +11,11 @@ from cacheproxy_operator.manifests.monitoring import SERVICE_MONITOR_API, servic
 from cacheproxy_operator.manifests.network import client_service, headless_service, network_policy
 from cacheproxy_operator.manifests.policy import pod_disruption_budget
 from cacheproxy_operator.manifests.ring import RingView
+from cacheproxy_operator.manifests.security import CERT_MANAGER_API, certificate, wants_certificate
 from cacheproxy_operator.manifests.workload import statefulset
 
 __all__ = [
+    "CERT_MANAGER_API",
     "SERVICE_MONITOR_API",
     "Capabilities",
     "Owner",
@@ -32,6 +34,7 @@ class Capabilities:
     pdb: bool = True  # policy/v1 served (Kubernetes >= 1.21)
     native_sidecars: bool = True  # init containers with restartPolicy Always (Kubernetes >= 1.29)
     service_monitor: bool = True
+    cert_manager: bool = True  # cert-manager.io/v1 served (cert-manager installed)
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,8 @@ def build(
     ring: RingView | None = None,
     pods: int | None = None,
 ) -> Plan:
-    """Every child for SPEC, in apply order (the ConfigMap before the StatefulSet that mounts it).
+    """Every child for SPEC, in apply order (the ConfigMap and the Certificate before the StatefulSet
+    that mounts them).
 
     RING is what the proxies are told (default: a settled ring of spec.replicas members) and PODS the
     StatefulSet's replicas (default: the larger of the two rings).
@@ -58,13 +62,17 @@ def build(
         ring = RingView(generation=1, members=spec["replicas"])
     if pods is None:
         pods = max(ring.members, ring.previous)
-    desired = [
-        config_map(owner, spec, ring),
+    desired = [config_map(owner, spec, ring)]
+    absent: list[tuple[str, str]] = []
+    if wants_certificate(spec) and caps.cert_manager:  # before the pods that mount its Secret
+        desired.append(certificate(owner, spec, pods))
+    elif caps.cert_manager:
+        absent.append((CERT_MANAGER_API, "Certificate"))
+    desired += [
         statefulset(owner, spec, pods, native_sidecars=caps.native_sidecars),
         client_service(owner, spec),
         headless_service(owner, spec),
     ]
-    absent: list[tuple[str, str]] = []
     if spec["podDisruptionBudget"]["enabled"] and caps.pdb:
         desired.append(pod_disruption_budget(owner, spec))
     elif caps.pdb:

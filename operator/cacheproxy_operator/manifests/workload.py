@@ -36,6 +36,7 @@ from cacheproxy_operator.manifests.config import (
     config_hash,
 )
 from cacheproxy_operator.manifests.ring import self_name_template
+from cacheproxy_operator.manifests.security import secret_mounts, secret_volumes
 from cacheproxy_operator.spec import l2_volume_size, mebibytes
 
 L2_DATA_DIR = "/data"
@@ -160,6 +161,7 @@ def proxy_container(owner: Owner, spec: dict[str, Any]) -> dict[str, Any]:
             {"name": "sockets", "mountPath": SOCKET_DIR},
             {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
             {"name": "tmp", "mountPath": "/tmp"},
+            *secret_mounts(spec),
         ],
     }
     if proxy["preStopDelaySeconds"]:
@@ -222,6 +224,7 @@ def pod_spec(owner: Owner, spec: dict[str, Any], native_sidecars: bool = True) -
         {"name": "sockets", "emptyDir": {"sizeLimit": "1Mi"}},
         {"name": "config", "configMap": {"name": config_map_name(owner)}},
         {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+        *secret_volumes(owner, spec),
     ]
     if spec["l2"]["enabled"] and not _l2_on_claim(spec):
         volumes.append({"name": "l2-data", "emptyDir": {"sizeLimit": l2_volume_size(spec)}})

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+from cacheproxy.config import load
 from cacheproxy.config.ring import parse as parse_ring
 from cacheproxy_operator.manifests import Capabilities, Owner, build
 from cacheproxy_operator.manifests.common import CONFIG_HASH_ANNOTATION, selector_labels
@@ -17,6 +18,8 @@ from cacheproxy_operator.manifests.security import required_keys, secret_problem
 from cacheproxy_operator.reconcile import tls_state
 from cacheproxy_operator.spec import semantic_errors, with_defaults
 from cacheproxy_operator.status import Observation, compute_status, transitions
+
+from tests.security.certs import Authority
 
 OWNER = Owner(name="cache", namespace="apps", uid="5f1c1e9a-0000-4000-8000-000000000001")
 TLS = {"tls": {"secretName": "cache-cert"}}
@@ -72,6 +75,26 @@ def test_the_written_ring_section_is_accepted_by_the_proxy() -> None:
     assert settings.peer_tls and settings.peer_tls_ca == "/etc/cacheproxy-tls/ca.crt"
     plain = parse_ring(config_of({})["ring"], self_override="cache-0.cache-headless.apps.svc")
     assert not plain.peer_tls
+
+
+def test_the_written_config_file_loads_in_the_proxy(tmp_path, monkeypatch) -> None:
+    """The whole file, with the mount paths pointing at real files as the kubelet would mount them."""
+    ca = Authority(str(tmp_path))
+    peer = ca.issue("tier", server=True, client=True)
+    tls_dir, auth_dir = tmp_path / "tls", tmp_path / "auth"
+    tls_dir.mkdir(), auth_dir.mkdir()
+    for name, source in (("tls.crt", peer.cert), ("tls.key", peer.key), ("ca.crt", ca.ca_file)):
+        (tls_dir / name).write_bytes(open(source, "rb").read())
+    (auth_dir / "authfile").write_text("app:secret\n")
+    text = kids({**MTLS, **AUTH})["ConfigMap/cache-config"]["data"]["config.yaml"]
+    text = text.replace("/etc/cacheproxy-tls", str(tls_dir)).replace("/etc/cacheproxy-auth", str(auth_dir))
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    monkeypatch.setenv("CACHEPROXY_RING_SELF", "cache-1.cache-headless.apps.svc")
+    config = load(path)
+    assert (config.tls_cert, config.tls_ca) == (str(tls_dir / "tls.crt"), str(tls_dir / "ca.crt"))
+    assert config.auth_file == str(auth_dir / "authfile")
+    assert config.ring is not None and config.ring.peer_tls_key == str(tls_dir / "tls.key")
 
 
 def test_an_auth_secret_becomes_the_auth_file() -> None:

@@ -43,9 +43,14 @@ def config(targets: Sequence[ScrapeTarget], rule_files: Sequence[Path]) -> dict:
 
 
 def start_prometheus(targets: Sequence[ScrapeTarget], rule_files: Sequence[Path] = ()) -> Proc:
+    return start_prometheus_with(config(targets, rule_files))
+
+
+def start_prometheus_with(settings: dict) -> Proc:
+    """Prometheus with the config SETTINGS (a prometheus.yml as a dict), ready to answer queries."""
     workdir = Path(tempfile.mkdtemp(prefix="cacheproxy-prometheus-"))
     config_path = workdir / "prometheus.yml"
-    config_path.write_text(yaml.safe_dump(config(targets, rule_files)))
+    config_path.write_text(yaml.safe_dump(settings))
     port = free_port()
     address = f"127.0.0.1:{port}"
     with open(workdir / "prometheus.log", "wb") as log:  # the child keeps its own copy of the fd

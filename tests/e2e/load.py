@@ -1,0 +1,150 @@
+"""Bounded memcached load over real TCP connections, and one-shot set/get checks.
+
+`Load` keeps one connection per client (asyncio, text protocol), each doing paced `set` + `get`
+of its own keys and checking every answer byte for byte, until a deadline. A client that loses its
+connection or gets a wrong answer records the first failure and when it happened; with `reconnect`
+it opens a new connection (through a Service: possibly to another pod) and goes on, counting drops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+ANSWER_TIMEOUT = 5.0
+
+
+@dataclass
+class ClientStats:
+    group: str
+    address: str
+    ops: int = 0
+    failure: str | None = None
+    failed_at: float | None = None
+    drops: int = 0
+    last_ok: float = 0.0
+    reconnect_failures: list[str] = field(default_factory=list)
+
+
+def split(address: str) -> tuple[str, int]:
+    host, port = address.rsplit(":", 1)
+    return host, int(port)
+
+
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: str, value: bytes) -> None:
+    writer.write(b"set %s 0 0 %d\r\n%s\r\nget %s\r\n" % (key.encode(), len(value), value, key.encode()))
+    expected = b"STORED\r\nVALUE %s 0 %d\r\n%s\r\nEND\r\n" % (key.encode(), len(value), value)
+    got = await asyncio.wait_for(reader.readexactly(len(expected)), ANSWER_TIMEOUT)
+    if got != expected:
+        raise ValueError(f"unexpected answer {got!r}")
+
+
+async def _client(index: int, stats: ClientStats, deadline: float, pace: float, reconnect: bool,
+                  halted: threading.Event) -> None:
+    host, port = split(stats.address)
+    writer = None
+    n = 0
+    try:
+        while time.monotonic() < deadline and not halted.is_set():
+            if writer is None:
+                try:
+                    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), ANSWER_TIMEOUT)
+                except (TimeoutError, OSError) as exc:
+                    stats.reconnect_failures.append(f"{time.monotonic():.1f}: {exc!r}")
+                    await asyncio.sleep(0.2)
+                    continue
+            try:
+                await _exchange(reader, writer, f"load:{stats.group}:{index}:{n % 32}", b"%d-%d" % (index, n))
+                stats.ops += 1
+                stats.last_ok = time.monotonic()
+                n += 1
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
+                if stats.failure is None:
+                    stats.failure, stats.failed_at = repr(exc), time.monotonic()
+                stats.drops += 1
+                writer.close()
+                writer = None
+                if not reconnect:
+                    return
+            await asyncio.sleep(pace)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+async def _run(clients: Sequence[tuple[ClientStats, bool]], seconds: float, pace: float,
+               halted: threading.Event) -> None:
+    deadline = time.monotonic() + seconds
+    await asyncio.gather(*(_client(i, stats, deadline, pace, reconnect, halted)
+                           for i, (stats, reconnect) in enumerate(clients)))
+
+
+class Load(threading.Thread):
+    """The clients in a background thread: start(), do something to the tier, join() (or halt() first)."""
+
+    def __init__(self, groups: Sequence[tuple[str, str, int, bool]], seconds: float, pace: float = 0.1) -> None:
+        """GROUPS: (name, address, clients, reconnect) each; every client runs for at most SECONDS."""
+        super().__init__(daemon=True)
+        self.clients = [(ClientStats(name, address), reconnect)
+                        for name, address, count, reconnect in groups for _ in range(count)]
+        self.seconds = seconds
+        self.pace = pace
+        self.error: BaseException | None = None
+        self.halted = threading.Event()
+
+    def halt(self) -> None:
+        """Stop every client after its current request."""
+        self.halted.set()
+
+    def run(self) -> None:
+        try:
+            asyncio.run(_run(self.clients, self.seconds, self.pace, self.halted))
+        except BaseException as exc:  # reported by the test through .error
+            self.error = exc
+
+    def group(self, name: str) -> list[ClientStats]:
+        return [stats for stats, _ in self.clients if stats.group == name]
+
+
+def set_and_get(address: str, key: str, value: bytes, timeout: float = 10.0) -> bytes | None:
+    """`set` then `get` on one new connection; the value read back (None on a miss)."""
+    with socket.create_connection(split(address), timeout=timeout) as sock:
+        sock.sendall(b"set %s 0 0 %d\r\n%s\r\n" % (key.encode(), len(value), value))
+        assert read_line(sock) == b"STORED\r\n"
+    return get(address, key, timeout)
+
+
+def get(address: str, key: str, timeout: float = 10.0) -> bytes | None:
+    with socket.create_connection(split(address), timeout=timeout) as sock:
+        sock.sendall(b"get %s\r\n" % key.encode())
+        header = read_line(sock)
+        if header == b"END\r\n":
+            return None
+        length = int(header.split()[3])
+        body = read_exactly(sock, length + 2)
+        assert read_line(sock) == b"END\r\n"
+        return body[:-2]
+
+
+def read_line(sock: socket.socket) -> bytes:
+    data = b""
+    while not data.endswith(b"\r\n"):
+        chunk = sock.recv(1)
+        if not chunk:
+            raise ConnectionError(f"closed after {data!r}")
+        data += chunk
+    return data
+
+
+def read_exactly(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError(f"closed after {len(data)} of {size} bytes")
+        data += chunk
+    return data

@@ -4,18 +4,21 @@
 #   containerd-$CVER/  containerd containerd-shim-runc-v2 ctr   (the kubelet needs CRI v1 + RuntimeConfig:
 #                      Debian bookworm's containerd 1.6 is too old for kubelets >= 1.36)
 #   coredns-$DVER/     coredns (cluster DNS: A and SRV records for Services, headless ones included)
+#   prometheus-$PVER/  prometheus with Kubernetes service discovery (Debian's package is built without it;
+#                      only the file, http and kubernetes discoveries are compiled in)
 # How: a throw-away main module per project that requires it at that version (Kubernetes' staging modules
 # k8s.io/* are replaced by their published v0.X.Y, as k8s.io/kubernetes' own go.mod points them at ./staging).
 # Only the Go module proxy is used. GOMODCACHE and GOCACHE live in $CACHE and are shared, so a rebuild
 # (another version, FORCE=1) is warm. Builds run under `nice -n 10` with -trimpath, CGO off (static).
 # Usage: bash scripts/k8s/build.sh     (cached: exits at once when every binary exists)
-# Env: KVER (v1.37.2), CVER (v2.4.2), DVER (v1.15.0), CACHE (~/.cache/k8s), FORCE=1, GOMAXPROCS (2).
+# Env: KVER (v1.37.2), CVER (v2.4.2), DVER (v1.15.0), PVER (v0.316.0 = Prometheus 3.16), CACHE (~/.cache/k8s),
+#      FORCE=1, GOMAXPROCS (2).
 set -euo pipefail
-KVER=${KVER:-v1.37.2}; CVER=${CVER:-v2.4.2}; DVER=${DVER:-v1.15.0}
+KVER=${KVER:-v1.37.2}; CVER=${CVER:-v2.4.2}; DVER=${DVER:-v1.15.0}; PVER=${PVER:-v0.316.0}
 CACHE=${CACHE:-$HOME/.cache/k8s}
 KBINS="kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy"
 CBINS="containerd containerd-shim-runc-v2 ctr"
-KOUT=$CACHE/kubernetes-$KVER; COUT=$CACHE/containerd-$CVER; DOUT=$CACHE/coredns-$DVER
+KOUT=$CACHE/kubernetes-$KVER; COUT=$CACHE/containerd-$CVER; DOUT=$CACHE/coredns-$DVER; POUT=$CACHE/prometheus-$PVER
 
 missing() {  # missing DIR BIN... -> true if one is not there (or FORCE is set)
   local dir=$1; shift
@@ -23,8 +26,8 @@ missing() {  # missing DIR BIN... -> true if one is not there (or FORCE is set)
   for b in "$@"; do [ -x "$dir/$b" ] || return 0; done
   return 1
 }
-if ! missing $KOUT $KBINS && ! missing $COUT $CBINS && ! missing $DOUT coredns; then
-  echo "cached: $KOUT $COUT $DOUT"; exit 0
+if ! missing $KOUT $KBINS && ! missing $COUT $CBINS && ! missing $DOUT coredns && ! missing $POUT prometheus; then
+  echo "cached: $KOUT $COUT $DOUT $POUT"; exit 0
 fi
 
 command -v go >/dev/null || { echo "build.sh: needs Go >= 1.26 (apt-get install golang-1.26 or similar)" >&2; exit 2; }
@@ -45,7 +48,7 @@ build() {  # build OUT LDFLAGS PKG... -> each package's binary (its last path el
   mkdir -p $out
   for pkg in "$@"; do
     local t1=$(date +%s) name=${pkg##*/}
-    nice -n 10 go build -ldflags "$ld" -o $out/$name.tmp $pkg
+    nice -n 10 go build ${TAGS:+-tags $TAGS} -ldflags "$ld" -o $out/$name.tmp $pkg
     mv $out/$name.tmp $out/$name
     echo "built $name: $(( $(date +%s) - t1 ))s ($(du -h $out/$name | cut -f1))"
   done
@@ -92,5 +95,14 @@ if missing $DOUT coredns; then
   build $DOUT "-s -w" github.com/coredns/coredns
 fi
 
+if missing $POUT prometheus; then
+  new_module prometheus-$PVER
+  printf 'module local/prometheus-build\n\ngo 1.26\n\nrequire github.com/prometheus/prometheus %s\n' $PVER > go.mod
+  TAGS=remove_all_sd,enable_kubernetes_sd
+  go list -tags $TAGS -deps github.com/prometheus/prometheus/cmd/prometheus >/dev/null
+  P=github.com/prometheus/common/version
+  TAGS=$TAGS build $POUT "-s -w -X $P.Version=3.${PVER#v0.3} -X $P.Branch=module" github.com/prometheus/prometheus/cmd/prometheus
+fi
+
 echo "build.sh total: $(( $(date +%s) - t_all ))s; module cache $(du -sh $GOMODCACHE | cut -f1), build cache $(du -sh $GOCACHE | cut -f1)"
-$KOUT/kubelet --version; $COUT/containerd --version; $DOUT/coredns -version | head -1
+$KOUT/kubelet --version; $COUT/containerd --version; $DOUT/coredns -version | head -1; $POUT/prometheus --version | head -1

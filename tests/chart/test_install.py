@@ -40,9 +40,14 @@ def cluster() -> Iterator[Cluster]:
     with kube_test_cluster() as running:
         # The Prometheus Operator's ServiceMonitor CRD, as on a cluster with monitoring (the operator
         # manages ServiceMonitors; RBAC questions about them need the resource to exist).
-        running.kubectl("apply", "-f", str(REPO / "scripts" / "k8s" / "servicemonitor-crd.yaml"))
+        sm_crd = str(REPO / "scripts" / "k8s" / "servicemonitor-crd.yaml")
+        running.kubectl("apply", "-f", sm_crd)
         running.kubectl("create", "namespace", WATCHED_NS, check=False)
-        yield running
+        try:
+            yield running
+        finally:
+            # The cluster is shared with the session's other tests: leave it without monitoring APIs.
+            running.kubectl("delete", "-f", sm_crd, "--wait=true", check=False)
 
 
 def can_i(cluster: Cluster, account: str, verb: str, resource: str, namespace: str | None) -> bool:

@@ -1,6 +1,8 @@
-"""A real Prometheus (Debian's `prometheus`) finds the tier's pods through the Kubernetes API
+"""A real Prometheus finds the tier's pods through the Kubernetes API
 (kubernetes_sd_configs, role pod, as docs/monitoring.md describes for a plain Prometheus), scrapes
 their metrics port, and every query of the chart's dashboard returns data from the running pods.
+Debian's `prometheus` is built without Kubernetes discovery, so this is Prometheus 3 built from its Go
+module by scripts/k8s/build.sh.
 
 Faults the error panels need are made for real: a command the proxy does not know (client errors)
 and memcached stopped in one pod (the container restarts; that proxy's backend errors and
@@ -26,6 +28,7 @@ pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "charts" / "cacheproxy" / "dashboards" / "cacheproxy.json"
+BUILT = sorted((Path.home() / ".cache" / "k8s").glob("prometheus-*/prometheus"))
 QUERY_DEADLINE_SECONDS = 120.0
 LOAD_SECONDS = 150.0
 
@@ -69,8 +72,9 @@ def send_unknown_command(address: str) -> None:
 
 
 def test_prometheus_discovers_the_pods_and_every_dashboard_query_has_data(tier: Tier) -> None:
+    assert BUILT, "no Prometheus with Kubernetes discovery in ~/.cache/k8s: run scripts/k8s/build.sh"
     pods = tier.wait_ready(2)
-    prometheus = start_prometheus_with(prometheus_config(tier.cluster.kubeconfig, tier.namespace))
+    prometheus = start_prometheus_with(prometheus_config(tier.cluster.kubeconfig, tier.namespace), str(BUILT[-1]))
     load = Load([("dashboard", tier.service_address(), 10, True)], seconds=LOAD_SECONDS, pace=0.05)
     load.start()
     try:

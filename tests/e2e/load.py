@@ -111,23 +111,28 @@ class Load(threading.Thread):
 
 
 def set_and_get(address: str, key: str, value: bytes, timeout: float = 10.0) -> bytes | None:
-    """`set` then `get` on one new connection; the value read back (None on a miss)."""
+    """`set` then `get` on one connection (through a Service: one pod); the value read back, None on a miss."""
     with socket.create_connection(split(address), timeout=timeout) as sock:
         sock.sendall(b"set %s 0 0 %d\r\n%s\r\n" % (key.encode(), len(value), value))
         assert read_line(sock) == b"STORED\r\n"
-    return get(address, key, timeout)
+        return get_on(sock, key)
 
 
 def get(address: str, key: str, timeout: float = 10.0) -> bytes | None:
+    """`get` on a new connection; the value, or None on a miss."""
     with socket.create_connection(split(address), timeout=timeout) as sock:
-        sock.sendall(b"get %s\r\n" % key.encode())
-        header = read_line(sock)
-        if header == b"END\r\n":
-            return None
-        length = int(header.split()[3])
-        body = read_exactly(sock, length + 2)
-        assert read_line(sock) == b"END\r\n"
-        return body[:-2]
+        return get_on(sock, key)
+
+
+def get_on(sock: socket.socket, key: str) -> bytes | None:
+    sock.sendall(b"get %s\r\n" % key.encode())
+    header = read_line(sock)
+    if header == b"END\r\n":
+        return None
+    length = int(header.split()[3])
+    body = read_exactly(sock, length + 2)
+    assert read_line(sock) == b"END\r\n"
+    return body[:-2]
 
 
 def read_line(sock: socket.socket) -> bytes:

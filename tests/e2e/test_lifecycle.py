@@ -65,7 +65,7 @@ def test_an_image_that_cannot_be_pulled_shows_in_the_status(e2e_cluster: Cluster
             status = get_json(e2e_cluster, "cacheproxy", broken.name, "-n", namespace).get("status", {})
             text = " ".join(f"{c.get('reason')} {c.get('message')}" for c in status.get("conditions", []))
             return text if "ErrImageNeverPull" in text or "image" in text.lower() else None
-        poll(reported, timeout=60, what="the pull failure in the CacheProxy status")
+        poll(reported, timeout=30, what="the pull failure in the CacheProxy status")
     finally:
         e2e_cluster.kubectl("delete", "cacheproxy", broken.name, "-n", namespace, "--timeout=60s", check=False,
                             timeout=90)

@@ -2,7 +2,9 @@
 # Installs what cacheproxy needs on a Debian/Ubuntu machine and a virtualenv in .venv.
 #   scripts/setup.sh          runtime only (memcached + the proxy)
 #   scripts/setup.sh --test   everything the test suite uses (twemproxy, libmemcached tools,
-#                             prometheus, podman, a kube-apiserver built from Debian's source, helm)
+#                             prometheus, podman, helm, and the test node: Kubernetes, containerd and
+#                             CoreDNS built from their Go modules into ~/.cache/k8s, Debian's runc and
+#                             CNI plugins)
 # Idempotent: what is installed or cached (under ~/.cache) is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +17,8 @@ if ! python3 -c 'import os, sys, sysconfig
 sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
   apt_pkgs+=(python3-dev)
 fi
-[ "$want_test" = --test ] && apt_pkgs+=(nutcracker libmemcached-tools prometheus podman runc mmdebstrap curl openssl)
+[ "$want_test" = --test ] && apt_pkgs+=(nutcracker libmemcached-tools prometheus podman runc mmdebstrap curl openssl
+  containernetworking-plugins iptables conntrack libc6-dev)
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -44,8 +47,9 @@ fi
 env -u CACHEPROXY_PURE_PYTHON .venv/bin/python -m cacheproxy --version
 
 if [ "$want_test" = --test ]; then
-  [ -x scripts/k8s/build-control-plane.sh ] && bash scripts/k8s/build-control-plane.sh
-  [ -x scripts/k8s/get-helm.sh ] && { [ -x "$HOME/.cache/k8s-1.20.2/helm" ] || bash scripts/k8s/get-helm.sh; }
+  # The test node's binaries (cached: seconds when built; ~25 min cold on 2 cores, see README)
+  PATH="$PATH:/usr/local/go/bin" bash scripts/k8s/build.sh
+  [ -x "$HOME/.cache/k8s/helm" ] || bash scripts/k8s/get-helm.sh
   bash bench/build.sh >/dev/null 2>&1 || true
 fi
 echo "setup: done"

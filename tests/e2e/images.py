@@ -60,7 +60,7 @@ def default_image_names() -> list[str]:
 
 def build_and_load(cluster: Cluster) -> list[str]:
     """Build (cached layers make a rebuild take seconds), import into the node, tag; the names loaded."""
-    built = subprocess.run(["bash", str(BUILD), str(REPO), TAG], capture_output=True, text=True, timeout=1800)
+    built = subprocess.run(["bash", str(BUILD), str(REPO), TAG], capture_output=True, text=True, timeout=1200)
     assert built.returncode == 0, built.stdout[-4000:] + built.stderr[-4000:]
     with tempfile.TemporaryDirectory(prefix="cacheproxy-e2e-image-") as tmp:
         archive = Path(tmp) / "image.tar"

@@ -14,7 +14,8 @@ import yaml
 from tests.chart.cluster import Cluster
 from tests.e2e.conftest import EXAMPLE, RELEASE, Tier, apply_tier, get_json, new_namespace, poll
 
-pytestmark = pytest.mark.e2e
+# The first test also builds the image (minutes when cold) and starts the tier, inside its timeout.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
 POD_GONE_WITHIN_SECONDS = 15.0
 

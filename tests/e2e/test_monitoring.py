@@ -24,7 +24,8 @@ from tests.e2e.conftest import Tier, poll
 from tests.e2e.load import Load, split
 from tests.monitoring.prometheus import api, finite_values, query, start_prometheus_with
 
-pytestmark = pytest.mark.e2e
+# The first test also builds the image (minutes when cold) and starts the tier, inside its timeout.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "charts" / "cacheproxy" / "dashboards" / "cacheproxy.json"

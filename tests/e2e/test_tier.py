@@ -15,7 +15,8 @@ import pytest
 from tests.e2e.conftest import Tier, get_json, poll
 from tests.e2e.load import Load, get, set_and_get
 
-pytestmark = pytest.mark.e2e
+# The first test also builds the image (minutes when cold) and starts the tier, inside its timeout.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
 LOAD_SECONDS = 20.0
 DELETE_AFTER_SECONDS = 4.0

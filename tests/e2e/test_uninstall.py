@@ -11,7 +11,8 @@ import pytest
 
 from tests.e2e.conftest import RELEASE, Tier
 
-pytestmark = pytest.mark.e2e
+# The first test also builds the image (minutes when cold) and starts the tier, inside its timeout.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
 
 @pytest.mark.xfail(reason="a CacheProxy keeps the operator's finalizer after uninstall (operator branch)",

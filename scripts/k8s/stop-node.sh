@@ -23,7 +23,7 @@ stop() {  # stop NAME [HALF_SECONDS]: SIGTERM, wait, SIGKILL
 stop kcm; stop scheduler
 # pods down through the kubelet while the API server and kubelet still run
 if alive kubelet && alive kas; then
-  $KUBECTL --kubeconfig=$D/admin.kubeconfig delete pods --all --all-namespaces --grace-period=1 --force \
+  $KUBECTL --kubeconfig=$D/admin.kubeconfig delete pods --all --all-namespaces --grace-period=1 \
     --wait=true --timeout=60s >/dev/null 2>&1 || echo "warning: pod teardown incomplete"
   for _ in $(seq 1 60); do  # the kubelet stops sandboxes (CNI DEL) after the API objects are gone
     [ -z "$($CBIN/ctr --address $SOCK -n k8s.io tasks ls -q 2>/dev/null | head -1)" ] && break; sleep 0.5

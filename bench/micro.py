@@ -28,14 +28,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "service"))
 
-from cacheproxy.app import Runtime
+from cacheproxy.app import Port, Runtime
 from cacheproxy.backends.address import Address
 from cacheproxy.backends.connection import OPEN, BackendConnection
 from cacheproxy.backends.pool import BackendPool
 from cacheproxy.backends.sweeper import track
 from cacheproxy.config import load
+from cacheproxy.handlers.plain import PlainHandler
 from cacheproxy.orcas.l1only import L1Only
 from cacheproxy.server.connection import ClientConnection
+from cacheproxy.server.sessions import start_session
 
 VALUE = b"x" * 100
 HIT = b"VA 100 f0\r\n" + VALUE + b"\r\n"
@@ -71,13 +73,14 @@ async def measure(clients: int, rounds: int, repeat: int, set_every: int, owned:
     runtime = Runtime(load(None, {"l1": "127.0.0.1:1"}), asyncio.get_running_loop())
     pool = BackendPool(Address("127.0.0.1", 1), "l1", size=1)
     backend = open_backend(pool._new())
-    # as app.py builds L1Only without batching: each client's first request takes the next connection
+    # as compose.py builds L1Only without batching: each client's first request takes the next connection
     owns = [open_backend(track(BackendConnection(Address("127.0.0.1", 1)))) for _ in range(clients if owned else 0)]
     unused = iter(owns)
-    runtime.new_orca = (lambda: L1Only(next(unused))) if owned else (lambda: L1Only(pool.lane(), owned=False))
+    port = Port(runtime, (lambda: L1Only(PlainHandler(next(unused), owned=True))) if owned
+                else (lambda: L1Only(PlainHandler(pool.lane()))))
     conns = []
     for _ in range(clients):
-        conn = ClientConnection(runtime)
+        conn = ClientConnection(port, start_session)
         conn.connection_made(CountingTransport())  # type: ignore[arg-type]
         conns.append(conn)
     is_set = [set_every and i % set_every == 0 for i in range(clients)]

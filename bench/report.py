@@ -189,12 +189,13 @@ def markdown(summary: dict[str, dict[str, dict]], idle: dict[str, dict], scenari
         ]
     goals = goals_table(summary, idle, scenarios)
     if goals:
-        parts += ["### Issue 6 targets", "", goals, ""]
+        parts += ["### Performance targets", "", goals, ""]
     return "\n".join(parts)
 
 
 def goals_table(summary: dict[str, dict[str, dict]], idle: dict[str, dict], scenarios: dict[str, dict]) -> str:
-    """Issue 6's targets for each proxy target, at the largest closed-loop and the fixed-rate scenario."""
+    """The proxy's performance targets (docs/benchmarks.md) for each proxy target, at the largest
+    closed-loop and the fixed-rate scenario."""
     closed = [n for n, sc in scenarios.items() if not sc["rate"] and n in summary]
     rate = [n for n, sc in scenarios.items() if sc["rate"] and n in summary]
     if not closed:

@@ -9,6 +9,7 @@ reported. See docs/benchmarks.md for what each column means.
     python bench/run.py --quick                          # a smoke run (~2 min)
     python bench/run.py --conns 50,9980 --targets direct,twemproxy,l1only,batched --reps 3
     python bench/run.py --targets direct,l1only,l1only-w2 --profile l1only
+    python bench/run.py --charts docs/img                # also draw docs/img/{throughput,latency}.png
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ import procstat
 import pyspy
 import report
 import stacks
+
+try:
+    import charts
+except ImportError:  # matplotlib is optional: only --charts needs it
+    charts = None
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MIB = 1 << 20
@@ -75,7 +81,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="smoke run: 1 rep of 3 s at 50 and 2000 connections, 2000 idle and rate connections",
     )
     p.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON results")
+    p.add_argument("--charts", type=Path, metavar="DIR", help="draw PNG charts of the results into DIR (charts.py)")
     args = p.parse_args(argv)
+    if args.charts and charts is None:
+        p.error("--charts needs matplotlib (pip install -e '.[test]')")
     quick = {"conns": "50,2000", "reps": 1, "duration": 3, "rate_conns": 2000, "idle_conns": 2000}
     full = {"conns": "50,9980", "reps": 3, "duration": 10, "rate_conns": 9980, "idle_conns": 9980}
     for key, value in (quick if args.quick else full).items():
@@ -328,6 +337,9 @@ def main(argv: list[str] | None = None) -> int:
     if "profile" in record:
         print(record["profile"]["markdown"])
     print(f"JSON: {out}", file=sys.stderr)
+    if args.charts and record.get("runs"):
+        for path in charts.draw([record], args.charts):
+            print(f"chart: {path}", file=sys.stderr)
     return 0
 
 

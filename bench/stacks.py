@@ -11,13 +11,10 @@ Everything binds 127.0.0.1 (or a unix socket in a temp dir); every process is st
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import re
 import resource
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -26,18 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # the process helpers are shared with the tests
+
+from tests.support.procs import free_port, raise_nofile_limit, terminate, wait_connectable  # noqa: E402
+
 PROXY_KINDS = ("l1only", "batched")  # the proxy itself: these take -wN and -py
 KINDS = ("direct", "twemproxy", *PROXY_KINDS, "passthrough", "passthrough-c")
 # A proxy target may end in -wN (N worker processes) and -py (its pure-Python fallback instead of the
 # compiled hot path; see service/cacheproxy/compiled.py).
 TARGET_RE = re.compile(r"^(direct|twemproxy|l1only|batched|passthrough-c|passthrough)(?:-w(\d+))?(-py)?$")
-
-
-def raise_nofile_limit() -> None:
-    """Soft open-files limit up to the hard one (20,000 here): 10k clients need 10k+ descriptors."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def parse_target(spec: str, default_workers: int = 1) -> tuple[str, int, bool]:
@@ -57,27 +51,6 @@ def build_c(name: str) -> str:
     """Path of bench/NAME.c compiled by bench/build.sh (rebuilt only when the source changed)."""
     out = subprocess.run(["sh", str(REPO / "bench" / "build.sh"), name], check=True, capture_output=True, text=True)
     return out.stdout.strip().splitlines()[-1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_connectable(port: int, proc: subprocess.Popen, log: Path | None, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            tail = log.read_text()[-2000:] if log and log.exists() else ""
-            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode} before listening\n{tail}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s") from None
-            time.sleep(0.05)
 
 
 def wait_unix_socket(path: Path, proc: subprocess.Popen, timeout: float = 15.0) -> None:
@@ -110,14 +83,7 @@ def spawn(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subpr
 
 
 def stop(proc: subprocess.Popen, timeout: float = 30.0) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
+    terminate(proc, timeout)
 
 
 @dataclass
@@ -175,7 +141,7 @@ def start_memcached(workdir: Path, opts: Options, *, tcp: bool) -> tuple[subproc
     if tcp:
         port = free_port()
         proc = spawn([*cmd, "-l", "127.0.0.1", "-p", str(port)], workdir / "memcached.log")
-        wait_connectable(port, proc, workdir / "memcached.log")
+        wait_connectable(f"127.0.0.1:{port}", proc, 30.0, workdir / "memcached.log")
         return proc, f"127.0.0.1:{port}", port
     path = workdir / "l1.sock"
     proc = spawn([*cmd, "-s", str(path)], workdir / "memcached.log")
@@ -245,10 +211,8 @@ def proxy_command(stack: Stack, l1: str) -> list[str]:
     ]
     if stack.workers > 1:
         cmd += ["--workers", str(stack.workers)]
-    if stack.kind == "batched":
-        config = stack.workdir / "config.yaml"
-        config.write_text(json.dumps({"batching": {"enabled": True}}) + "\n")  # JSON is YAML
-        cmd += ["--config", str(config)]
+    if stack.kind == "l1only":
+        cmd.append("--no-batching")  # batched is the default
     return cmd
 
 
@@ -307,7 +271,7 @@ def start_stack(spec: str, workdir: Path, opts: Options, default_workers: int = 
             else:
                 require_compiled(spec, env)
             stack.procs["proxy"] = spawn(proxy_command(stack, l1), workdir / "proxy.log", env)
-        wait_connectable(stack.port, stack.procs["proxy"], workdir / "proxy.log")
+        wait_connectable(f"127.0.0.1:{stack.port}", stack.procs["proxy"], 30.0, workdir / "proxy.log")
         return stack
     except BaseException:
         stack.stop()

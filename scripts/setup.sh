@@ -17,8 +17,13 @@ if ! python3 -c 'import os, sys, sysconfig
 sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
   apt_pkgs+=(python3-dev)
 fi
-[ "$want_test" = --test ] && apt_pkgs+=(nutcracker libmemcached-tools prometheus podman runc mmdebstrap curl openssl
-  containernetworking-plugins iptables conntrack libc6-dev)
+[ "$want_test" = --test ] && apt_pkgs+=(nutcracker libmemcached-tools prometheus podman runc mmdebstrap curl openssl)
+# the test node (scripts/k8s/start-node.sh): CNI plugins, kube-proxy's tools, libc6-dev for the static pause
+[ "$want_test" = --test ] && apt_pkgs+=(containernetworking-plugins iptables conntrack libc6-dev)
+# sasl2-bin: saslpasswd2 builds the sasldb that the SASL differential tests give memcached -S
+[ "$want_test" = --test ] && apt_pkgs+=(sasl2-bin)
+# libmemcached-dev, zlib1g-dev: pylibmc (a client driver in tests/clients) builds against them
+[ "$want_test" = --test ] && apt_pkgs+=(libmemcached-dev zlib1g-dev)
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -15,6 +15,7 @@ CACHEPROXY_EXPECT_BUILD=compiled pytest "$@"
 if [ $# -eq 0 ]; then
   # Proxies started by the tests inherit the variable, so they run pure Python too.
   echo "== pytest, pure-Python fallback (CACHEPROXY_PURE_PYTHON=1)"
-  CACHEPROXY_PURE_PYTHON=1 CACHEPROXY_EXPECT_BUILD=pure pytest -q tests/test_compiled.py tests/protocol \
-    tests/proxy tests/binary tests/differential tests/handlers tests/orcas tests/reliability
+  CACHEPROXY_PURE_PYTHON=1 CACHEPROXY_EXPECT_BUILD=pure pytest -q tests/test_compiled.py tests/test_cli.py \
+    tests/test_workers.py tests/protocol tests/backends tests/handlers tests/orcas tests/server tests/metrics \
+    tests/binary tests/differential tests/reliability
 fi

@@ -52,6 +52,15 @@ def _default_namespace() -> str | None:
         return None
 
 
+def quiet_logs(*, verbose: bool) -> None:
+    """No log line per child event (kopf's "Handler ... succeeded") or per probe (aiohttp's access
+    log): at the default level the log shows what the operator changed, warnings and errors."""
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    if not verbose:
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.resync_seconds is not None:
@@ -64,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         namespaces = [default]
     kopf.configure(debug=args.debug, verbose=args.verbose)
-    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    quiet_logs(verbose=args.verbose or args.debug)
     import cacheproxy_operator.handlers  # noqa: F401  (registers the handlers with kopf)
 
     kopf.run(

@@ -1,34 +1,43 @@
 """kopf wiring, kept thin: every trigger asks for a reconcile of one CacheProxy by name.
 
-Triggers: create/update/resume of the CacheProxy, a periodic resync timer (catches anything missed,
-e.g. the ServiceMonitor API appearing), and events on the children (a child deleted or edited by
-hand, a Deployment or pod changing readiness). Requests for the same CacheProxy are coalesced:
-while one reconcile runs, further requests mark it dirty and it runs once more afterwards.
+Triggers: create/update/resume of the CacheProxy, events on the children (a child deleted or edited
+by hand, a StatefulSet or pod changing readiness), and one background loop: every few seconds it
+reconciles the CacheProxies in the middle of a ring change (their proxies' GET /ring decides the
+next step), and every RESYNC_SECONDS all of them (catches anything missed, e.g. the ServiceMonitor
+API appearing). The loop is not a kopf timer: kopf puts a finalizer on every object with a timer,
+and a finalizer outliving the operator makes deleting a CacheProxy hang. Requests for the same
+CacheProxy are coalesced: while one reconcile runs, further requests mark it dirty and it runs once
+more afterwards.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 
 from cacheproxy_operator import GROUP, KIND, PLURAL, VERSION
 from cacheproxy_operator.kube import Kube, new_api_client
 from cacheproxy_operator.manifests.common import MANAGED_BY
-from cacheproxy_operator.reconcile import CR_API, reconcile
+from cacheproxy_operator.reconcile import CR_API, RingFetch, fetch_ring_http, reconcile
 
 log = logging.getLogger(__name__)
 RESYNC_SECONDS = float(os.environ.get("CACHEPROXY_RESYNC_SECONDS", "60"))
+RING_POLL_SECONDS = float(os.environ.get("CACHEPROXY_RING_POLL_SECONDS", "3"))
+# How the operator reads a pod's GET /ring; tests replace it (no network needed).
+fetch_ring: RingFetch = fetch_ring_http
 CHILD_LABELS = {"app.kubernetes.io/managed-by": MANAGED_BY}
 # (group or group/version, plural); a group without version follows the server's preferred version.
 CHILD_RESOURCES = [
     ("v1", "configmaps"),
     ("v1", "services"),
     ("v1", "pods"),
-    ("apps/v1", "deployments"),
+    ("apps/v1", "statefulsets"),
     ("policy", "poddisruptionbudgets"),
     ("networking.k8s.io/v1", "networkpolicies"),
     ("monitoring.coreos.com/v1", "servicemonitors"),
@@ -75,8 +84,13 @@ def kube() -> Kube:
 
 
 def _emitter(body: dict[str, Any]):
+    """Events are posted directly (not with kopf.event, which works only inside kopf's handlers)."""
+
     def emit(event_type: str, reason: str, message: str) -> None:
-        kopf.event(body, type=event_type, reason=reason, message=message[:1000])
+        try:
+            kube().post_event(body, event_type, reason, message[:1000])
+        except ApiException as exc:
+            log.warning("event %s on %s not posted: HTTP %s", reason, body["metadata"]["name"], exc.status)
 
     return emit
 
@@ -88,7 +102,7 @@ def request_reconcile(namespace: str, name: str) -> None:
         body = kube().get(CR_API, KIND, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return  # gone or going: the garbage collector removes the children via owner references
-        reconcile(kube(), body, _emitter(body))
+        reconcile(kube(), body, _emitter(body), fetch_ring=lambda pod, port: fetch_ring(pod, port))
 
     try:
         _coalescer.run((namespace, name), work)
@@ -117,9 +131,53 @@ def on_cacheproxy(namespace: str, name: str, **_: Any) -> None:
     request_reconcile(namespace, name)
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
-def resync(namespace: str, name: str, **_: Any) -> None:
-    request_reconcile(namespace, name)
+# Every CacheProxy seen, and whether a ring change is under way in it (what the loop polls).
+_known: dict[tuple[str, str], bool] = {}
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL, id="track")
+def track(event: dict[str, Any], namespace: str, name: str, **_: Any) -> None:
+    key = (namespace, name)
+    if event.get("type") == "DELETED":
+        _known.pop(key, None)
+        return
+    ring = ((event.get("object") or {}).get("status") or {}).get("ring") or {}
+    _known[key] = ring.get("step", "Stable") != "Stable"
+
+
+def _reconcile_quietly(namespace: str, name: str) -> None:
+    try:
+        request_reconcile(namespace, name)
+    except kopf.TemporaryError as exc:
+        log.warning("resync of %s/%s failed: %s", namespace, name, exc)
+
+
+async def resync_loop() -> None:
+    loop = asyncio.get_running_loop()
+    last_full = loop.time()
+    while True:
+        await asyncio.sleep(RING_POLL_SECONDS)
+        full = loop.time() - last_full >= RESYNC_SECONDS
+        if full:
+            last_full = loop.time()
+        for (namespace, name), changing in list(_known.items()):
+            if full or changing:
+                # to_thread copies the context: kopf.event needs the operator's context variables
+                await asyncio.to_thread(_reconcile_quietly, namespace, name)
+
+
+_tasks: list[asyncio.Task[None]] = []
+
+
+@kopf.on.startup(id="resync-loop")
+async def start_resync(**_: Any) -> None:
+    _tasks.append(asyncio.get_running_loop().create_task(resync_loop()))
+
+
+@kopf.on.cleanup(id="resync-loop")
+async def stop_resync(**_: Any) -> None:
+    while _tasks:
+        _tasks.pop().cancel()
 
 
 def on_child_event(namespace: str, labels: dict[str, str], **_: Any) -> None:

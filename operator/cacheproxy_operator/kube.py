@@ -11,6 +11,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from kubernetes import client, config
@@ -26,6 +27,7 @@ PLURALS = {
     "Service": "services",
     "Pod": "pods",
     "Deployment": "deployments",
+    "StatefulSet": "statefulsets",
     "PodDisruptionBudget": "poddisruptionbudgets",
     "NetworkPolicy": "networkpolicies",
     "ServiceMonitor": "servicemonitors",
@@ -164,3 +166,35 @@ class Kube:
             if exc.status in (403, 404):
                 return False
             raise
+
+    def post_event(self, about: dict[str, Any], event_type: str, reason: str, message: str) -> dict[str, Any]:
+        """A core/v1 Event on the object ABOUT, as `kubectl describe` and `kubectl get events` show it."""
+        meta = about["metadata"]
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": about["apiVersion"],
+                "kind": about["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+            },
+            "type": event_type,
+            "reason": reason,
+            "message": message,
+            "source": {"component": FIELD_MANAGER},
+            "reportingComponent": FIELD_MANAGER,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        return self.request("POST", object_path("v1", "Event", meta["namespace"]), body=event)
+
+    def server_version(self) -> tuple[int, int]:
+        """(major, minor) of the API server, e.g. (1, 31); "31+" style minors count as 31."""
+        info = retrying(lambda: self.request("GET", "/version"))
+        digits = "".join(ch for ch in str(info.get("minor", "0")) if ch.isdigit()) or "0"
+        return int(info.get("major", "1")), int(digits)

@@ -22,7 +22,9 @@ NAMESPACED_RULES: list[dict[str, Any]] = [
     {"apiGroups": ["cacheproxy.io"], "resources": ["cacheproxies/status"], "verbs": ["get", "patch"]},
     # children: server-side apply is a PATCH that may create; prune deletes
     {"apiGroups": [""], "resources": ["configmaps", "services"], "verbs": CHILD_VERBS},
-    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": CHILD_VERBS},
+    {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": CHILD_VERBS},
+    # the Deployment an earlier version made: removed once its StatefulSet replacement is ready
+    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch", "delete"]},
     {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": CHILD_VERBS},
     {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": CHILD_VERBS},
     {"apiGroups": ["monitoring.coreos.com"], "resources": ["servicemonitors"], "verbs": CHILD_VERBS},

@@ -8,10 +8,13 @@ restarted can only converge, never duplicate.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
+import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -21,17 +24,22 @@ from kubernetes.client.exceptions import ApiException
 from cacheproxy_operator import GROUP, KIND, VERSION
 from cacheproxy_operator.kube import Kube, object_path
 from cacheproxy_operator.manifests import SERVICE_MONITOR_API, Capabilities, Owner, build
-from cacheproxy_operator.manifests.common import APPLIED_HASH_ANNOTATION, MANAGED_BY, content_hash
+from cacheproxy_operator.manifests.common import APPLIED_HASH_ANNOTATION, MANAGED_BY, content_hash, selector_labels
 from cacheproxy_operator.manifests.config import config_hash
-from cacheproxy_operator.spec import parse_quantity, semantic_errors, with_defaults
+from cacheproxy_operator.manifests.ring import member_names, pod_name
+from cacheproxy_operator.membership import RingState, advance
+from cacheproxy_operator.spec import ImageDefaults, parse_quantity, semantic_errors, with_defaults
 from cacheproxy_operator.status import Observation, compute_status, transitions
 
 log = logging.getLogger(__name__)
 Emit = Callable[[str, str, str], None]  # (event type, reason, message)
+# (pod, admin port) -> the proxy's GET /ring answer, or None when it does not answer
+RingFetch = Callable[[dict[str, Any], int], dict[str, Any] | None]
 CR_API = f"{GROUP}/{VERSION}"
 # Fault injection for the crash-recovery test: pause after each child write so the operator can be
 # killed half-way through a reconcile. Never set in production.
 STEP_DELAY_ENV = "CACHEPROXY_FAULT_STEP_DELAY"
+OBSERVE_WORKERS = 16
 
 
 class ChildConflict(Exception):
@@ -129,7 +137,8 @@ def prune(kube: Kube, api_version: str, kind: str, owner: Owner) -> list[str]:
 
 def discover(kube: Kube) -> Capabilities:
     return Capabilities(
-        pdb_api_version="policy/v1" if kube.serves("policy/v1") else "policy/v1beta1",
+        pdb=kube.serves("policy/v1"),
+        native_sidecars=kube.server_version() >= (1, 29),
         service_monitor=kube.serves(SERVICE_MONITOR_API),
     )
 
@@ -157,16 +166,125 @@ def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def reconcile(kube: Kube, body: dict[str, Any], emit: Emit, *, now: Callable[[], str] = now_rfc3339) -> Outcome:
-    """One full pass for the CacheProxy BODY (as read from the server). Never raises for a bad spec."""
+def fetch_ring_http(pod: dict[str, Any], port: int, timeout: float = 2.0) -> dict[str, Any] | None:
+    """GET http://POD_IP:PORT/ring: which ring generation and phase the pod's proxy has applied."""
+    ip = (pod.get("status") or {}).get("podIP")
+    if not ip:
+        return None
+    host = f"[{ip}]" if ":" in ip else ip
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/ring", timeout=timeout) as answer:
+            report = json.loads(answer.read())
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) else None
+
+
+def _timestamp(text: str | None) -> float:
+    if not text:
+        return 0.0
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def _rfc3339(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def state_from_status(ring: dict[str, Any] | None) -> RingState | None:
+    """The membership state kept in status.ring (None for a new CacheProxy or one made before rings)."""
+    if not ring or not ring.get("generation") or not ring.get("step"):
+        return None
+    members = len(ring.get("members") or [])
+    return RingState(
+        generation=ring["generation"],
+        phase=ring.get("phase", "serve"),
+        step=ring["step"],
+        members=members,
+        previous=len(ring.get("previous") or []),
+        pods=ring.get("pods", members),
+        since=_timestamp(ring.get("stepStartedAt")),
+    )
+
+
+def ring_status(owner: Owner, state: RingState, waiting_for: list[int]) -> dict[str, Any]:
+    return {
+        "generation": state.generation,
+        "phase": state.phase,
+        "step": state.step,
+        "stepStartedAt": _rfc3339(state.since),
+        "members": member_names(owner, state.members),
+        "previous": member_names(owner, state.previous),
+        "pods": state.pods,
+        "waitingFor": [pod_name(owner, i) for i in waiting_for],
+    }
+
+
+def observe(
+    owner: Owner, state: RingState | None, pods: list[dict[str, Any]], port: int, fetch: RingFetch
+) -> dict[int, int | None]:
+    """The ring generation each pod the current step waits on reports (None: no answer)."""
+    if state is None:
+        return {}
+    by_name = {pod["metadata"]["name"]: pod for pod in pods if not pod["metadata"].get("deletionTimestamp")}
+
+    def generation_of(ordinal: int) -> int | None:
+        pod = by_name.get(pod_name(owner, ordinal))
+        report = fetch(pod, port) if pod is not None else None
+        generation = report.get("generation") if report else None
+        return generation if isinstance(generation, int) and not isinstance(generation, bool) else None
+
+    ordinals = list(state.waits_on())
+    if not ordinals:
+        return {}
+    # in parallel: a pod that does not answer costs one timeout, not one per pod
+    with ThreadPoolExecutor(max_workers=min(OBSERVE_WORKERS, len(ordinals))) as pool:
+        return dict(zip(ordinals, pool.map(generation_of, ordinals), strict=True))
+
+
+def migrate_deployment(kube: Kube, owner: Owner, statefulset: dict[str, Any] | None, pods: int) -> list[str]:
+    """Delete the Deployment an earlier operator version made, once the StatefulSet's pods are ready.
+
+    Until then both serve behind the client Service (same pod labels), so clients are never without a
+    cache; the Deployment's pods take their cached data with them (the StatefulSet's start cold).
+    """
+    old = kube.get("apps/v1", "Deployment", owner.namespace, owner.name)
+    if old is None or not any(ref.get("uid") == owner.uid for ref in old["metadata"].get("ownerReferences") or []):
+        return []
+    ready = ((statefulset or {}).get("status") or {}).get("readyReplicas", 0)
+    if ready < pods:
+        return []
+    return [f"Deployment/{owner.name}"] if kube.delete("apps/v1", "Deployment", owner.namespace, owner.name) else []
+
+
+def reconcile(
+    kube: Kube,
+    body: dict[str, Any],
+    emit: Emit,
+    *,
+    now: Callable[[], str] = now_rfc3339,
+    clock: Callable[[], float] = time.time,
+    fetch_ring: RingFetch = fetch_ring_http,
+    images: ImageDefaults | None = None,
+) -> Outcome:
+    """One full pass for the CacheProxy BODY (as read from the server). Never raises for a bad spec.
+
+    IMAGES: what a spec naming no image gets (default: the chart's, from the operator's environment).
+    """
     owner = Owner.from_body(body)
-    spec = with_defaults(body.get("spec"))
+    spec = with_defaults(body.get("spec"), images or ImageDefaults.from_env(os.environ))
     previous = body.get("status") or {}
     outcome = Outcome()
     caps = discover(kube)
     spec_errors = semantic_errors(spec)
+    pod_list = kube.list("v1", "Pod", owner.namespace, selector_labels(owner))
+    decision = None
+    pods = spec["replicas"]
     if not spec_errors:
-        plan = build(owner, spec, caps)
+        state = state_from_status(previous.get("ring"))
+        reports = observe(owner, state, pod_list, spec["proxy"]["ports"]["metrics"], fetch_ring)
+        decision = advance(state, spec["replicas"], reports, clock(), spec["ring"]["warmupSeconds"])
+        pods = decision.state.pods
+        plan = build(owner, spec, caps, decision.state.view, pods)
         try:
             for manifest in plan.desired:
                 result = ensure(kube, manifest, owner)
@@ -179,18 +297,25 @@ def reconcile(kube: Kube, body: dict[str, Any], emit: Emit, *, now: Callable[[],
         except (ApiException, ChildConflict) as exc:
             outcome.error = _describe(exc)
             log.warning("reconcile of %s/%s failed: %s", owner.namespace, owner.name, outcome.error)
-    deployment = kube.get("apps/v1", "Deployment", owner.namespace, owner.name)
-    pods = kube.list(
-        "v1",
-        "Pod",
-        owner.namespace,
-        {"app.kubernetes.io/name": "cacheproxy", "app.kubernetes.io/instance": owner.name},
-    )
+    statefulset = kube.get("apps/v1", "StatefulSet", owner.namespace, owner.name)
+    if decision is not None and outcome.error is None:
+        try:
+            outcome.deleted += migrate_deployment(kube, owner, statefulset, pods)
+        except ApiException as exc:
+            outcome.error = _describe(exc)
     observation = Observation(
         generation=body["metadata"].get("generation", 0),
         spec=spec,
-        deployment=deployment,
-        pods=pods,
+        workload=statefulset,
+        pods=pod_list,
+        desired_pods=pods,
+        selector=",".join(f"{k}={v}" for k, v in selector_labels(owner).items()),
+        # a ring step counts only once its config is written: on a failed apply the old one stands
+        ring=(
+            ring_status(owner, decision.state, decision.waiting_for)
+            if decision is not None and outcome.error is None
+            else previous.get("ring")
+        ),
         spec_errors=spec_errors,
         reconcile_error=outcome.error,
         monitoring=monitoring_state(spec, caps),
@@ -205,6 +330,9 @@ def reconcile(kube: Kube, body: dict[str, Any], emit: Emit, *, now: Callable[[],
         emit("Normal", "Updated", "updated " + ", ".join(outcome.updated))
     if outcome.deleted:
         emit("Normal", "Deleted", "deleted " + ", ".join(outcome.deleted))
+    if decision is not None and outcome.error is None:
+        for event in decision.events:
+            emit(*event)
     for event in transitions(previous, outcome.status):
         emit(*event)
     if outcome.status != previous:

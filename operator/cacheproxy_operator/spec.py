@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -67,9 +69,43 @@ def _defaulted(schema: dict[str, Any], value: Any) -> Any:
     return value
 
 
-def with_defaults(spec: dict[str, Any] | None) -> dict[str, Any]:
-    """SPEC completed with every CRD default (the input is not modified)."""
-    return _defaulted(spec_schema(), copy.deepcopy(spec or {}))
+# The tier's image when the operator runs without the chart's environment: the project image (its
+# Dockerfile installs memcached too, so one image serves both containers).
+DEFAULT_IMAGE = "ghcr.io/cacheproxy/cacheproxy:0.1.0"
+IMAGE_ENV, PULL_POLICY_ENV, PULL_SECRETS_ENV = (
+    "CACHEPROXY_TIER_IMAGE",
+    "CACHEPROXY_TIER_IMAGE_PULL_POLICY",
+    "CACHEPROXY_TIER_IMAGE_PULL_SECRETS",
+)
+
+
+@dataclass(frozen=True)
+class ImageDefaults:
+    """The image, pull policy and pull secrets a spec gets when it names none (the chart sets them)."""
+
+    image: str = DEFAULT_IMAGE
+    pull_policy: str = "IfNotPresent"
+    pull_secrets: tuple[str, ...] = ()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ImageDefaults:
+        secrets = tuple(s.strip() for s in env.get(PULL_SECRETS_ENV, "").split(",") if s.strip())
+        return cls(
+            image=env.get(IMAGE_ENV) or DEFAULT_IMAGE,
+            pull_policy=env.get(PULL_POLICY_ENV) or "IfNotPresent",
+            pull_secrets=secrets,
+        )
+
+
+def with_defaults(spec: dict[str, Any] | None, images: ImageDefaults = ImageDefaults()) -> dict[str, Any]:
+    """SPEC completed with every CRD default and the operator's image defaults (input not modified)."""
+    out = _defaulted(spec_schema(), copy.deepcopy(spec or {}))
+    for part in ("memcached", "proxy"):
+        out[part].setdefault("image", images.image)
+        out[part].setdefault("imagePullPolicy", images.pull_policy)
+    if not out.get("imagePullSecrets") and images.pull_secrets:
+        out["imagePullSecrets"] = [{"name": name} for name in images.pull_secrets]
+    return out
 
 
 def mebibytes(quantity: str) -> int:
@@ -161,6 +197,8 @@ def semantic_errors(spec: dict[str, Any]) -> list[str]:
     """Problems in a schema-valid (defaulted) spec that would produce a broken tier. Empty when fine."""
     errors: list[str] = []
     memcached, l2, proxy = spec["memcached"], spec["l2"], spec["proxy"]
+    if spec["replicas"] < 1:  # stored before the schema's minimum: the ring needs a member
+        errors.append("replicas must be at least 1 (every pod is a ring member; a ring needs one)")
     if proxy["orca"] == "l1l2" and not l2["enabled"]:
         errors.append("proxy.orca is l1l2 but l2.enabled is false")
     if proxy["orca"] == "l1only" and l2["enabled"]:
@@ -168,7 +206,7 @@ def semantic_errors(spec: dict[str, Any]) -> list[str]:
     if l2["enabled"] and mebibytes(l2_volume_size(spec)) < mebibytes(l2["extstoreSize"]):
         errors.append(f"l2.storage.size {l2['storage']['size']} is smaller than l2.extstoreSize {l2['extstoreSize']}")
     ports = proxy["ports"]
-    used = [("client", ports["client"]), ("metrics", ports["metrics"])]
+    used = [("client", ports["client"]), ("metrics", ports["metrics"]), ("peer", ports["peer"])]
     if proxy["batchPort"]["enabled"]:
         used.append(("batch", ports["batch"]))
         if not l2["enabled"]:

@@ -10,6 +10,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 READY, PROGRESSING, DEGRADED, MONITORING = "Ready", "Progressing", "Degraded", "Monitoring"
+# A container's waiting reason (kubelet) -> the Degraded reason that names the cause.
+WAITING_REASONS = {
+    "ErrImagePull": "ImagePullFailing",
+    "ImagePullBackOff": "ImagePullFailing",
+    "InvalidImageName": "ImagePullFailing",
+    "ErrImageNeverPull": "ImagePullFailing",
+    "CrashLoopBackOff": "CrashLooping",
+    "CreateContainerConfigError": "ContainerConfigError",
+    "CreateContainerError": "ContainerConfigError",
+    "RunContainerError": "ContainerConfigError",
+}
+SHOWN_PROBLEMS = 3
 
 
 @dataclass(frozen=True)
@@ -18,8 +30,11 @@ class Observation:
 
     generation: int
     spec: dict[str, Any]
-    deployment: dict[str, Any] | None
+    workload: dict[str, Any] | None  # the StatefulSet
     pods: list[dict[str, Any]]
+    desired_pods: int | None = None  # StatefulSet replicas; spec.replicas when not given
+    selector: str = ""
+    ring: dict[str, Any] | None = None
     spec_errors: list[str] = field(default_factory=list)
     reconcile_error: str | None = None
     monitoring: tuple[str, str, str] = ("False", "Disabled", "")  # status, reason, message
@@ -53,13 +68,34 @@ def endpoints(pods: list[dict[str, Any]], port: int) -> list[str]:
     return sorted(found)
 
 
-def _rollout(deployment: dict[str, Any] | None, desired: int) -> tuple[int, bool, str | None]:
-    """(ready replicas, rollout finished, failure message) for the Deployment."""
-    if deployment is None:
+def pod_problems(pods: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(reason, message) for every pod that cannot run: unschedulable, or a container (init and
+    sidecar containers included) waiting on an image pull, a crash loop or a bad container config."""
+    problems = []
+    for pod in sorted(pods, key=lambda p: p.get("metadata", {}).get("name", "")):
+        if pod.get("metadata", {}).get("deletionTimestamp"):
+            continue
+        name = pod.get("metadata", {}).get("name", "?")
+        status = pod.get("status") or {}
+        for cond in status.get("conditions") or []:
+            if (cond.get("type"), cond.get("status"), cond.get("reason")) == ("PodScheduled", "False", "Unschedulable"):
+                problems.append(("Unschedulable", f"pod {name} unschedulable: {cond.get('message', '')}".strip()))
+        for container in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            reason = WAITING_REASONS.get(waiting.get("reason", ""))
+            if reason:
+                detail = f": {waiting['message']}" if waiting.get("message") else ""
+                problems.append((reason, f"pod {name} container {container.get('name')}: {waiting['reason']}{detail}"))
+    return problems
+
+
+def _rollout(workload: dict[str, Any] | None, desired: int) -> tuple[int, bool, str | None]:
+    """(ready replicas, rollout finished, failure message) for the StatefulSet."""
+    if workload is None:
         return 0, False, None
-    status = deployment.get("status", {})
+    status = workload.get("status", {})
     ready = status.get("readyReplicas", 0)
-    current = status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 0)
+    current = status.get("observedGeneration", 0) >= workload["metadata"].get("generation", 0)
     finished = current and status.get("updatedReplicas", 0) == desired and status.get("replicas", 0) == desired
     failure = None
     for cond in status.get("conditions") or []:
@@ -80,8 +116,8 @@ def conditions_for(obs: Observation) -> list[dict[str, Any]]:
             _condition(DEGRADED, "True", "InvalidSpec", message, gen),
             _condition(MONITORING, *obs.monitoring, gen),
         ]
-    desired = obs.spec["replicas"]
-    ready, finished, failure = _rollout(obs.deployment, desired)
+    desired = obs.spec["replicas"] if obs.desired_pods is None else obs.desired_pods
+    ready, finished, failure = _rollout(obs.workload, desired)
     all_ready = finished and ready >= desired
     counts = f"{ready}/{desired} replicas ready"
     conds = [
@@ -103,7 +139,12 @@ def conditions_for(obs: Observation) -> list[dict[str, Any]]:
     if obs.reconcile_error:
         conds.append(_condition(DEGRADED, "True", "ReconcileFailed", obs.reconcile_error, gen))
     elif failure:
-        conds.append(_condition(DEGRADED, "True", "DeploymentFailing", failure, gen))
+        conds.append(_condition(DEGRADED, "True", "WorkloadFailing", failure, gen))
+    elif problems := pod_problems(obs.pods):
+        shown = "; ".join(message for _, message in problems[:SHOWN_PROBLEMS])
+        more = len(problems) - SHOWN_PROBLEMS
+        message = f"{shown} (and {more} more)" if more > 0 else shown
+        conds.append(_condition(DEGRADED, "True", problems[0][0], message, gen))
     else:
         conds.append(_condition(DEGRADED, "False", "AsExpected", "all children reconciled", gen))
     conds.append(_condition(MONITORING, *obs.monitoring, gen))
@@ -133,15 +174,18 @@ def with_transition_times(new: list[dict[str, Any]], old: list[dict[str, Any]], 
 
 def compute_status(obs: Observation, previous: dict[str, Any], now: str) -> dict[str, Any]:
     conds = conditions_for(obs)
-    deployment_status = (obs.deployment or {}).get("status", {})
+    workload_status = (obs.workload or {}).get("status", {})
     status = {
         "observedGeneration": obs.generation,
         "phase": _phase(conds, obs.spec_errors),
-        "replicas": deployment_status.get("replicas", 0),
-        "readyReplicas": deployment_status.get("readyReplicas", 0),
+        "replicas": workload_status.get("replicas", 0),
+        "readyReplicas": workload_status.get("readyReplicas", 0),
+        "selector": obs.selector,
         "endpoints": endpoints(obs.pods, obs.spec["proxy"]["ports"]["client"]),
         "conditions": with_transition_times(conds, previous.get("conditions", []), now),
     }
+    if obs.ring:
+        status["ring"] = obs.ring
     if obs.config_hash:
         status["configHash"] = obs.config_hash
     elif previous.get("configHash"):

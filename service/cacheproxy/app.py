@@ -1,5 +1,6 @@
-"""Wires the proxy together: listener → server → orca → handler → backend, plus the admin
-server, health checks, timeouts and the SIGTERM drain."""
+"""Runs the proxy: the composed stages (``compose.py``) behind the listener, plus the admin
+server, backend health checks, client timeouts, the garbage collector's timer and the SIGTERM
+drain."""
 
 from __future__ import annotations
 
@@ -11,17 +12,18 @@ import signal
 from collections.abc import Callable
 from functools import partial
 
-from aiohttp import web
-
-from .backends.connection import OPEN, BackendConnection
-from .backends.pool import BackendPool, Lane
-from .backends.sweeper import sweep_forever, track
+from .backends.connection import OPEN
+from .backends.sweeper import sweep_forever
+from .compose import Composition, OrcaFactory
 from .config import Config
 from .listener.listener import listen
-from .metrics.admin import build_app
+from .listener.secure import Security
 from .metrics.stats import STATS, clock
-from .orcas.l1only import L1Only
 from .protocol.meta import LINE, code_of
+from .security.authfile import Credentials
+from .server.authgate import authenticating
+from .server.connection import SessionFactory
+from .server.sessions import start_session
 
 log = logging.getLogger("cacheproxy")
 
@@ -34,63 +36,40 @@ def _resolve(future: asyncio.Future, resp: object) -> None:
         future.set_result(resp)
 
 
+class Port:
+    """The server context of one client port: the process's shared state, and the factory that
+    gives each of the port's client connections its orca."""
+
+    def __init__(self, runtime: Runtime, new_orca: OrcaFactory) -> None:
+        self.runtime = runtime
+        self.loop = runtime.loop
+        self.clients = runtime.clients
+        self.new_orca = new_orca
+
+    @property
+    def config(self) -> Config:
+        return self.runtime.config
+
+
 class Runtime:
-    """Process-wide state shared by every client connection."""
+    """Process-wide state shared by every client connection: the current config, the composed
+    stages, the open clients, backend health, the drain."""
 
     def __init__(self, config: Config, loop: asyncio.AbstractEventLoop) -> None:
         self.config = config
         self.loop = loop
         self.clients: set = set()
         self.draining = False
-        self.pools: dict[str, BackendPool] = {}
+        self.composition = Composition(config, loop)
         self.backend_ok: dict[str, bool] = {"l1": False}
         if config.l2:
             self.backend_ok["l2"] = False
-        self.new_orca: Callable = self._orca_factory()
+        self.port = Port(self, self.composition.orca_factory())
+        self.auth: Credentials | None = Credentials.load(config.auth_file) if config.auth_file else None
+        # How each client connection starts: authenticating first when there is an auth file.
+        self.sessions: SessionFactory = authenticating(self.auth) if self.auth is not None else start_session
         STATS.client_connections_max = config.max_connections
         STATS.orca = config.orca_name
-
-    def _orca_factory(self) -> Callable:
-        cfg = self.config
-        l1 = cfg.address("l1")
-        if cfg.orca_name == "l1only" and cfg.chunking.enabled:  # (l1l2 chunks in orcas/l1l2.py)
-            return self._chunked_factory()
-        if cfg.orca_name == "l1only":
-            if cfg.batching.enabled:
-                pool = self.pool("l1")
-                return lambda: L1Only(pool.lane(), owned=False)
-            return lambda: L1Only(track(BackendConnection(l1, "l1", cfg.backend_timeout)))
-        from .orcas.l1l2 import make_l1l2_factory
-
-        return make_l1l2_factory(self)
-
-    def _chunked_factory(self) -> Callable:
-        """L1Only with large values chunked over several L1 items (handlers/chunked.py)."""
-        from .handlers.chunked import ChunkedHandler
-
-        cfg, c = self.config, self.config.chunking
-        l1 = cfg.address("l1")
-
-        def make() -> ChunkedHandler:
-            conn: BackendConnection | Lane
-            if cfg.batching.enabled:
-                conn, owned = self.pool("l1").lane(), False
-            else:
-                conn, owned = track(BackendConnection(l1, "l1", cfg.backend_timeout)), True
-            return ChunkedHandler.for_item_size(conn, cfg.max_item_size, threshold=c.threshold,
-                                                chunk_size=c.chunk_size, max_value_size=c.max_value_size,
-                                                owned=owned)
-
-        return make
-
-    def pool(self, name: str) -> BackendPool:
-        """The shared, batched connection pool to backend NAME (created once)."""
-        if name not in self.pools:
-            b = self.config.batching
-            self.pools[name] = BackendPool(self.config.address(name), name, size=b.max_connections,
-                                           timeout=self.config.backend_timeout, max_batch=b.max_batch,
-                                           flush_us=b.flush_us)
-        return self.pools[name]
 
     def ready(self) -> tuple[bool, str]:
         if self.draining:
@@ -103,8 +82,7 @@ class Runtime:
 
     async def health_check(self, name: str) -> None:
         """Ask the backend ``version`` every second on a connection of its own."""
-        conn = BackendConnection(self.config.address(name), f"{name}-health", min(self.config.backend_timeout, 1.0))
-        track(conn)
+        conn = self.composition.connection(name, f"{name}-health")
         while True:
             done = self.loop.create_future()
             conn.send(b"version\r\n", LINE, partial(_resolve, done))
@@ -123,20 +101,21 @@ class Runtime:
             await asyncio.sleep(HEALTH_INTERVAL if ok or conn.state == OPEN else HEALTH_INTERVAL / 4)
 
     async def client_timeouts(self) -> None:
-        """Close clients idle longer than idle_timeout, or stuck mid-request past read_timeout."""
-        idle, partial = self.config.idle_timeout, self.config.read_timeout
-        if not idle and not partial:
-            return
-        tick = max(0.05, min(x for x in (idle, partial) if x) / 4)
+        """Close clients idle longer than idle_timeout, or stuck mid-request past read_timeout.
+        Both are read from the current config at every tick, so a reload changes them."""
         while True:
-            await asyncio.sleep(tick)
+            idle, stalled = self.config.idle_timeout, self.config.read_timeout
+            if not idle and not stalled:
+                await asyncio.sleep(1.0)
+                continue
+            await asyncio.sleep(max(0.05, min(x for x in (idle, stalled) if x) / 4))
             now = clock()  # the clock the clients stamp their activity with
             for client in list(self.clients):
                 if client.in_flight():
                     continue
                 started = client.partial_since  # a request began arriving and is not complete
                 if started is not None:
-                    if partial and now - started > partial:  # a slow (or stuck) sender
+                    if stalled and now - started > stalled:  # a slow (or stuck) sender
                         STATS.errors["timeout"] += 1
                         client.close()
                 elif idle and now - client.last_activity > idle:
@@ -206,22 +185,18 @@ async def serve(config: Config, *, admin: bool = True, ready_event: asyncio.Even
     tune_gc()
     if ready_hook is not None:
         ready_hook(runtime.ready)
-    servers = [await listen(runtime, config.address("listen"), reuse_port=config.workers > 1)]
+    security = Security(config)  # TLS listeners, admin TLS, rotation (listener/secure.py)
+    reuse_port = config.workers > 1
+    servers = await security.client_listeners(runtime.port, runtime.sessions, reuse_port=reuse_port)
     if config.batch_listen:
-        from .orcas.l1l2 import batch_runtime
-
-        servers.append(await listen(batch_runtime(runtime), config.address("batch_listen"),
-                                    reuse_port=config.workers > 1))
-    runner = None
-    if admin:
-        app = build_app(STATS.snapshot, runtime.ready)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        a = config.address("admin")
-        await web.TCPSite(runner, a.host, a.port, reuse_address=True).start()
+        batch = Port(runtime, runtime.composition.batch_orca_factory())
+        servers.append(await listen(batch, config.address("batch_listen"), sessions=runtime.sessions,
+                                    reuse_port=reuse_port))
+    runners = await security.admin_sites(STATS.snapshot, runtime.ready) if admin else []
     tasks = [loop.create_task(sweep_forever()), loop.create_task(runtime.client_timeouts()),
              loop.create_task(collect_garbage())]
     tasks += [loop.create_task(runtime.health_check(name)) for name in runtime.backend_ok]
+    tasks += security.start(loop, runtime.auth)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(RuntimeError, ValueError):  # not the main thread (embedded use)
@@ -235,7 +210,7 @@ async def serve(config: Config, *, admin: bool = True, ready_event: asyncio.Even
     for task in tasks:
         task.cancel()
     await asyncio.wait(tasks, timeout=2)
-    if runner is not None:
+    for runner in runners:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2):
                 await runner.cleanup()

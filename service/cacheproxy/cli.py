@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import resource
 import sys
 
 from . import __version__, compiled
+from .app import serve
 from .config import load
+from .process import install_event_loop, raise_nofile_limit
+from .workers import run_workers
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -28,25 +30,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--read-timeout", dest="read_timeout", type=float)
     p.add_argument("--backend-timeout", dest="backend_timeout", type=float)
     p.add_argument("--shutdown-grace", dest="shutdown_grace", type=float)
+    p.add_argument("--no-batching", dest="batching.enabled", action="store_const", const=False,
+                   help="a backend connection per client (Rend's classic layout) instead of the shared pool")
+    p.add_argument("--tls-cert", dest="tls_cert", metavar="FILE", help="TLS certificate chain (PEM), client port")
+    p.add_argument("--tls-key", dest="tls_key", metavar="FILE", help="its private key (PEM)")
+    p.add_argument("--tls-ca", dest="tls_ca", metavar="FILE", help="CA (PEM): client certificates required (mTLS)")
+    p.add_argument("--plain-listen", dest="plain_listen", help="a second, plaintext client address beside TLS")
+    p.add_argument("--auth-file", dest="auth_file", metavar="FILE", help="memcached -Y authfile (user:password lines)")
     p.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--version", action="version", version=f"cacheproxy {__version__}, {compiled.DESCRIPTION}")
     return p.parse_args(argv)
-
-
-def raise_nofile_limit() -> None:
-    """Each client may hold two descriptors (its socket and its backend's): take all we may."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def install_event_loop() -> str:
-    try:
-        import uvloop
-    except ImportError:
-        return "asyncio"
-    uvloop.install()
-    return "uvloop"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,10 +55,6 @@ def main(argv: list[str] | None = None) -> int:
     loop_name = install_event_loop()
     logging.getLogger("cacheproxy").info("cacheproxy %s on %s, %s", __version__, loop_name, compiled.DESCRIPTION)
     if config.workers > 1:
-        from .workers import run_workers
-
         return run_workers(config)
-    from .app import serve
-
     asyncio.run(serve(config))
     return 0

@@ -28,6 +28,7 @@ HOT = (
     "protocol.text",
     "protocol.meta",
     "protocol.requests",
+    "protocol.text_answers",
     "protocol.numbers",
     "handlers.plain",
     "orcas.l1only",

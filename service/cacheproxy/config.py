@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from .backends.address import Address, parse_address
+from .security.authfile import Credentials
 
 ORCAS = ("l1only", "l1l2")
 
@@ -28,7 +29,11 @@ class Chunking:
 
 @dataclass
 class Batching:
-    enabled: bool = False
+    """Clients share a pool of pipelined backend connections (the default, and what the operator
+    ships); ``enabled: false`` (``--no-batching``) is Rend's classic layout, a backend connection
+    per client."""
+
+    enabled: bool = True
     max_connections: int = 8
     max_batch: int = 64
     flush_us: int = 0
@@ -53,6 +58,15 @@ class Config:
     log_level: str = "info"
     chunking: Chunking = field(default_factory=Chunking)
     batching: Batching = field(default_factory=Batching)
+    # Security (docs/security.md): TLS on the client port, mTLS with tls_ca, memcached's -Y auth.
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_ca: str | None = None  # set: client certificates are required and verified against it
+    tls_handshake_timeout: float = 10.0
+    plain_listen: str | None = None  # a second, plaintext client port (memcached's notls:)
+    admin_tls_listen: str | None = None  # /metrics over TLS here; the admin port keeps /healthz, /readyz
+    auth_file: str | None = None  # memcached -Y format (user:password lines)
+    auth_max_failures: int = 10  # failed authentications that close a connection (0: never)
 
     @property
     def orca_name(self) -> str:
@@ -70,7 +84,7 @@ class Config:
         """Raise ValueError with a message a user can act on."""
         for name in ("listen", "admin", "l1"):
             self.address(name)
-        for name in ("l2", "batch_listen"):
+        for name in ("l2", "batch_listen", "plain_listen", "admin_tls_listen"):
             if getattr(self, name):
                 self.address(name)
         if self.orca_name not in ORCAS:
@@ -86,12 +100,35 @@ class Config:
                           or c.max_value_size < self.max_item_size):
             raise ValueError("chunking: need 0 <= threshold <= max_item_size - 320, "
                              "0 <= chunk_size <= max_item_size - 128, max_value_size >= max_item_size")
+        self.validate_security()
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
         for name in ("idle_timeout", "read_timeout", "backend_timeout", "shutdown_grace"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
         return self
+
+    @property
+    def tls_enabled(self) -> bool:
+        return bool(self.tls_cert)
+
+    def validate_security(self) -> None:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key go together")
+        if (self.tls_ca or self.admin_tls_listen) and not self.tls_cert:
+            raise ValueError("tls_ca and admin_tls_listen need tls_cert and tls_key")
+        if self.plain_listen and not self.tls_cert:
+            raise ValueError("plain_listen is the plaintext port beside a TLS listen port: it needs tls_cert")
+        for name in ("tls_cert", "tls_key", "tls_ca", "auth_file"):
+            path = getattr(self, name)
+            if path and not Path(path).is_file():
+                raise ValueError(f"{name}: {path} is not a readable file")
+        if self.auth_file:
+            Credentials.load(self.auth_file)  # memcached refuses to start on a malformed file, so do we
+        if self.tls_handshake_timeout <= 0:
+            raise ValueError("tls_handshake_timeout must be positive")
+        if self.auth_max_failures < 0:
+            raise ValueError("auth_max_failures must not be negative")
 
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:
@@ -119,6 +156,14 @@ def load(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Co
             raise ValueError(f"{path}: the config file must be a mapping")
         data.update(loaded)
     for key, value in (overrides or {}).items():
-        if value is not None:
+        if value is None:
+            continue
+        if "." in key:  # a nested key, e.g. batching.enabled from --no-batching
+            section, name = key.split(".", 1)
+            nested = data.setdefault(section, {})
+            if not isinstance(nested, dict):
+                raise ValueError(f"{section} must be a mapping")
+            nested[name] = value
+        else:
             data[key] = value
     return _build(Config, data, "config").validate()

@@ -16,12 +16,12 @@ import os
 import signal
 from multiprocessing.connection import Connection
 
-from aiohttp import web
-
 from .app import serve
 from .config import Config
-from .metrics.admin import build_app
+from .listener.secure import Security
 from .metrics.collector import merge
+from .metrics.stats import STATS, Stats
+from .process import install_event_loop
 
 log = logging.getLogger("cacheproxy.workers")
 
@@ -30,15 +30,11 @@ SNAPSHOT_TIMEOUT = 2.0
 
 def _worker_main(config: Config, pipe: Connection, index: int) -> None:
     """A worker: the whole proxy minus the admin server, answering snapshot requests."""
-    from .cli import install_event_loop
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; SIGTERM drains
     install_event_loop()
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        from .metrics.stats import STATS
-
         runtime_ready: dict = {}
 
         def on_request() -> None:
@@ -115,8 +111,6 @@ class Workers:
 
 
 def _empty() -> dict:
-    from .metrics.stats import Stats
-
     return Stats().snapshot()
 
 
@@ -125,18 +119,19 @@ def run_workers(config: Config) -> int:
 
     async def admin() -> None:
         loop = asyncio.get_running_loop()
-        app = build_app(workers.merged, workers.ready)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        a = config.address("admin")
-        await web.TCPSite(runner, a.host, a.port, reuse_address=True).start()
+        security = Security(config)  # the admin port's TLS and its rotation
+        runners = await security.admin_sites(workers.merged, workers.ready)
+        tasks = security.start(loop, None)
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         workers.terminate()
         await loop.run_in_executor(None, workers.join, config.shutdown_grace + 5)
-        await runner.cleanup()
+        for task in tasks:
+            task.cancel()
+        for runner in runners:
+            await runner.cleanup()
 
     try:
         asyncio.run(admin())

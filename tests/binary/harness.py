@@ -13,9 +13,11 @@ import socket
 import time
 from collections.abc import Callable
 
-from cacheproxy.protocol.binary import BinaryParser, Op, encode_request, parse_frames
-from cacheproxy.protocol.binary_meta import Shape, from_meta, to_meta
+from cacheproxy.protocol.binary import BinaryParser, Op
+from cacheproxy.protocol.binary_meta import from_meta, to_meta
+from cacheproxy.protocol.meta import READERS, MetaResponse
 
+from tests.support.binary_frames import encode_request, parse_frames
 from tests.support.procs import connect
 
 SENTINEL_OPAQUE = 0x5E5E0000
@@ -87,44 +89,25 @@ class Mapped:
 
     def answer(self, request) -> bytes:
         call = to_meta(request)
-        reply = b""
+        reply = None
         if call.command is not None:
             self.sent_commands.append(call.command)
             self.sock.sendall(call.command)
             reply = self.read_reply(call.shape)
         return from_meta(request, reply)
 
-    def read_line(self) -> bytes:
-        while b"\r\n" not in self.pending:
+    def read_reply(self, shape: int) -> MetaResponse:
+        """The backend's answer, cut by the proxy's own readers (protocol/meta.py)."""
+        while True:
+            read = READERS[shape](self.pending, 0)
+            if read is not None:
+                reply, end = read
+                self.pending = self.pending[end:]
+                return reply
             chunk = recv_some(self.sock)
             if not chunk:
                 raise SideClosed("backend closed")
             self.pending += chunk
-        line, _, self.pending = self.pending.partition(b"\r\n")
-        return line + b"\r\n"
-
-    def read_exact(self, n: int) -> bytes:
-        while len(self.pending) < n:
-            chunk = recv_some(self.sock)
-            if not chunk:
-                raise SideClosed("backend closed")
-            self.pending += chunk
-        data, self.pending = self.pending[:n], self.pending[n:]
-        return data
-
-    def read_reply(self, shape: Shape) -> bytes:
-        line = self.read_line()
-        if shape is Shape.META:
-            if line.startswith(b"VA "):
-                return line + self.read_exact(int(line.split()[1]) + 2)
-            return line
-        if shape is Shape.LINE:
-            return line
-        lines = [line]
-        while not (line == b"END\r\n" or line.startswith((b"ERROR", b"CLIENT_ERROR", b"SERVER_ERROR"))):
-            line = self.read_line()
-            lines.append(line)
-        return b"".join(lines)
 
     def close(self) -> None:
         self.sock.close()

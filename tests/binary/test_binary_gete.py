@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import struct
 
-from cacheproxy.protocol.binary import Op, Status, encode_request, parse_frames
+from cacheproxy.protocol.binary import Op, Status
 
 from tests.binary.harness import Mapped
 from tests.binary.scripts import get, store
+from tests.support.binary_frames import encode_request, parse_frames
 
 
 def test_gete_against_memcached(memcached) -> None:

@@ -7,10 +7,11 @@ from __future__ import annotations
 import signal
 
 import pytest
-from cacheproxy.protocol.binary import Op, encode_request, parse_frames
+from cacheproxy.protocol.binary import Op
 
 from tests.binary.harness import normalise, run_script
 from tests.binary.scripts import CLOSING, SCRIPTS
+from tests.support.binary_frames import encode_request, parse_frames
 from tests.support.procs import connect, recv_until, start_memcached, start_proxy
 
 

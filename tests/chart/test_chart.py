@@ -143,3 +143,43 @@ def test_helm_test_hook_checks_the_operator_health_service() -> None:
     script = pod["spec"]["containers"][0]["command"][-1]
     assert f"http://{service['metadata']['name']}.cache-system.svc:8080/healthz" in script
     assert pod["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a mapping with a key given twice (plain yaml keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        repeated = {k for k in keys if keys.count(k) > 1}
+        assert not repeated, f"repeated keys {repeated} at {node.start_mark}"
+        return super().construct_mapping(node, deep=deep)
+
+
+@pytest.mark.parametrize("values", [[], [VALUES_MAX]], ids=["default", "max"])
+def test_no_rendered_mapping_repeats_a_key(values: list) -> None:
+    for doc in yaml.load_all(render(values=values), Loader=_UniqueKeyLoader):
+        assert doc is None or isinstance(doc, dict)
+
+
+def test_helm_test_pod_is_not_selected_as_the_operator() -> None:
+    docs = documents(render())
+    pod, operator = one(docs, "Pod"), one(docs, "Deployment")
+    assert pod["metadata"]["labels"]["app.kubernetes.io/component"] == "test"
+    selector = operator["spec"]["selector"]["matchLabels"]
+    assert not selector.items() <= pod["metadata"]["labels"].items()
+
+
+def test_the_chart_image_is_the_tiers_default_for_both_containers() -> None:
+    container = one(documents(render(values=[VALUES_MAX])), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["CACHEPROXY_TIER_IMAGE"] == container["image"] == "registry.example.com/team/cacheproxy:0.1.0-test"
+    assert env["CACHEPROXY_TIER_IMAGE_PULL_POLICY"] == container["imagePullPolicy"] == "Always"
+    assert env["CACHEPROXY_TIER_IMAGE_PULL_SECRETS"] == "registry-credentials"
+    default = one(documents(render()), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert "CACHEPROXY_TIER_IMAGE_PULL_SECRETS" not in {e["name"] for e in default["env"]}
+
+
+def test_the_operator_has_a_readiness_probe() -> None:
+    container = one(documents(render()), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["periodSeconds"] == 5

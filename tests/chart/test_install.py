@@ -90,8 +90,8 @@ def test_install_upgrade_and_uninstall_keep_rbac_exact_and_the_crd(cluster: Clus
         # Single-namespace mode by upgrade: writes allowed in the watched namespace only.
         cluster.helm("upgrade", release, str(CHART), "-n", RELEASE_NS,
                      "--set", f"operator.watchNamespace={WATCHED_NS}")
-        assert can_i(cluster, account, "create", "deployments.apps", WATCHED_NS)
-        assert not can_i(cluster, account, "create", "deployments.apps", "default")
+        assert can_i(cluster, account, "create", "statefulsets.apps", WATCHED_NS)
+        assert not can_i(cluster, account, "create", "statefulsets.apps", "default")
         assert not can_i(cluster, account, "list", "cacheproxies.cacheproxy.io", "default")
         assert can_i(cluster, account, "list", "customresourcedefinitions.apiextensions.k8s.io", None)
         args = json.loads(cluster.kubectl("get", "deployment", account, "-n", RELEASE_NS, "-o",
@@ -145,7 +145,7 @@ def test_operator_with_only_the_chart_rbac_reconciles_the_example(cluster: Clust
         example["metadata"]["namespace"] = WATCHED_NS
         cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(example))
         deadline = time.monotonic() + 90
-        while cluster.kubectl("get", "deployment", "-n", WATCHED_NS, "-l",
+        while cluster.kubectl("get", "statefulset", "-n", WATCHED_NS, "-l",
                               f"app.kubernetes.io/instance={name}", "-o", "name", check=False).stdout == "":
             assert operator.poll() is None, (workdir / "operator.log").read_text()
             assert time.monotonic() < deadline, (workdir / "operator.log").read_text()

@@ -52,8 +52,8 @@ class Target:
 
 
 def start_target(kind: str) -> Target:
-    """``memcached`` (direct), ``proxy`` (proxy → memcached over TCP) or ``proxy-unix`` (proxy →
-    memcached over a unix socket, the wiring used in pods)."""
+    """``memcached`` (direct), ``proxy`` (proxy → memcached over TCP, a connection per client) or
+    ``proxy-unix`` (proxy → memcached over a unix socket with the batched pool, as in pods)."""
     sock_dir = None
     if kind == "proxy-unix":
         sock_dir = tempfile.mkdtemp(prefix="cacheproxy-diff-")
@@ -63,7 +63,9 @@ def start_target(kind: str) -> Target:
     if kind == "memcached":
         return Target(mc.addr, mc.addr, [mc])
     try:
-        proxy = start_proxy(mc.addr)
+        # Over TCP, Rend's classic layout (a backend connection per client); over a unix socket,
+        # the shipped one (a shared, batched pool), as in pods.
+        proxy = start_proxy(mc.addr, args=["--no-batching"] if kind == "proxy" else [])
     except Exception:
         mc.stop()
         raise

@@ -447,6 +447,16 @@ script("pipeline_quiet_sets_then_mn", quiet(b"".join(setcmd(b"q%d" % i, b"%d" % 
 # ---------------------------------------------------------------- other memcached commands
 script("shutdown_not_enabled", one(b"shutdown\r\n"), one(b"shutdown graceful\r\n"), get(b"get a\r\n"),
        doc="a proxy must not shut its backend down; memcached without -A refuses")
+script("admin_noreply_silent", quiet(b"cache_memlimit 64 noreply\r\ncache_memlimit abc noreply\r\n"
+                                     b"cache_memlimit noreply\r\nslabs automove 1 noreply\r\n"
+                                     b"slabs automove 9 noreply\r\nslabs automove noreply\r\nlru noreply\r\n"
+                                     b"lru foo bar noreply\r\nextstore x noreply\r\nextstore noreply\r\n"),
+       doc="memcached reads noreply before refusing these; the proxy refuses them as silently")
+script("admin_noreply_errors", quiet(b"cache_memlimit 64 noreply extra\r\nslabs noreply\r\n"
+                                     b"slabs reassign 1 2 noreply\r\nslabs reassign 1 noreply\r\n"
+                                     b"slabs foo noreply\r\nlru foo noreply x\r\nlru\r\nextstore\r\n"
+                                     b"cache_memlimit\r\nlru_crawler enable noreply\r\n"
+                                     b"lru_crawler tocrawl 10 noreply\r\nmisbehave noreply\r\n"))
 script("me_debug", one(b"me a\r\n"), one(b"me\r\n"),
        one(setcmd(b"a", b"1")),
        shaped(b"me a\r\n", "L", r"ME a exp=-1 la=\d+ cas=\d+ fetch=no cls=1 size=\d+\r\n"))

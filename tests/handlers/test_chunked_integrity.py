@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 
-from cacheproxy.handlers.chunked import APPEND_RETRIES, RESERVED_FLAGS, ChunkedHandler, ChunkMeta, decode_meta
+from cacheproxy.handlers.chunk_format import RESERVED_FLAGS, ChunkMeta, decode_meta
+from cacheproxy.handlers.chunked import APPEND_RETRIES, ChunkedHandler
 from cacheproxy.metrics.stats import STATS
 from cacheproxy.protocol.requests import APPEND, SET
 

@@ -7,7 +7,8 @@ import os
 import pytest
 from cacheproxy.backends.address import parse_address
 from cacheproxy.backends.pool import BackendPool
-from cacheproxy.handlers.chunked import META_LEN, RESERVED_FLAGS, ChunkedHandler
+from cacheproxy.handlers.chunk_format import META_LEN, RESERVED_FLAGS
+from cacheproxy.handlers.chunked import ChunkedHandler
 from cacheproxy.protocol.requests import SET
 
 from tests.handlers.conftest import ITEM_SIZE, call, curr_items, raw

@@ -12,6 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from cacheproxy_operator.spec import (
+    ImageDefaults,
     crd,
     l2_volume_size,
     memcached_reserved_connections,
@@ -52,8 +53,16 @@ def test_crd_is_a_valid_v1_crd_for_current_kubernetes() -> None:
     assert kubernetes_validate.validate(crd(), "1.33", strict=True) == "1.33"
     version = crd()["spec"]["versions"][0]
     assert crd()["spec"]["names"]["shortNames"] == ["cproxy"]
-    assert version["subresources"] == {"status": {}}
-    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Replicas", "Ready", "Phase", "Age"]
+    assert version["subresources"] == {
+        "status": {},
+        "scale": {
+            "specReplicasPath": ".spec.replicas",
+            "statusReplicasPath": ".status.replicas",
+            "labelSelectorPath": ".status.selector",
+        },
+    }
+    columns = [c["name"] for c in version["additionalPrinterColumns"]]
+    assert columns == ["Replicas", "Ready", "Phase", "Ring", "Generation", "Age"]
     assert "x-kubernetes-validations" not in PACKAGED.read_text()  # no CEL: the test apiserver is 1.20
 
 
@@ -87,8 +96,8 @@ def test_defaults_fill_nested_objects_without_touching_given_values() -> None:
     spec = with_defaults({"proxy": {"logLevel": "debug"}})
     assert spec["replicas"] == 2
     assert spec["proxy"]["logLevel"] == "debug"
-    assert spec["proxy"]["ports"] == {"client": 11211, "metrics": 9150, "batch": 11212}
-    assert spec["memcached"]["image"] == "memcached:1.6.18"
+    assert spec["proxy"]["ports"] == {"client": 11211, "metrics": 9150, "batch": 11213, "peer": 11212}
+    assert spec["ring"] == {"warmupSeconds": 600, "ownerDown": "miss"}
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert spec["monitoring"]["serviceMonitor"]["interval"] == "30s"
     check_against_crd({"spec": spec})
@@ -101,6 +110,7 @@ def test_defaults_fill_nested_objects_without_touching_given_values() -> None:
         ({"l2": {"enabled": True}, "proxy": {"orca": "l1only"}}, "never be used"),
         ({"l2": {"enabled": True, "extstoreSize": "20Gi", "storage": {"size": "10Gi"}}}, "smaller than"),
         ({"proxy": {"ports": {"metrics": 11211}}}, "distinct"),
+        ({"proxy": {"ports": {"peer": 9150}}}, "distinct"),
         ({"memcached": {"memoryMiB": 512, "resources": {"limits": {"memory": "256Mi"}}}}, "OOM"),
         ({"memcached": {"extraArgs": ["-p", "11211"]}}, "must not set -p"),
         ({"podDisruptionBudget": {"minAvailable": 1, "maxUnavailable": 1}}, "not both"),
@@ -117,6 +127,12 @@ def test_semantic_errors(patch: dict[str, Any], fragment: str) -> None:
     check_against_crd({"spec": spec})  # schema-valid, yet broken
     errors = semantic_errors(spec)
     assert any(fragment in e for e in errors), errors
+
+
+def test_a_ring_needs_a_member() -> None:
+    assert any("at least 1" in e for e in semantic_errors(with_defaults({"replicas": 0})))
+    with pytest.raises(jsonschema.ValidationError):
+        check_against_crd({"spec": {"replicas": 0}})
 
 
 def test_schema_rejects_what_it_can() -> None:
@@ -171,3 +187,23 @@ def test_memcached_reserve_matches_the_real_memcached(threads: int) -> None:
         for sock in socks:
             sock.close()
         proc.stop()
+
+
+def test_the_tier_image_comes_from_the_operator_for_both_containers() -> None:
+    images = ImageDefaults.from_env(
+        {
+            "CACHEPROXY_TIER_IMAGE": "registry.example/cacheproxy:1.2.3",
+            "CACHEPROXY_TIER_IMAGE_PULL_POLICY": "Always",
+            "CACHEPROXY_TIER_IMAGE_PULL_SECRETS": "regcred, other",
+        }
+    )
+    spec = with_defaults({}, images)
+    for part in ("memcached", "proxy"):
+        assert spec[part]["image"] == "registry.example/cacheproxy:1.2.3"
+        assert spec[part]["imagePullPolicy"] == "Always"
+    assert spec["imagePullSecrets"] == [{"name": "regcred"}, {"name": "other"}]
+    own = with_defaults({"memcached": {"image": "memcached:1.6.38"}, "imagePullSecrets": [{"name": "mine"}]}, images)
+    assert own["memcached"]["image"] == "memcached:1.6.38" and own["proxy"]["image"] == images.image
+    assert own["imagePullSecrets"] == [{"name": "mine"}]
+    assert ImageDefaults.from_env({}) == ImageDefaults()
+    assert with_defaults({})["memcached"]["image"] == with_defaults({})["proxy"]["image"]

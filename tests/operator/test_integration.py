@@ -1,6 +1,6 @@
 """The operator against a genuine kube-apiserver + kube-controller-manager (no kubelet: pods never
-run, so tests patch pod status to drive readiness, which the ReplicaSet and Deployment controllers
-turn into the Deployment's readyReplicas)."""
+run, so tests patch pod status to drive readiness, which the StatefulSet controller turns into the
+StatefulSet's readyReplicas)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cacheproxy_operator.manifests import Owner, build
+import yaml
+from cacheproxy_operator.manifests import Owner, RingView, build
 from cacheproxy_operator.manifests.common import CONFIG_HASH_ANNOTATION
 from cacheproxy_operator.manifests.config import config_hash, config_text
 from cacheproxy_operator.reconcile import STEP_DELAY_ENV, discover, reconcile
@@ -52,14 +53,24 @@ def children(kube: Any, namespace: str, name: str) -> dict[str, list[dict[str, A
     selector = {INSTANCE: name}
     kinds = [
         ("v1", "ConfigMap"),
-        ("apps/v1", "Deployment"),
+        ("apps/v1", "StatefulSet"),
         ("v1", "Service"),
-        (discover(kube).pdb_api_version, "PodDisruptionBudget"),
+        ("policy/v1", "PodDisruptionBudget"),
         ("networking.k8s.io/v1", "NetworkPolicy"),
     ]
     if kube.serves("monitoring.coreos.com/v1"):
         kinds.append(("monitoring.coreos.com/v1", "ServiceMonitor"))
-    return {kind: kube.list(api, kind, namespace, selector) for api, kind in kinds}
+    # policy/v1 is served from Kubernetes 1.21 on; before it the operator makes no PDB
+    pdb = discover(kube).pdb
+    return {
+        kind: kube.list(api, kind, namespace, selector) if pdb or kind != "PodDisruptionBudget" else []
+        for api, kind in kinds
+    }
+
+
+def pod_containers(pod: dict[str, Any]) -> list[str]:
+    """Container names, native sidecars (init containers with restartPolicy Always) first."""
+    return [c["name"] for c in pod.get("initContainers", []) + pod["containers"]]
 
 
 def condition(cr: dict[str, Any], type_: str) -> tuple[str, str] | None:
@@ -117,6 +128,37 @@ def mark_pods_ready(kube: Any, namespace: str, name: str) -> list[str]:
     return ips
 
 
+class FakeProxies:
+    """What each pod's GET /ring answers once the kubelet has synced the ConfigMap and its proxy has
+    reloaded it (there is no kubelet here): the ConfigMap's ring generation. `hold` pins one pod's
+    answer, as a proxy that has not yet reloaded."""
+
+    def __init__(self, kube: Any) -> None:
+        self.kube = kube
+        self.held: dict[str, int] = {}
+        self.asked: set[str] = set()
+
+    def __call__(self, pod: dict[str, Any], port: int) -> dict[str, Any] | None:
+        meta = pod["metadata"]
+        self.asked.add(meta["name"])
+        if meta["name"] in self.held:
+            return {"generation": self.held[meta["name"]], "phase": "serve"}
+        config = self.kube.get("v1", "ConfigMap", meta["namespace"], f"{meta['labels'][INSTANCE]}-config")
+        ring = yaml.safe_load(config["data"]["config.yaml"])["ring"]
+        return {"generation": ring["generation"], "phase": ring["phase"]}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def proxies(cluster: str) -> Any:
+    import cacheproxy_operator.handlers as handlers
+    from cacheproxy_operator.kube import Kube, new_api_client
+
+    fake = FakeProxies(Kube(new_api_client()))
+    original, handlers.fetch_ring = handlers.fetch_ring, fake
+    yield fake
+    handlers.fetch_ring = original
+
+
 def test_create_makes_every_child_with_the_right_content(kube: Any, namespace: str, operator: Any) -> None:
     cr = create_cacheproxy(kube, namespace, "basic", {"replicas": 2})
     cr = poll(lambda: converged(kube, namespace, "basic"), what="first reconcile")
@@ -125,9 +167,9 @@ def test_create_makes_every_child_with_the_right_content(kube: Any, namespace: s
     has_sm = kube.serves("monitoring.coreos.com/v1")
     expected = {
         "ConfigMap": ["basic-config"],
-        "Deployment": ["basic"],
+        "StatefulSet": ["basic"],
         "Service": ["basic", "basic-headless"],
-        "PodDisruptionBudget": ["basic"],
+        "PodDisruptionBudget": ["basic"] if discover(kube).pdb else [],  # policy/v1: Kubernetes >= 1.21
         "NetworkPolicy": [],
     }
     if has_sm:
@@ -137,21 +179,31 @@ def test_create_makes_every_child_with_the_right_content(kube: Any, namespace: s
         for obj in objects:
             assert obj["metadata"]["ownerReferences"][0]["uid"] == cr["metadata"]["uid"]
             assert obj["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "cacheproxy-operator"
-    assert kids["ConfigMap"][0]["data"]["config.yaml"] == config_text(spec)
-    deployment = kids["Deployment"][0]
-    template = deployment["spec"]["template"]
+    ring = cr["status"]["ring"]
+    assert ring["members"] == [f"basic-{i}.basic-headless.{namespace}.svc" for i in range(2)]
+    assert ring["phase"] == "serve" and ring["previous"] == []
+    view = RingView(generation=ring["generation"], members=2)
+    assert kids["ConfigMap"][0]["data"]["config.yaml"] == config_text(Owner.from_body(cr), spec, view)
+    workload = kids["StatefulSet"][0]
+    template = workload["spec"]["template"]
     assert template["metadata"]["annotations"][CONFIG_HASH_ANNOTATION] == config_hash(spec)
-    assert [c["name"] for c in template["spec"]["containers"]] == ["memcached", "cacheproxy"]
-    assert deployment["spec"]["replicas"] == 2
+    assert pod_containers(template["spec"]) == ["memcached", "cacheproxy"]
+    assert workload["spec"]["replicas"] == 2 and workload["spec"]["serviceName"] == "basic-headless"
+    headless = next(s for s in kids["Service"] if s["metadata"]["name"] == "basic-headless")
+    assert headless["spec"]["publishNotReadyAddresses"] is True
     assert cr["status"]["configHash"] == config_hash(spec)
     assert condition(cr, "Ready") == ("False", "ReplicasNotReady")
     if not has_sm:
         assert condition(cr, "Monitoring") == ("False", "APINotServed")
-    pdb = kube.get(discover(kube).pdb_api_version, "PodDisruptionBudget", namespace, "basic")
-    assert pdb["apiVersion"] == discover(kube).pdb_api_version and pdb["spec"]["maxUnavailable"] == 1
+    if discover(kube).pdb:
+        pdb = kube.get("policy/v1", "PodDisruptionBudget", namespace, "basic")
+        assert pdb["spec"]["maxUnavailable"] == 1
+    if discover(kube).native_sidecars:  # Kubernetes >= 1.29; the 1.20 test control plane has none
+        assert [c["name"] for c in template["spec"]["initContainers"]] == ["memcached"]
+        assert template["spec"]["initContainers"][0]["restartPolicy"] == "Always"
     assert any(e["reason"] == "Created" for e in events(namespace, "basic"))
     printed = kubectl("get", "cproxy", "-n", namespace, "basic").stdout
-    assert printed.split()[:5] == ["NAME", "REPLICAS", "READY", "PHASE", "AGE"]
+    assert printed.split()[:6] == ["NAME", "REPLICAS", "READY", "PHASE", "RING", "AGE"]
 
 
 def test_reconcile_again_changes_nothing(kube: Any, namespace: str, operator: Any) -> None:
@@ -160,9 +212,9 @@ def test_reconcile_again_changes_nothing(kube: Any, namespace: str, operator: An
         o["metadata"]["uid"]: o["metadata"]["resourceVersion"]
         for kind, objs in children(kube, namespace, "basic").items()
         for o in objs
-        if kind != "Deployment"
+        if kind != "StatefulSet"
     }
-    generation = kube.get("apps/v1", "Deployment", namespace, "basic")["metadata"]["generation"]
+    generation = kube.get("apps/v1", "StatefulSet", namespace, "basic")["metadata"]["generation"]
     posted = []
     outcome = reconcile(kube, get_cr(kube, namespace, "basic"), lambda *event: posted.append(event))
     assert (outcome.created, outcome.updated, outcome.deleted, outcome.error) == ([], [], [], None)
@@ -171,17 +223,17 @@ def test_reconcile_again_changes_nothing(kube: Any, namespace: str, operator: An
         o["metadata"]["uid"]: o["metadata"]["resourceVersion"]
         for kind, objs in children(kube, namespace, "basic").items()
         for o in objs
-        if kind != "Deployment"
+        if kind != "StatefulSet"
     }
     assert after == before
-    deployment = kube.get("apps/v1", "Deployment", namespace, "basic")
-    assert deployment["metadata"]["generation"] == generation  # its status moves, its spec did not
-    managers = {f["manager"] for f in deployment["metadata"]["managedFields"] if f["operation"] == "Apply"}
+    workload = kube.get("apps/v1", "StatefulSet", namespace, "basic")
+    assert workload["metadata"]["generation"] == generation  # its status moves, its spec did not
+    managers = {f["manager"] for f in workload["metadata"]["managedFields"] if f["operation"] == "Apply"}
     assert managers == {"cacheproxy-operator"}
 
 
 def test_readiness_and_endpoints_come_from_the_pods(kube: Any, namespace: str, operator: Any) -> None:
-    poll(lambda: len(kube.list("v1", "Pod", namespace, {INSTANCE: "basic"})) == 2, what="2 pods from the RS")
+    poll(lambda: len(kube.list("v1", "Pod", namespace, {INSTANCE: "basic"})) == 2, what="2 pods from the STS")
     ips = mark_pods_ready(kube, namespace, "basic")
     cr = poll(
         lambda: (c := get_cr(kube, namespace, "basic")) and condition(c, "Ready") == ("True", "AllReplicasReady") and c,
@@ -194,6 +246,7 @@ def test_readiness_and_endpoints_come_from_the_pods(kube: Any, namespace: str, o
 
 def test_spec_change_updates_children_and_config_hash(kube: Any, namespace: str, operator: Any) -> None:
     old_hash = get_cr(kube, namespace, "basic")["status"]["configHash"]
+    old_template = kube.get("apps/v1", "StatefulSet", namespace, "basic")["spec"]["template"]
     patch_spec(
         kube,
         namespace,
@@ -205,16 +258,209 @@ def test_spec_change_updates_children_and_config_hash(kube: Any, namespace: str,
         },
     )
     cr = poll(lambda: converged(kube, namespace, "basic"), what="reconcile of the edit")
-    new_hash = config_hash(with_defaults(cr["spec"]))
-    assert new_hash != old_hash and cr["status"]["configHash"] == new_hash
     config = kube.get("v1", "ConfigMap", namespace, "basic-config")["data"]["config.yaml"]
     assert "log_level: debug" in config
-    deployment = kube.get("apps/v1", "Deployment", namespace, "basic")
-    assert deployment["spec"]["replicas"] == 3
-    assert deployment["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION] == new_hash
+    workload = kube.get("apps/v1", "StatefulSet", namespace, "basic")
+    assert workload["spec"]["replicas"] == 3
+    # live settings and membership reach the proxies through the ConfigMap: the pods do not roll
+    assert workload["spec"]["template"] == old_template and cr["status"]["configHash"] == old_hash
+    patch_spec(kube, namespace, "basic", {"proxy": {"workers": 2}})
+    cr = poll(
+        lambda: (c := converged(kube, namespace, "basic")) and c["status"]["configHash"] != old_hash and c,
+        what="reconcile of a restart-only edit",
+    )
+    new_hash = config_hash(with_defaults(cr["spec"]))
+    assert cr["status"]["configHash"] == new_hash
+    workload = kube.get("apps/v1", "StatefulSet", namespace, "basic")
+    assert workload["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION] == new_hash
     service = kube.get("v1", "Service", namespace, "basic")
     assert service["metadata"]["annotations"]["example.com/tier"] == "cache"
     poll(lambda: condition(get_cr(kube, namespace, "basic"), "Ready")[0] == "False", what="Ready drops")
+
+
+def ring_of(kube: Any, namespace: str, name: str) -> dict[str, Any]:
+    return get_cr(kube, namespace, name)["status"]["ring"]
+
+
+def config_ring(kube: Any, namespace: str, name: str) -> dict[str, Any]:
+    return yaml.safe_load(kube.get("v1", "ConfigMap", namespace, f"{name}-config")["data"]["config.yaml"])["ring"]
+
+
+def ring_events(namespace: str, name: str) -> list[tuple[int, str]]:
+    """(generation, reason) of the ring's events, in generation order."""
+    found = []
+    for event in events(namespace, name):
+        if event["reason"].startswith("Ring") and event["message"].startswith("generation "):
+            found.append((int(event["message"].split()[1].rstrip(":")), event["reason"]))
+    return sorted(set(found))
+
+
+def test_scale_changes_the_ring_in_phases_without_rolling_the_pods(
+    kube: Any, namespace: str, operator: Any, proxies: FakeProxies
+) -> None:
+    """The README's example, scaled 2 -> 3 -> 2 with kubectl scale."""
+    example = ROOT / "examples/cacheproxy.yaml"
+    kubectl("apply", "-n", namespace, "-f", str(example))
+    cr = poll(lambda: converged(kube, namespace, "cache"), what="example reconciled")
+    assert cr["status"]["selector"] == "app.kubernetes.io/name=cacheproxy,app.kubernetes.io/instance=cache"
+    scale_path = f"/apis/cacheproxy.io/v1alpha1/namespaces/{namespace}/cacheproxies/cache/scale"
+    scale = json.loads(kubectl("get", "--raw", scale_path).stdout)
+    assert scale["spec"]["replicas"] == 2 and scale["status"]["selector"] == cr["status"]["selector"]
+    # a live setting: a short warm-up window, so the test need not wait ten minutes for scale-in
+    patch_spec(kube, namespace, "cache", {"ring": {"warmupSeconds": 4}})
+    poll(lambda: config_ring(kube, namespace, "cache")["warmup_seconds"] == 4, what="warm-up in the config")
+    template = kube.get("apps/v1", "StatefulSet", namespace, "cache")["spec"]["template"]
+    start = ring_of(kube, namespace, "cache")
+    assert start["step"] == "Stable" and len(start["members"]) == 2
+    g = start["generation"]
+
+    # 2 -> 3: cache-1's proxy has not reloaded yet, so the ring must stay in prepare
+    proxies.held["cache-1"] = g
+    kubectl("scale", "-n", namespace, "cproxy/cache", "--replicas=3")
+    ring = poll(
+        lambda: (r := ring_of(kube, namespace, "cache"))["step"] == "Preparing" and r,
+        what="prepare of the 3-member ring",
+    )
+    assert ring["generation"] == g + 1 and ring["phase"] == "prepare"
+    assert ring["members"] == [f"cache-{i}.cache-headless.{namespace}.svc" for i in range(3)]
+    assert ring["previous"] == ring["members"][:2]
+    config = config_ring(kube, namespace, "cache")
+    assert (config["generation"], config["phase"]) == (g + 1, "prepare")
+    assert [m["name"] for m in config["members"]] == ring["members"]
+    assert [m["name"] for m in config["previous"]] == ring["previous"]
+    assert kube.get("apps/v1", "StatefulSet", namespace, "cache")["spec"]["replicas"] == 3
+    poll(lambda: ring_of(kube, namespace, "cache")["waitingFor"] == ["cache-1"], what="waiting for cache-1")
+    assert ring_of(kube, namespace, "cache")["step"] == "Preparing"  # still held
+    del proxies.held["cache-1"]
+    ring = poll(
+        lambda: (r := ring_of(kube, namespace, "cache"))["step"] == "Stable" and r,
+        timeout=60,
+        what="the 3-member ring settled",
+    )
+    assert ring["generation"] == g + 3 and len(ring["members"]) == 3 and ring["previous"] == []
+    assert config_ring(kube, namespace, "cache")["generation"] == g + 3
+
+    # 3 -> 2: the leaving member is taken out of the ring first; the StatefulSet shrinks last
+    proxies.held["cache-2"] = g + 3
+    kubectl("scale", "-n", namespace, "cproxy/cache", "--replicas=2")
+    ring = poll(
+        lambda: (r := ring_of(kube, namespace, "cache"))["step"] == "Preparing" and r,
+        what="prepare of the 2-member ring",
+    )
+    assert len(ring["members"]) == 2 and len(ring["previous"]) == 3
+    assert kube.get("apps/v1", "StatefulSet", namespace, "cache")["spec"]["replicas"] == 3
+    poll(lambda: ring_of(kube, namespace, "cache")["waitingFor"] == ["cache-2"], what="waiting for cache-2")
+    del proxies.held["cache-2"]
+    ring = poll(
+        lambda: (r := ring_of(kube, namespace, "cache"))["step"] == "WarmingUp" and r,
+        what="serving the 2-member ring",
+    )
+    assert kube.get("apps/v1", "StatefulSet", namespace, "cache")["spec"]["replicas"] == 3  # cache-2 still serves
+    assert config_ring(kube, namespace, "cache")["phase"] == "serve"
+    ring = poll(
+        lambda: (r := ring_of(kube, namespace, "cache"))["step"] == "Stable" and r,
+        timeout=60,
+        what="the 2-member ring settled",
+    )
+    assert ring["generation"] == g + 6 and len(ring["members"]) == 2
+    assert kube.get("apps/v1", "StatefulSet", namespace, "cache")["spec"]["replicas"] == 2
+    poll(lambda: get_cr(kube, namespace, "cache")["status"]["replicas"] == 2, what="status.replicas follows")
+    assert kube.get("apps/v1", "StatefulSet", namespace, "cache")["spec"]["template"] == template
+    expected = [
+        (g, "RingAddingPods"),
+        (g + 1, "RingPrepare"),
+        (g + 2, "RingServe"),
+        (g + 3, "RingSettled"),
+        (g + 4, "RingPrepare"),
+        (g + 5, "RingServe"),
+        (g + 6, "RingSettled"),
+    ]
+    seen = poll(lambda: (found := ring_events(namespace, "cache")) and found[-1] == expected[-1] and found,
+                what="the last ring event")
+    assert (1, "RingCreated") in seen
+    assert [e for e in seen if e[1] != "RingCreated"][-7:] == expected
+
+
+def test_a_deployment_from_the_previous_version_is_replaced(kube: Any, namespace: str, operator: Any) -> None:
+    cr = create_cacheproxy(kube, namespace, "legacy", {"replicas": 1})
+    service = poll(lambda: kube.get("v1", "Service", namespace, "legacy"), what="client Service")
+    labels = {"app.kubernetes.io/name": "cacheproxy", INSTANCE: "legacy"}
+    old = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "legacy",
+            "namespace": namespace,
+            "labels": {**labels, "app.kubernetes.io/managed-by": "cacheproxy-operator"},
+            "ownerReferences": [
+                {
+                    "apiVersion": CR[0],
+                    "kind": CR[1],
+                    "name": "legacy",
+                    "uid": cr["metadata"]["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "cacheproxy", "image": "cacheproxy:previous"}]},
+            },
+        },
+    }
+    kube.apply(old)
+    poll(lambda: kube.get("apps/v1", "StatefulSet", namespace, "legacy"), what="the StatefulSet")
+    poll(lambda: len(kube.list("v1", "Pod", namespace, {INSTANCE: "legacy"})) == 2, what="old and new pod")
+    # until the StatefulSet's pod is ready, the old pods keep serving behind the client Service
+    assert kube.get("apps/v1", "Deployment", namespace, "legacy") is not None
+    mark_pods_ready(kube, namespace, "legacy")
+    poll(lambda: kube.get("apps/v1", "Deployment", namespace, "legacy") is None, what="the Deployment removed")
+    assert kube.get("v1", "Service", namespace, "legacy")["metadata"]["uid"] == service["metadata"]["uid"]
+    poll(lambda: any(e["reason"] == "Deleted" and "Deployment/legacy" in e["message"]
+                     for e in events(namespace, "legacy")), what="an event for the migration")
+    kubectl("delete", "cproxy", "-n", namespace, "legacy", "--wait=false")
+
+
+def test_pods_that_cannot_run_surface_their_cause_within_seconds(kube: Any, namespace: str, operator: Any) -> None:
+    create_cacheproxy(kube, namespace, "pull", {"replicas": 2})
+    poll(lambda: len(kube.list("v1", "Pod", namespace, {INSTANCE: "pull"})) == 2, what="2 pods")
+    pod = "pull-1"
+    waiting = {"reason": "ImagePullBackOff", "message": 'Back-off pulling image "registry.invalid/cacheproxy:0"'}
+    kube.merge_patch(
+        f"/api/v1/namespaces/{namespace}/pods/{pod}/status",
+        {
+            "status": {
+                "phase": "Pending",
+                "containerStatuses": [
+                    {
+                        "name": "cacheproxy",
+                        "image": "registry.invalid/cacheproxy:0",
+                        "imageID": "",
+                        "ready": False,
+                        "restartCount": 0,
+                        "state": {"waiting": waiting},
+                    }
+                ],
+            }
+        },
+    )
+    cr = poll(
+        lambda: (c := get_cr(kube, namespace, "pull")) and condition(c, "Degraded")[1] == "ImagePullFailing" and c,
+        timeout=10,
+        what="Degraded=True ImagePullFailing from the pod watch",
+    )
+    message = next(c["message"] for c in cr["status"]["conditions"] if c["type"] == "Degraded")
+    assert "pod pull-1 container cacheproxy: ImagePullBackOff" in message and "registry.invalid" in message
+    poll(
+        lambda: [e for e in events(namespace, "pull") if e["reason"] == "ImagePullFailing" and e["type"] == "Warning"],
+        timeout=10,
+        what="a Warning event naming the cause",
+    )
+    kubectl("delete", "cproxy", "-n", namespace, "pull", "--wait=false")
 
 
 def test_children_deleted_or_edited_by_hand_are_restored(kube: Any, namespace: str, operator: Any) -> None:
@@ -224,13 +470,13 @@ def test_children_deleted_or_edited_by_hand_are_restored(kube: Any, namespace: s
         for api, kind, name in [("v1", "Service", "basic"), ("v1", "ConfigMap", "basic-config")]
     }
     kubectl("delete", "-n", namespace, "service/basic", "configmap/basic-config")
-    kubectl("scale", "-n", namespace, "deployment/basic", "--replicas=7")
+    kubectl("scale", "-n", namespace, "statefulset/basic", "--replicas=7")
     kubectl("label", "-n", namespace, "service/basic-headless", "app.kubernetes.io/managed-by-", "--overwrite")
 
     def restored() -> bool:
         svc = kube.get("v1", "Service", namespace, "basic")
         cm = kube.get("v1", "ConfigMap", namespace, "basic-config")
-        dep = kube.get("apps/v1", "Deployment", namespace, "basic")
+        dep = kube.get("apps/v1", "StatefulSet", namespace, "basic")
         return bool(
             svc
             and cm
@@ -291,13 +537,13 @@ def test_semantically_invalid_spec_gets_a_condition_and_an_event(kube: Any, name
         lambda: [e for e in events(namespace, "wrong") if e["reason"] == "InvalidSpec" and e["type"] == "Warning"],
         what="InvalidSpec event",
     )
-    assert kube.get("apps/v1", "Deployment", namespace, "wrong") is None
+    assert kube.get("apps/v1", "StatefulSet", namespace, "wrong") is None
     patch_spec(kube, namespace, "wrong", {"l2": {"enabled": True}})
     poll(lambda: converged(kube, namespace, "wrong"), what="fixed spec reconciled")
-    deployment = kube.get("apps/v1", "Deployment", namespace, "wrong")
-    names = [c["name"] for c in deployment["spec"]["template"]["spec"]["containers"]]
+    workload = kube.get("apps/v1", "StatefulSet", namespace, "wrong")
+    names = pod_containers(workload["spec"]["template"]["spec"])
     assert names == ["memcached", "memcached-l2", "cacheproxy"]
-    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    volumes = {v["name"]: v for v in workload["spec"]["template"]["spec"]["volumes"]}
     assert volumes["l2-data"]["emptyDir"]["sizeLimit"] in ("11264Mi", "11Gi")
 
 
@@ -354,7 +600,7 @@ def test_service_monitor_only_where_the_api_is_served(kube: Any, namespace: str,
 
 def test_deleting_the_cacheproxy_collects_every_child(kube: Any, namespace: str, operator: Any) -> None:
     poll(lambda: converged(kube, namespace, "basic"), what="converged")
-    assert kube.list("apps/v1", "Deployment", namespace, {INSTANCE: "basic"})
+    assert kube.list("apps/v1", "StatefulSet", namespace, {INSTANCE: "basic"})
     kubectl("delete", "cproxy", "-n", namespace, "basic", "--wait=true")
 
     def leftovers() -> list[str]:
@@ -373,7 +619,7 @@ def test_operator_killed_mid_reconcile_converges_without_duplicates(cluster: str
     try:
         create_cacheproxy(kube, namespace, "crashy", {"replicas": 1})
         poll(lambda: kube.get("v1", "ConfigMap", namespace, "crashy-config"), timeout=30, what="first child")
-        assert kube.get("apps/v1", "Deployment", namespace, "crashy") is None  # really half-way
+        assert kube.get("apps/v1", "StatefulSet", namespace, "crashy") is None  # really half-way
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(10)
@@ -386,9 +632,9 @@ def test_operator_killed_mid_reconcile_converges_without_duplicates(cluster: str
         counts = {kind: len(objs) for kind, objs in kids.items()}
         assert counts == {
             "ConfigMap": 1,
-            "Deployment": 1,
+            "StatefulSet": 1,
             "Service": 2,
-            "PodDisruptionBudget": 1,
+            "PodDisruptionBudget": 1 if discover(kube).pdb else 0,
             "NetworkPolicy": 0,
         }
         assert kids["ConfigMap"][0]["metadata"]["uid"] == config_uid  # adopted, not recreated
@@ -492,3 +738,47 @@ def test_operator_needs_no_more_than_its_rbac_rules(cluster: str, kube: Any, tmp
     # Not a bare "403": log timestamps carry milliseconds such as ",403". Every refusal from the
     # apiserver says Forbidden / forbidden (kopf: APIForbiddenError; the client: "403 Forbidden").
     assert "Forbidden" not in text and "forbidden" not in text, text[-3000:]
+    # quiet at the default level: no line per child event or per handler run
+    assert "Handler '" not in text and "is processed" not in text, text[-3000:]
+
+
+KOPF_FINALIZER = "kopf.zalando.org/KopfFinalizerMarker"
+
+
+def finalizers(kube: Any, namespace: str, name: str) -> list[str] | None:
+    cr = get_cr(kube, namespace, name)
+    return None if cr is None else cr["metadata"].get("finalizers") or []
+
+
+def test_every_order_of_removal_finishes(cluster: str, kube: Any) -> None:
+    """No finalizer on a CacheProxy: deleting one finishes with the operator running or gone (the
+    release uninstalled first), and the finalizer an earlier version's kopf timer added is removed."""
+    namespace = new_namespace("cproxy-removal")
+    cmd = [sys.executable, "-m", "cacheproxy_operator", "--namespace", namespace]
+    env = {**os.environ, "CACHEPROXY_RESYNC_SECONDS": "2"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for name in ("first", "second"):
+            create_cacheproxy(kube, namespace, name, {"replicas": 1})
+        old = {
+            "apiVersion": CR[0],
+            "kind": CR[1],
+            "metadata": {"name": "old", "namespace": namespace, "finalizers": [KOPF_FINALIZER]},
+            "spec": {"replicas": 1},
+        }
+        kube.request("POST", f"/apis/cacheproxy.io/v1alpha1/namespaces/{namespace}/cacheproxies", body=old)
+        for name in ("first", "second", "old"):
+            poll(lambda name=name: converged(kube, namespace, name), what=f"{name} reconciled")
+        poll(lambda: finalizers(kube, namespace, "old") == [], what="the earlier version's finalizer removed")
+        assert finalizers(kube, namespace, "first") == [] and finalizers(kube, namespace, "second") == []
+        # the CacheProxy first, the operator still running
+        kubectl("delete", "cproxy", "-n", namespace, "first", "--timeout=30s")
+        assert get_cr(kube, namespace, "first") is None
+    finally:
+        terminate(proc)
+    try:
+        # the operator gone first (helm uninstall), then the CacheProxies
+        kubectl("delete", "cproxy", "-n", namespace, "second", "old", "--timeout=30s")
+        assert get_cr(kube, namespace, "second") is None and get_cr(kube, namespace, "old") is None
+    finally:
+        kubectl("delete", "namespace", namespace, "--wait=false", check=False)

@@ -10,7 +10,7 @@ from cacheproxy_operator.handlers import Coalescer
 from cacheproxy_operator.kube import retrying
 from cacheproxy_operator.reconcile import is_subset, with_applied_hash
 from cacheproxy_operator.spec import with_defaults
-from cacheproxy_operator.status import Observation, compute_status, endpoints, transitions
+from cacheproxy_operator.status import Observation, compute_status, endpoints, pod_problems, transitions
 from kubernetes.client.exceptions import ApiException
 
 SPEC = with_defaults({"replicas": 2})
@@ -190,14 +190,123 @@ def test_rbac_rules_cover_every_child_kind_and_grant_no_wildcards() -> None:
     for key in [
         ("", "configmaps"),
         ("", "services"),
-        ("apps", "deployments"),
+        ("apps", "statefulsets"),
         ("policy", "poddisruptionbudgets"),
         ("networking.k8s.io", "networkpolicies"),
         ("monitoring.coreos.com", "servicemonitors"),
     ]:
         assert {"get", "patch", "delete"} <= granted[key]
+    assert granted[("apps", "deployments")] == {"get", "list", "watch", "delete"}  # migration only
     assert granted[("", "pods")] == {"get", "list", "watch"}
     assert granted[("cacheproxy.io", "cacheproxies/status")] == {"get", "patch"}
     assert all("*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"] for rule in rbac.RULES)
     assert not any(r in {"secrets", "update"} for rule in rbac.RULES for r in rule["resources"] + rule["verbs"])
     assert rbac.RULES == rbac.NAMESPACED_RULES + rbac.CLUSTER_RULES
+
+
+def waiting_pod(name: str, container: str, reason: str, message: str = "", init: bool = False) -> dict:
+    status = {"name": container, "state": {"waiting": {"reason": reason, "message": message}}}
+    key = "initContainerStatuses" if init else "containerStatuses"
+    return {"metadata": {"name": name}, "status": {key: [status]}}
+
+
+def test_pods_that_cannot_run_make_the_tier_degraded_with_the_cause() -> None:
+    pull = waiting_pod("cache-1", "cacheproxy", "ImagePullBackOff", 'Back-off pulling image "x:1"')
+    status = compute_status(Observation(1, SPEC, deployment(1), [pod("10.0.0.1", True), pull]), {}, T0)
+    assert conditions(status)["Degraded"] == ("True", "ImagePullFailing")
+    message = next(c["message"] for c in status["conditions"] if c["type"] == "Degraded")
+    assert message == 'pod cache-1 container cacheproxy: ImagePullBackOff: Back-off pulling image "x:1"'
+    assert status["phase"] == "Degraded"
+    assert ("Warning", "ImagePullFailing", message) in transitions({}, status)
+    crash = waiting_pod("cache-0", "memcached", "CrashLoopBackOff", init=True)  # a native sidecar
+    unschedulable = {
+        "metadata": {"name": "cache-2"},
+        "status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                   "message": "0/3 nodes are available"}]},
+    }
+    assert pod_problems([unschedulable, crash]) == [
+        ("CrashLooping", "pod cache-0 container memcached: CrashLoopBackOff"),
+        ("Unschedulable", "pod cache-2 unschedulable: 0/3 nodes are available"),
+    ]
+    assert pod_problems([waiting_pod("cache-0", "cacheproxy", "ContainerCreating")]) == []  # just starting
+    many = [waiting_pod(f"cache-{i}", "cacheproxy", "ErrImagePull") for i in range(5)]
+    degraded = compute_status(Observation(1, SPEC, deployment(0), many), {}, T0)
+    assert next(c["message"] for c in degraded["conditions"] if c["type"] == "Degraded").endswith("(and 2 more)")
+
+
+def test_default_logging_is_quiet_and_verbose_is_not() -> None:
+    import logging
+
+    from cacheproxy_operator.cli import quiet_logs
+
+    names = ("kopf.objects", "aiohttp.access")
+    before = {name: logging.getLogger(name).level for name in names}
+    try:
+        quiet_logs(verbose=False)
+        assert all(logging.getLogger(name).level == logging.WARNING for name in names)
+        for name in names:
+            logging.getLogger(name).setLevel(logging.NOTSET)
+        quiet_logs(verbose=True)
+        assert all(logging.getLogger(name).level == logging.NOTSET for name in names)
+    finally:
+        for name, level in before.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def test_observe_reads_each_waited_pods_ring_and_treats_silence_as_not_yet() -> None:
+    from cacheproxy_operator.manifests import Owner
+    from cacheproxy_operator.membership import advance, initial
+    from cacheproxy_operator.reconcile import observe
+
+    owner = Owner(name="cache", namespace="apps", uid="u")
+    preparing = advance(initial(3, 0.0), 2, {}, 1.0, 600).state
+    pods = [{"metadata": {"name": f"cache-{i}"}, "status": {"podIP": f"10.0.0.{i}"}} for i in range(3)]
+    gone = {"metadata": {"name": "cache-2", "deletionTimestamp": "2030-01-01T00:00:00Z"}, "status": {}}
+    answers = {"10.0.0.0": {"generation": 2}, "10.0.0.1": {"generation": "2"}, "10.0.0.2": None}
+    asked = []
+
+    def fetch(pod: dict, port: int) -> dict | None:
+        asked.append((pod["status"]["podIP"], port))
+        return answers[pod["status"]["podIP"]]
+
+    assert observe(owner, preparing, pods, 9150, fetch) == {0: 2, 1: None, 2: None}
+    assert sorted(asked) == [("10.0.0.0", 9150), ("10.0.0.1", 9150), ("10.0.0.2", 9150)]
+    assert observe(owner, preparing, [*pods[:2], gone], 9150, fetch)[2] is None  # a terminating pod does not count
+    assert observe(owner, initial(3, 0.0), pods, 9150, fetch) == {}  # Stable waits on nobody
+
+
+def test_the_http_fetcher_reads_a_pods_admin_endpoint() -> None:
+    """fetch_ring_http against a stand-in admin endpoint on loopback (the pod IP is 127.0.0.1)."""
+    import http.server
+    import json as json_module
+
+    from cacheproxy_operator.reconcile import fetch_ring_http
+
+    body = {"/ring": json_module.dumps({"generation": 7, "phase": "serve"}).encode(), "/bad": b"not json"}
+
+    class Admin(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            payload = body.get(self.path, b"")
+            self.send_response(200 if payload else 404)
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Admin)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        pod = {"metadata": {"name": "cache-0"}, "status": {"podIP": "127.0.0.1"}}
+        assert fetch_ring_http(pod, server.server_address[1]) == {"generation": 7, "phase": "serve"}
+        body["/ring"] = b"not json"
+        assert fetch_ring_http(pod, server.server_address[1]) is None
+        del body["/ring"]
+        assert fetch_ring_http(pod, server.server_address[1]) is None  # 404
+        assert fetch_ring_http({"metadata": {}, "status": {}}, server.server_address[1]) is None  # no IP yet
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    assert fetch_ring_http(pod, server.server_address[1], timeout=1) is None  # nothing listening

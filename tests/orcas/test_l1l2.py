@@ -130,13 +130,17 @@ def test_incr_goes_to_l2_and_invalidates_l1(levels):
     assert p.get("n") == b"8"
 
 
-def test_meta_get_falls_back_to_l2_and_meta_set_invalidates_l1(levels):
+def test_meta_get_falls_back_to_l2_and_meta_set_refreshes_l1(levels):
     p, l1, l2 = levels
     l2.set("m", b"mv", flags=9)
     assert p.mg("m", "v f") == b"VA 2 f9\r\nmv\r\n"
+    assert l1.mg("m", "v f h") == b"VA 2 f9 h1\r\nmv\r\n"  # promoted, and fetched as in L2
     l1.set("m", b"stale")
-    assert p.cmd(b"ms m 3\r\nnew\r\n") == b"HD\r\n"
-    assert l1.get("m") is None and l2.get("m") == b"new"
+    assert p.cmd(b"ms m 3 F4 T300\r\nnew\r\n") == b"HD\r\n"  # a set: L1 takes the same item
+    assert l1.get("m") == b"new" and l2.get("m") == b"new"
+    assert l1.mg("m", "f").startswith(b"HD f4")
+    assert p.cmd(b"ms m 1 MA\r\n!\r\n") == b"HD\r\n"  # an append: L1's copy is dropped
+    assert l1.get("m") is None and l2.get("m") == b"new!"
     assert p.cmd(b"mg zz v q\r\nmn\r\n") == b"MN\r\n"
 
 

@@ -11,14 +11,14 @@ from cacheproxy.protocol.binary import (
     BinaryRequest,
     Op,
     Status,
-    encode_request,
     error_frame,
     frame,
     item_too_large,
-    parse_frames,
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from tests.support.binary_frames import encode_request, parse_frames
 
 MAX_ITEM = 4096
 keys = st.binary(min_size=1, max_size=250)

@@ -43,7 +43,7 @@ def test_backend_fault_under_load(mode: str, fault: str, tmp_path):
     conns = min(CONNS, PER_CLIENT_MAX) if mode == "per-client" else CONNS
     port = free_port()
     mc = start_memcached(port=port, args=MEMCACHED_ARGS)
-    args = []
+    args = ["--no-batching"]
     if mode == "batched":
         cfg = tmp_path / "batched.yaml"
         cfg.write_text(f"batching: {{enabled: true, max_connections: {POOL_SIZE}}}\n")

@@ -27,6 +27,8 @@ READ_RETRIES = 2  # a pooled read is retried on another connection this many tim
 def test_requests_to_a_stopped_backend_time_out(mode: str, tmp_path):
     mc = start_memcached()
     args = ["--backend-timeout", str(TIMEOUT)]
+    if mode == "per-client":
+        args.append("--no-batching")
     if mode == "batched":
         cfg = tmp_path / "batched.yaml"
         cfg.write_text("batching: {enabled: true, max_connections: 4}\n")

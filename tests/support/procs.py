@@ -1,4 +1,4 @@
-"""Start and stop the real processes the tests talk to: memcached and the proxy.
+"""Start and stop the real processes the tests and the bench talk to: memcached and the proxy.
 
 Every process is started on 127.0.0.1 (or a unix socket in a temp dir), waited for by polling
 its socket (never a fixed sleep), and stopped by its PID.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -30,12 +31,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_connectable(addr: str, proc: subprocess.Popen | None = None, timeout: float = 15.0) -> None:
-    """Poll until ADDR (``host:port`` or ``unix:/path``) accepts a connection."""
+def wait_connectable(addr: str, proc: subprocess.Popen | None = None, timeout: float = 15.0,
+                     log: str | os.PathLike | None = None) -> None:
+    """Poll until ADDR (``host:port`` or ``unix:/path``) accepts a connection; the tail of LOG goes
+    into the error if PROC exits first."""
     deadline = time.monotonic() + timeout
     while True:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before {addr} was up")
+            tail = open(log, errors="replace").read()[-2000:] if log and os.path.exists(log) else ""
+            raise RuntimeError(f"process exited with {proc.returncode} before {addr} was up\n{tail}")
         try:
             connect(addr).close()
             return
@@ -55,11 +59,11 @@ def connect(addr: str, timeout: float = 10.0) -> socket.socket:
     return socket.create_connection((host, int(port)), timeout=timeout)
 
 
-def terminate(popen: subprocess.Popen, timeout: float = 20.0) -> int:
-    """SIGTERM, wait, and SIGKILL if it has not exited by then; the exit code."""
+def terminate(popen: subprocess.Popen, timeout: float = 20.0, sig: int = signal.SIGTERM) -> int:
+    """SIG (SIGTERM), wait, and SIGKILL if it has not exited by then; the exit code."""
     if popen.poll() is None:
         with contextlib.suppress(ProcessLookupError):
-            popen.send_signal(signal.SIGTERM)
+            popen.send_signal(sig)
         try:
             popen.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -68,12 +72,16 @@ def terminate(popen: subprocess.Popen, timeout: float = 20.0) -> int:
     return popen.returncode
 
 
+def raise_nofile_limit() -> None:
+    """Soft open-files limit up to the hard one (20,000 here): 10k clients need 10k+ descriptors."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def client_process_setup() -> None:
     """For load-generating child processes: all the descriptors we may have, and uvloop."""
-    import resource
-
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_nofile_limit()
     with contextlib.suppress(ImportError):
         import uvloop
 
@@ -93,14 +101,7 @@ class Proc:
         return self.popen.pid
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.popen.pid, sig)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(self.popen.pid, signal.SIGKILL)
-                self.popen.wait()
+        terminate(self.popen, timeout, sig)
         log = self.extra.pop("log", None)
         if log:
             with contextlib.suppress(OSError):

@@ -27,12 +27,19 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: operator
 {{- end -}}
 
-{{- define "cacheproxy.labels" -}}
+{{/* Labels of every object but the component, for objects that are not the operator (helm test). */}}
+{{- define "cacheproxy.commonLabels" -}}
 helm.sh/chart: {{ include "cacheproxy.chart" . }}
-{{ include "cacheproxy.selectorLabels" . }}
+app.kubernetes.io/name: {{ include "cacheproxy.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: cacheproxy
+{{- end -}}
+
+{{- define "cacheproxy.labels" -}}
+{{ include "cacheproxy.commonLabels" . }}
+app.kubernetes.io/component: operator
 {{- end -}}
 
 {{- define "cacheproxy.serviceAccountName" -}}
@@ -43,6 +50,7 @@ app.kubernetes.io/part-of: cacheproxy
 {{- end -}}
 {{- end -}}
 
+{{/* The one image: the operator's, and the default of every CacheProxy's proxy and memcached. */}}
 {{- define "cacheproxy.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
@@ -61,8 +69,11 @@ always need a ClusterRole.
   resources: [cacheproxies/status]
   verbs: [get, patch]
 - apiGroups: [apps]
-  resources: [deployments]
+  resources: [statefulsets]
   verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, delete]
 - apiGroups: [""]
   resources: [configmaps, services]
   verbs: [get, list, watch, create, patch, delete]
@@ -90,4 +101,13 @@ always need a ClusterRole.
 - apiGroups: [""]
   resources: [namespaces]
   verbs: [get, list, watch]
+{{- end -}}
+
+{{/* imagePullSecrets as a comma-separated list of names (the operator's env for the tiers). */}}
+{{- define "cacheproxy.pullSecretNames" -}}
+{{- $names := list -}}
+{{- range .Values.imagePullSecrets -}}
+{{- $names = append $names .name -}}
+{{- end -}}
+{{- join "," $names -}}
 {{- end -}}

@@ -10,16 +10,27 @@ from cacheproxy_operator.manifests.config import config_hash, config_map
 from cacheproxy_operator.manifests.monitoring import SERVICE_MONITOR_API, service_monitor
 from cacheproxy_operator.manifests.network import client_service, headless_service, network_policy
 from cacheproxy_operator.manifests.policy import pod_disruption_budget
-from cacheproxy_operator.manifests.workload import deployment
+from cacheproxy_operator.manifests.ring import RingView
+from cacheproxy_operator.manifests.workload import statefulset
 
-__all__ = ["SERVICE_MONITOR_API", "Capabilities", "Owner", "Plan", "build", "config_hash", "content_hash"]
+__all__ = [
+    "SERVICE_MONITOR_API",
+    "Capabilities",
+    "Owner",
+    "Plan",
+    "RingView",
+    "build",
+    "config_hash",
+    "content_hash",
+]
 
 
 @dataclass(frozen=True)
 class Capabilities:
     """What the API server serves, as far as the children are concerned."""
 
-    pdb_api_version: str = "policy/v1"
+    pdb: bool = True  # policy/v1 served (Kubernetes >= 1.21)
+    native_sidecars: bool = True  # init containers with restartPolicy Always (Kubernetes >= 1.29)
     service_monitor: bool = True
 
 
@@ -31,19 +42,33 @@ class Plan:
     absent: list[tuple[str, str]]  # (apiVersion, kind) of optional children not wanted now
 
 
-def build(owner: Owner, spec: dict[str, Any], caps: Capabilities = Capabilities()) -> Plan:
-    """Every child for SPEC, in apply order (the ConfigMap before the Deployment that mounts it)."""
+def build(
+    owner: Owner,
+    spec: dict[str, Any],
+    caps: Capabilities = Capabilities(),
+    ring: RingView | None = None,
+    pods: int | None = None,
+) -> Plan:
+    """Every child for SPEC, in apply order (the ConfigMap before the StatefulSet that mounts it).
+
+    RING is what the proxies are told (default: a settled ring of spec.replicas members) and PODS the
+    StatefulSet's replicas (default: the larger of the two rings).
+    """
+    if ring is None:
+        ring = RingView(generation=1, members=spec["replicas"])
+    if pods is None:
+        pods = max(ring.members, ring.previous)
     desired = [
-        config_map(owner, spec),
-        deployment(owner, spec),
+        config_map(owner, spec, ring),
+        statefulset(owner, spec, pods, native_sidecars=caps.native_sidecars),
         client_service(owner, spec),
         headless_service(owner, spec),
     ]
     absent: list[tuple[str, str]] = []
-    if spec["podDisruptionBudget"]["enabled"]:
-        desired.append(pod_disruption_budget(owner, spec, caps.pdb_api_version))
-    else:
-        absent.append((caps.pdb_api_version, "PodDisruptionBudget"))
+    if spec["podDisruptionBudget"]["enabled"] and caps.pdb:
+        desired.append(pod_disruption_budget(owner, spec))
+    elif caps.pdb:
+        absent.append(("policy/v1", "PodDisruptionBudget"))
     if spec["monitoring"]["serviceMonitor"]["enabled"] and caps.service_monitor:
         desired.append(service_monitor(owner, spec))
     elif caps.service_monitor:

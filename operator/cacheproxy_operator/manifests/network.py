@@ -20,8 +20,14 @@ def service_ports(spec: dict[str, Any]) -> list[dict[str, Any]]:
         {"name": "metrics", "port": 9150, "targetPort": "metrics", "protocol": "TCP"},
     ]
     if proxy["batchPort"]["enabled"]:
-        ports.append({"name": "memcache-batch", "port": 11212, "targetPort": "memcache-batch", "protocol": "TCP"})
+        ports.append({"name": "memcache-batch", "port": 11213, "targetPort": "memcache-batch", "protocol": "TCP"})
     return ports
+
+
+def headless_ports(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ring's ports under each member name: 11211 (the name clients hash) and the peer port."""
+    peer = spec["proxy"]["ports"]["peer"]
+    return [*service_ports(spec), {"name": "peer", "port": peer, "targetPort": "peer", "protocol": "TCP"}]
 
 
 def client_service(owner: Owner, spec: dict[str, Any]) -> dict[str, Any]:
@@ -42,12 +48,18 @@ def client_service(owner: Owner, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def headless_service(owner: Owner, spec: dict[str, Any]) -> dict[str, Any]:
-    """Per-pod DNS records, for clients that hash keys over the pods themselves."""
+    """The StatefulSet's governing Service: NAME-i.NAME-headless.NS.svc for every pod, ready or not
+    (a member starting up must be reachable by name for the writes of a ring change)."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": metadata(owner, spec, headless_name(owner), labels={ROLE_LABEL: "headless"}),
-        "spec": {"clusterIP": "None", "selector": selector_labels(owner), "ports": service_ports(spec)},
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            "selector": selector_labels(owner),
+            "ports": headless_ports(spec),
+        },
     }
 
 
@@ -72,7 +84,14 @@ def network_policy(owner: Owner, spec: dict[str, Any]) -> dict[str, Any]:
     if proxy["batchPort"]["enabled"]:
         client_ports.append({"protocol": "TCP", "port": proxy["ports"]["batch"]})
     clients = _peer(policy.get("clientSelector", {}), policy.get("clientNamespaceSelector"))
-    ingress = [{"from": [clients], "ports": client_ports}]
+    ingress = [
+        {"from": [clients], "ports": client_ports},
+        # the other proxies of the ring forward requests to each member's peer port
+        {
+            "from": [{"podSelector": {"matchLabels": selector_labels(owner)}}],
+            "ports": [{"protocol": "TCP", "port": proxy["ports"]["peer"]}],
+        },
+    ]
     metrics_ns = policy.get("metricsNamespaceSelector")
     if metrics_ns is not None:
         ingress.append(

@@ -1,4 +1,4 @@
-"""The PodDisruptionBudget (policy/v1 where served, else policy/v1beta1: same fields for our use)."""
+"""The PodDisruptionBudget (policy/v1; made only where the server serves it)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from cacheproxy_operator.manifests.common import Owner, metadata, selector_labels
 
 
-def pod_disruption_budget(owner: Owner, spec: dict[str, Any], api_version: str = "policy/v1") -> dict[str, Any]:
+def pod_disruption_budget(owner: Owner, spec: dict[str, Any]) -> dict[str, Any]:
     pdb = spec["podDisruptionBudget"]
     budget: dict[str, Any] = {"selector": {"matchLabels": selector_labels(owner)}}
     if "minAvailable" in pdb:
@@ -15,7 +15,7 @@ def pod_disruption_budget(owner: Owner, spec: dict[str, Any], api_version: str =
     else:
         budget["maxUnavailable"] = pdb.get("maxUnavailable", 1)
     return {
-        "apiVersion": api_version,
+        "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": metadata(owner, spec, owner.name),
         "spec": budget,

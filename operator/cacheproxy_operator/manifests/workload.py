@@ -1,9 +1,17 @@
-"""The Deployment: memcached L1 (+ optional extstore L2) and the cacheproxy sidecar in one pod.
+"""The StatefulSet: memcached L1 (+ optional extstore L2) and the cacheproxy sidecar in one pod.
+
+Pods are NAME-0 .. NAME-(n-1) with per-pod DNS through the headless Service (the ring's member
+names); podManagementPolicy Parallel, because the ring, not the pod order, decides who serves what.
+An L2 on a claim is a volumeClaimTemplates entry: pod NAME-i keeps its claim across restarts (but
+memcached's extstore starts empty on every start: the claim saves provisioning, not data).
 
 memcached listens only on unix sockets in an emptyDir shared with the proxy, so the proxy is the
-pod's one network entry point. On termination the proxy gets a short preStop pause (endpoints drop
-the pod first), then SIGTERM and drains; memcached's preStop outlasts that drain so in-flight
-requests still reach it.
+pod's one network entry point. memcached runs as a native sidecar (an init container with
+restartPolicy Always, Kubernetes >= 1.29): the kubelet starts it before the proxy and stops it only
+after the proxy has exited. On termination the proxy gets a short preStop pause (endpoints drop the
+pod first), then SIGTERM and drains; memcached serves the drain and exits right after it, so a pod
+takes as long to stop as its drain, not a fixed sleep. On older API servers (only the project's test
+control plane; not a supported target) memcached is a plain container.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from cacheproxy_operator.manifests.common import (
     CONFIG_HASH_ANNOTATION,
     Owner,
     config_map_name,
+    headless_name,
     metadata,
     selector_labels,
     standard_labels,
@@ -26,6 +35,7 @@ from cacheproxy_operator.manifests.config import (
     SOCKET_DIR,
     config_hash,
 )
+from cacheproxy_operator.manifests.ring import self_name_template
 from cacheproxy_operator.spec import l2_volume_size, mebibytes
 
 L2_DATA_DIR = "/data"
@@ -64,7 +74,7 @@ def _pod_security(spec: dict[str, Any]) -> dict[str, Any]:
     return {**_run_as(security), "fsGroup": security["fsGroup"], "seccompProfile": {"type": "RuntimeDefault"}}
 
 
-def _memcached_hold_seconds(spec: dict[str, Any]) -> int:
+def _drain_seconds(spec: dict[str, Any]) -> int:
     proxy = spec["proxy"]
     return proxy["preStopDelaySeconds"] + proxy["shutdownGraceSeconds"]
 
@@ -85,7 +95,6 @@ def memcached_l1_container(spec: dict[str, Any]) -> dict[str, Any]:
         "resources": _memcached_resources(memcached["memoryMiB"], memcached.get("resources", {})),
         "securityContext": _container_security(spec),
         "volumeMounts": [{"name": "sockets", "mountPath": SOCKET_DIR}],
-        "lifecycle": _sleep_prestop(_memcached_hold_seconds(spec)),
     }
 
 
@@ -112,15 +121,15 @@ def memcached_l2_container(spec: dict[str, Any]) -> dict[str, Any]:
             {"name": "sockets", "mountPath": SOCKET_DIR},
             {"name": "l2-data", "mountPath": L2_DATA_DIR},
         ],
-        "lifecycle": _sleep_prestop(_memcached_hold_seconds(spec)),
     }
 
 
-def proxy_container(spec: dict[str, Any]) -> dict[str, Any]:
+def proxy_container(owner: Owner, spec: dict[str, Any]) -> dict[str, Any]:
     proxy = spec["proxy"]
     ports = [
         {"name": "memcache", "containerPort": proxy["ports"]["client"], "protocol": "TCP"},
         {"name": "metrics", "containerPort": proxy["ports"]["metrics"], "protocol": "TCP"},
+        {"name": "peer", "containerPort": proxy["ports"]["peer"], "protocol": "TCP"},
     ]
     if proxy["batchPort"]["enabled"]:
         ports.append({"name": "memcache-batch", "containerPort": proxy["ports"]["batch"], "protocol": "TCP"})
@@ -130,6 +139,10 @@ def proxy_container(spec: dict[str, Any]) -> dict[str, Any]:
         "imagePullPolicy": proxy["imagePullPolicy"],
         "command": ["cacheproxy"],
         "args": ["--config", f"{CONFIG_DIR}/{CONFIG_FILE}"],
+        "env": [
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "CACHEPROXY_RING_SELF", "value": self_name_template(owner)},
+        ],
         "ports": ports,
         "livenessProbe": {
             "httpGet": {"path": "/healthz", "port": "metrics"},
@@ -154,19 +167,20 @@ def proxy_container(spec: dict[str, Any]) -> dict[str, Any]:
     return container
 
 
-def _l2_volume(owner: Owner, spec: dict[str, Any]) -> dict[str, Any]:
+def _l2_on_claim(spec: dict[str, Any]) -> bool:
+    return bool(spec["l2"]["enabled"] and spec["l2"]["storage"]["type"] == "persistentVolumeClaim")
+
+
+def l2_claim_template(owner: Owner, spec: dict[str, Any]) -> dict[str, Any]:
+    """The volumeClaimTemplates entry: claim l2-data-NAME-i per pod, kept by the StatefulSet."""
     storage = spec["l2"]["storage"]
-    size = l2_volume_size(spec)
-    if storage["type"] == "emptyDir":
-        return {"name": "l2-data", "emptyDir": {"sizeLimit": size}}
-    claim: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}
+    claim: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": l2_volume_size(spec)}},
+    }
     if storage.get("storageClassName"):
         claim["storageClassName"] = storage["storageClassName"]
-    # A generic ephemeral volume gives every pod its own claim (a Deployment cannot use claim templates).
-    return {
-        "name": "l2-data",
-        "ephemeral": {"volumeClaimTemplate": {"metadata": {"labels": selector_labels(owner)}, "spec": claim}},
-    }
+    return {"metadata": {"name": "l2-data", "labels": selector_labels(owner)}, "spec": claim}
 
 
 def _affinity(owner: Owner, spec: dict[str, Any]) -> dict[str, Any] | None:
@@ -191,22 +205,28 @@ def _spread_constraints(owner: Owner, spec: dict[str, Any]) -> list[dict[str, An
 
 
 def termination_grace_seconds(spec: dict[str, Any]) -> int:
-    return _memcached_hold_seconds(spec) + DRAIN_SLACK_SECONDS
+    """An upper bound: the pod is gone as soon as the proxy has drained and memcached has exited."""
+    return _drain_seconds(spec) + DRAIN_SLACK_SECONDS
 
 
-def pod_spec(owner: Owner, spec: dict[str, Any]) -> dict[str, Any]:
-    containers = [memcached_l1_container(spec)]
+def pod_spec(owner: Owner, spec: dict[str, Any], native_sidecars: bool = True) -> dict[str, Any]:
+    memcached = [memcached_l1_container(spec)]
     if spec["l2"]["enabled"]:
-        containers.append(memcached_l2_container(spec))
-    containers.append(proxy_container(spec))
+        memcached.append(memcached_l2_container(spec))
+    if native_sidecars:
+        sidecars = [{**c, "restartPolicy": "Always"} for c in memcached]
+        containers = [proxy_container(owner, spec)]
+    else:
+        sidecars, containers = [], [*memcached, proxy_container(owner, spec)]
     volumes: list[dict[str, Any]] = [
         {"name": "sockets", "emptyDir": {"sizeLimit": "1Mi"}},
         {"name": "config", "configMap": {"name": config_map_name(owner)}},
         {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
     ]
-    if spec["l2"]["enabled"]:
-        volumes.append(_l2_volume(owner, spec))
+    if spec["l2"]["enabled"] and not _l2_on_claim(spec):
+        volumes.append({"name": "l2-data", "emptyDir": {"sizeLimit": l2_volume_size(spec)}})
     pod: dict[str, Any] = {
+        **({"initContainers": sidecars} if sidecars else {}),
         "containers": containers,
         "volumes": volumes,
         "securityContext": _pod_security(spec),
@@ -232,22 +252,31 @@ def pod_spec(owner: Owner, spec: dict[str, Any]) -> dict[str, Any]:
     return pod
 
 
-def deployment(owner: Owner, spec: dict[str, Any]) -> dict[str, Any]:
+def statefulset(owner: Owner, spec: dict[str, Any], replicas: int, *, native_sidecars: bool = True) -> dict[str, Any]:
+    """REPLICAS pods (the ring decides the count; it can differ from spec.replicas mid-change).
+
+    The pod template carries only the restart-relevant config hash: membership and live settings
+    change in the ConfigMap, which running proxies re-read, so they never roll the pods.
+    """
     pod_labels = {**spec.get("podLabels", {}), **standard_labels(owner, spec)}
     pod_annotations = {**spec.get("podAnnotations", {}), CONFIG_HASH_ANNOTATION: config_hash(spec)}
+    body: dict[str, Any] = {
+        "replicas": replicas,
+        "serviceName": headless_name(owner),
+        "podManagementPolicy": "Parallel",
+        "selector": {"matchLabels": selector_labels(owner)},
+        "revisionHistoryLimit": 5,
+        "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}},
+        "template": {
+            "metadata": {"labels": pod_labels, "annotations": pod_annotations},
+            "spec": pod_spec(owner, spec, native_sidecars),
+        },
+    }
+    if _l2_on_claim(spec):
+        body["volumeClaimTemplates"] = [l2_claim_template(owner, spec)]
     return {
         "apiVersion": "apps/v1",
-        "kind": "Deployment",
+        "kind": "StatefulSet",
         "metadata": metadata(owner, spec, owner.name),
-        "spec": {
-            "replicas": spec["replicas"],
-            "selector": {"matchLabels": selector_labels(owner)},
-            "revisionHistoryLimit": 5,
-            # Surge first: a cache tier should not lose capacity (and hit rate) during a rollout.
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-            "template": {
-                "metadata": {"labels": pod_labels, "annotations": pod_annotations},
-                "spec": pod_spec(owner, spec),
-            },
-        },
+        "spec": body,
     }

@@ -10,19 +10,21 @@ orca). This replaces a ``call_soon`` handle per write, which cost more than the 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
 
-if TYPE_CHECKING:
-    from ..server.connection import ClientConnection
-    from .connection import BackendConnection
 
-# Writers with output queued (callers may test it before calling flush). The two kinds of writer are
-# named (not a Protocol) so that compiled code calls their flush_out directly.
-DIRTY: Final[list[ClientConnection | BackendConnection]] = []
+class Writer(Protocol):
+    """A client or backend connection: it queues output and writes it all in ``flush_out``."""
+
+    def flush_out(self) -> None: ...
+
+
+# Writers with output queued (callers may test it before calling flush).
+DIRTY: Final[list[Writer]] = []
 _scheduled = False
 
 
-def mark(writer: ClientConnection | BackendConnection) -> None:
+def mark(writer: Writer) -> None:
     """WRITER has output queued; it is flushed at the end of this turn at the latest."""
     global _scheduled
     DIRTY.append(writer)

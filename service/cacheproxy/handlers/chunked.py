@@ -2,11 +2,9 @@
 
 A value up to ``threshold`` bytes is stored exactly as :class:`PlainHandler` stores it (one
 plain item, readable by anyone). A larger value becomes N *chunk* items plus one *metadata*
-item under the client's key. Every write draws a random token; the chunk keys are derived from
-the token (``_c:<tokenhex>:<i>``, so a 250-byte client key still works) and every chunk value
-starts with the token. The metadata item is marked three ways at once — a reserved flags value,
-a magic header and its exact length — and holds the version, total length, chunk size, chunk
-count, token and the client's flags. See docs/chunking.md for the full design.
+item under the client's key, in the format of :mod:`~cacheproxy.handlers.chunk_format`: every
+write draws a random token, the chunk keys are derived from it, every chunk value starts with
+it. See docs/chunking.md for the full design.
 
 Why a torn or concurrent write can only ever read as a miss, never as mixed data:
 
@@ -26,90 +24,32 @@ are never delayed otherwise.
 from __future__ import annotations
 
 import os
-import struct
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from ..backends.connection import BackendConnection, Callback
 from ..backends.errors import BackendError
 from ..backends.pool import Lane
 from ..metrics.stats import STATS
 from ..protocol.meta import META, MetaResponse, code_of
-from ..protocol.requests import ADD, APPEND, CAS, PREPEND, SET
+from ..protocol.requests import ADD, APPEND, CAS, PREPEND
+from .chunk_format import (
+    META_LEN,
+    RESERVED_FLAGS_TOKEN,
+    TOKEN_LEN,
+    ChunkMeta,
+    as_chunk_meta,
+    exptime_from_ttl,
+    meta_store_command,
+    plan_chunks,
+    synthesize_value,
+)
 from .plain import PlainHandler
-
-# -- the metadata item ------------------------------------------------------------------------
-
-#: memcached flags value marking a metadata item (client flags are kept inside the item).
-RESERVED_FLAGS = 0xC4C7_D17A
-MAGIC = b"\x89CPXCHK"  # starts with a non-digit: incr/decr on it fails as "non-numeric"
-VERSION = 1
-TOKEN_LEN = 8
-_LAYOUT = struct.Struct(">7sBQIII8s")  # magic, version, total, chunk size, count, flags, token
-META_LEN = _LAYOUT.size
-_RESERVED_FLAGS_TOKEN = b"%d" % RESERVED_FLAGS
 
 DEFAULT_MAX_VALUE_SIZE = 64 << 20
 HEADROOM = 1024  # item header + chunk key + token, with room to spare
 APPEND_RETRIES = 5  # read-modify-write attempts before an append answers NOT_STORED
-RELATIVE_EXPTIME_MAX = 60 * 60 * 24 * 30  # memcached reads larger exptimes as unix times
-
-
-@dataclass(frozen=True, slots=True)
-class ChunkMeta:
-    """What the metadata item says about one chunked value."""
-
-    total: int
-    chunk_size: int
-    count: int
-    flags: int
-    token: bytes
-
-    def encode(self) -> bytes:
-        return _LAYOUT.pack(MAGIC, VERSION, self.total, self.chunk_size, self.count, self.flags, self.token)
-
-    def chunk_key(self, index: int) -> bytes:
-        return b"_c:%s:%d" % (self.token.hex().encode(), index)
-
-    def chunk_length(self, index: int) -> int:
-        """Length of chunk INDEX's data (without the token prefix)."""
-        if index < self.count - 1:
-            return self.chunk_size
-        return self.total - self.chunk_size * (self.count - 1)
-
-
-def decode_meta(blob: bytes) -> ChunkMeta | None:
-    """The metadata in BLOB, or None unless every field is consistent."""
-    if len(blob) != META_LEN or not blob.startswith(MAGIC):
-        return None
-    _, version, total, chunk_size, count, flags, token = _LAYOUT.unpack(blob)
-    if version != VERSION or chunk_size == 0 or total == 0 or count != -(-total // chunk_size):
-        return None
-    return ChunkMeta(total, chunk_size, count, flags, token)
-
-
-def as_chunk_meta(resp: object) -> ChunkMeta | None:
-    """The ChunkMeta of a ``VA ... f<flags>`` answer that holds a metadata item, else None."""
-    if not isinstance(resp, MetaResponse) or resp.code != b"VA" or resp.value is None:
-        return None
-    if len(resp.value) != META_LEN or resp.flag(b"f") != _RESERVED_FLAGS_TOKEN:
-        return None
-    return decode_meta(resp.value)
-
-
-def plan_chunks(total: int, chunk_size: int, flags: int, token: bytes) -> ChunkMeta:
-    return ChunkMeta(total, chunk_size, -(-total // chunk_size), flags, token)
-
-
-def exptime_from_ttl(ttl: bytes | None, now: float) -> int:
-    """The exptime that keeps an item's remaining TTL (the ``t`` flag: -1 = never expires)."""
-    remaining = int(ttl) if ttl is not None else -1
-    if remaining < 0:
-        return 0
-    remaining = max(remaining, 1)
-    return remaining if remaining <= RELATIVE_EXPTIME_MAX else int(now) + remaining
 
 
 def _simple(code: bytes) -> MetaResponse:
@@ -340,7 +280,7 @@ class ChunkedHandler:
                 finish(resp)
                 return
             size, cas = int(resp.flag(b"s") or 0), resp.flag(b"c") or b"0"  # type: ignore[union-attr]
-            looks_chunked = resp.flag(b"f") == _RESERVED_FLAGS_TOKEN and size == META_LEN  # type: ignore[union-attr]
+            looks_chunked = resp.flag(b"f") == RESERVED_FLAGS_TOKEN and size == META_LEN  # type: ignore[union-attr]
             if not looks_chunked and size + len(data) <= self.threshold:
                 head = b"ms %s %d M%s C%s\r\n" % (key, len(data), mode, cas)
                 self.conn.send(head + data + b"\r\n", META, retry_or)
@@ -454,26 +394,3 @@ class ChunkedHandler:
             cb(error)
         if self.owned:
             self.conn.close()
-
-
-def meta_store_command(mode: bytes, key: bytes, exptime: int, cas_unique: int) -> bytes:
-    """The ``ms`` line for a metadata item, with the client's set/add/replace/cas semantics."""
-    head = b"ms %s %d F%d T%d" % (key, META_LEN, RESERVED_FLAGS, exptime)
-    if mode == CAS:
-        return head + b" C%d\r\n" % cas_unique
-    if mode == SET:
-        return head + b"\r\n"
-    return head + b" M" + mode + b"\r\n"
-
-
-def synthesize_value(head: MetaResponse, meta: ChunkMeta, value: bytes) -> MetaResponse:
-    """The metadata's ``VA`` answer rewritten to describe the whole value: size and client flags
-    replaced, every other returned flag (``c``, ``t`` ...) kept as memcached sent it."""
-    tokens = head.line.split(b" ")
-    tokens[1] = b"%d" % meta.total
-    for i in range(2, len(tokens)):
-        if tokens[i][:1] == b"f":
-            tokens[i] = b"f%d" % meta.flags
-            break
-    line = b" ".join(tokens)
-    return MetaResponse(b"VA", line, value, b"".join((line, b"\r\n", value, b"\r\n")))

@@ -21,26 +21,28 @@ from ..protocol.meta import LINE, LINES, META, QUIET, TEXT_STORE, TEXT_VALUE
 
 
 class PlainHandler:
-    __slots__ = ("conn",)
+    __slots__ = ("conn", "owned")
 
-    def __init__(self, conn: BackendConnection | Lane) -> None:
+    def __init__(self, conn: BackendConnection | Lane, owned: bool = False) -> None:
         # Reads go out with conn.send_read: a pool's lane retries them on another connection when
         # theirs breaks under them; a lone connection's send_read is its send.
         self.conn = conn
+        self.owned = owned  # this client's own connection (closed with it), not a shared lane
 
     def get(self, key: bytes, cb: Callback, *, cas: bool = False, exptime: int | None = None,
             ttl: bool = False) -> None:
-        """``mg key v f [c] [t] [T<exptime>]``: VA on a hit, EN on a miss."""
+        """``mg key v f [c] [T<exptime>] [t]``: VA on a hit, EN on a miss."""
         if not cas and not ttl and exptime is None:  # a plain get
             self.conn.send_read(b"mg %b v f\r\n" % key, META, cb)
             return
         cmd = b"mg " + key + b" v f"
         if cas:
             cmd += b" c"
+        if exptime is not None:  # before t: memcached applies flags in order, t then shows the new TTL
+            cmd += b" T%d" % exptime
         if ttl:
             cmd += b" t"
         if exptime is not None:
-            cmd += b" T%d" % exptime
             self.conn.send(cmd + b"\r\n", META, cb)
         else:
             self.conn.send_read(cmd + b"\r\n", META, cb)
@@ -90,3 +92,8 @@ class PlainHandler:
     def text(self, line: bytes, multiline: bool, cb: Callback) -> None:
         """A plain text command (stats, version, flush_all, verbosity)."""
         self.conn.send(line + b"\r\n", LINES if multiline else LINE, cb)
+
+    def close(self) -> None:
+        """Every request in flight on an owned connection is answered (BackendError) as it closes."""
+        if self.owned:
+            self.conn.close()

@@ -16,12 +16,14 @@ from prometheus_client.process_collector import ProcessCollector
 from .collector import StatsCollector
 
 
-def build_app(snapshot: Callable[[], dict], ready: Callable[[], tuple[bool, str]]) -> web.Application:
+def build_app(snapshot: Callable[[], dict], ready: Callable[[], tuple[bool, str]], *,
+              metrics: bool = True) -> web.Application:
+    """The admin routes; METRICS False leaves /metrics out (it is then served over TLS elsewhere)."""
     registry = CollectorRegistry()
     registry.register(StatsCollector(snapshot))
     ProcessCollector(registry=registry)
 
-    async def metrics(request: web.Request) -> web.Response:
+    async def metrics_page(request: web.Request) -> web.Response:
         body = generate_latest(registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -33,7 +35,8 @@ def build_app(snapshot: Callable[[], dict], ready: Callable[[], tuple[bool, str]
         return web.Response(text=why + "\n", status=200 if ok else 503)
 
     app = web.Application()
-    app.router.add_get("/metrics", metrics)
+    if metrics:
+        app.router.add_get("/metrics", metrics_page)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app

@@ -118,6 +118,18 @@ class StatsCollector(Collector):
         yield GaugeMetricFamily("cacheproxy_draining", "1 once a SIGTERM drain has begun", value=s["draining"])
         yield GaugeMetricFamily("cacheproxy_tasks", "asyncio tasks alive (flat unless something leaks)",
                                 value=s["tasks"])
+        c = CounterMetricFamily("cacheproxy_tls_handshakes",
+                                "TLS handshakes on the client port by result (failed: plaintext, stalled past "
+                                "tls_handshake_timeout, old protocol, bad or missing client certificate)",
+                                labels=["result"])
+        for result, n in sorted(s.get("tls_handshakes", {}).items()):
+            c.add_metric([result], n)
+        yield c
+        c = CounterMetricFamily("cacheproxy_auth", "Authentication attempts by protocol (ascii, sasl) and result",
+                                labels=["protocol", "result"])
+        for (proto, result), n in sorted(s.get("auth", {}).items()):
+            c.add_metric([proto, result], n)
+        yield c
         g = GaugeMetricFamily("cacheproxy_info", "Build and mode information", labels=["version", "orca", "build"])
         g.add_metric([__version__, s["orca"], "compiled" if compiled.COMPILED else "pure"], 1)
         yield g

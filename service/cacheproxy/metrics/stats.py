@@ -82,6 +82,9 @@ class Stats:
         self.batch_sizes: defaultdict[str, Histogram] = defaultdict(Histogram)
         self.draining = 0
         self.orca = "l1only"
+        # Security (counted once per connection or per authentication, never per request).
+        self.tls_handshakes: defaultdict[str, int] = defaultdict(int)  # result: ok, failed
+        self.auth: defaultdict[tuple[str, str], int] = defaultdict(int)  # (protocol, result)
 
     def snapshot(self) -> dict:
         """A picklable copy, for summing across SO_REUSEPORT worker processes."""
@@ -107,6 +110,8 @@ class Stats:
             "draining": self.draining,
             "tasks": _task_count(),
             "orca": self.orca,
+            "tls_handshakes": dict(self.tls_handshakes),
+            "auth": dict(self.auth),
         }
 
 

@@ -1,16 +1,26 @@
-"""The interface every orca offers to the per-connection servers."""
+"""The interface every orca offers to the per-connection servers.
+
+An orca holds its handlers (one per level it visits) and decides, per request, which levels are
+asked and in which order; the servers turn its answers into the client's protocol. Callbacks are
+called exactly once with a :class:`~cacheproxy.protocol.meta.MetaResponse` (meta codes: VA, HD,
+EN, NF, NS, EX, or a raw error line) or a :class:`~cacheproxy.backends.errors.BackendError`.
+"""
 
 from __future__ import annotations
 
 from typing import Protocol
 
 from ..backends.connection import Callback
+from ..handlers.plain import PlainHandler
 
 
 class Orca(Protocol):
-    """Callback-style operations; each callback is called exactly once with a
-    :class:`~cacheproxy.protocol.meta.MetaResponse` (meta codes: VA/HD/EN/NF/NS/EX, or a raw
-    error line) or a :class:`~cacheproxy.backends.errors.BackendError`."""
+    # Capabilities the servers read once per connection:
+    plain: PlainHandler | None
+    """The plain handler whose shortcuts (``get_text``, ``set_text``) may serve a plain text get or
+    set directly, or None when every request must go through the orca's operations."""
+    counts_lookups: bool
+    """True when the orca counts hits and misses per level itself; else the server counts them."""
 
     def get(self, key: bytes, cb: Callback, *, cas: bool = False, exptime: int | None = None,
             ttl: bool = False) -> None: ...
@@ -29,4 +39,4 @@ class Orca(Protocol):
     def text(self, line: bytes, multiline: bool, cb: Callback) -> None: ...
 
     def close(self) -> None:
-        """The client went away: release this orca's own backend connections."""
+        """The client went away: release this orca's handlers (and their own connections)."""

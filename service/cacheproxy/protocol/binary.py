@@ -25,14 +25,13 @@ from __future__ import annotations
 import struct
 from enum import IntEnum
 
+from .limits import DEFAULT_ITEM_SIZE, ITEM_HEADER, KEY_MAX_LENGTH, item_fits
+
 REQUEST_MAGIC = 0x80
 RESPONSE_MAGIC = 0x81
 HEADER = struct.Struct(">BBHBBHIIQ")  # magic opcode keylen extlen datatype vbucket/status bodylen opaque cas
 HEADER_SIZE = HEADER.size  # 24
-KEY_MAX_LENGTH = 250
 READ_BUFFER_SIZE = 16384  # memcached's per-connection read buffer: header+extras+key must fit
-ITEM_HEADER_SIZE = 48 + 8  # sizeof(item) + CAS on 64-bit memcached 1.6 (CAS enabled)
-DEFAULT_MAX_ITEM_SIZE = 1048576
 
 
 class Op(IntEnum):
@@ -132,6 +131,9 @@ _FLAGS_EXPTIME = struct.Struct(">II")
 _U32 = struct.Struct(">I")
 _INCR = struct.Struct(">QQI")  # delta, initial, expiration
 _INT32_WRAP = 1 << 32
+_SASL_EXCHANGE = frozenset({Op.SASL_AUTH, Op.SASL_STEP})
+_BEFORE_AUTH = frozenset({Op.SASL_LIST_MECHS, Op.SASL_AUTH, Op.SASL_STEP, Op.VERSION})  # memcached -S
+SASL_MECH_MAX_LENGTH = 32
 
 
 class BinaryRequest:
@@ -259,48 +261,6 @@ def stat_frame(opaque: int, key: bytes = b"", value: bytes = b"") -> bytes:
     return frame(Op.STAT, opaque, key=key, value=value)
 
 
-def parse_frames(data: bytes) -> tuple[list[tuple[int, int, int, int, bytes, bytes, bytes]], bytes]:
-    """Split response bytes into ``(opcode, status, opaque, cas, extras, key, value)`` tuples.
-
-    For tests and diagnostics (the proxy never parses responses); returns leftover bytes.
-    """
-    out = []
-    view = memoryview(data)
-    pos = 0
-    while len(data) - pos >= HEADER_SIZE:
-        _m, op, keylen, extlen, _dt, status, bodylen, opaque, cas = HEADER.unpack_from(view, pos)
-        end = pos + HEADER_SIZE + bodylen
-        if end > len(data):
-            break
-        body = bytes(view[pos + HEADER_SIZE : end])
-        out.append(
-            (op, status, opaque, cas, body[:extlen], body[extlen : extlen + keylen], body[extlen + keylen :])
-        )
-        pos = end
-    return out, bytes(view[pos:])
-
-
-def encode_request(
-    opcode: int,
-    key: bytes = b"",
-    extras: bytes = b"",
-    value: bytes = b"",
-    *,
-    opaque: int = 0,
-    cas: int = 0,
-    bodylen: int | None = None,
-) -> bytes:
-    """A request packet (for tests and clients); BODYLEN overrides the computed body length."""
-    if bodylen is None:
-        bodylen = len(extras) + len(key) + len(value)
-    return (
-        HEADER.pack(REQUEST_MAGIC, opcode, len(key), len(extras), 0, 0, bodylen, opaque, cas)
-        + extras
-        + key
-        + value
-    )
-
-
 # ---------------------------------------------------------------------------------------------
 # Parser
 
@@ -310,7 +270,7 @@ def item_too_large(nkey: int, flags: int, vlen: int, max_item_size: int) -> bool
     nbytes = _to_int32(vlen + 2)
     if nbytes < 2:
         return True
-    return ITEM_HEADER_SIZE + nkey + 1 + (4 if flags else 0) + nbytes > max_item_size
+    return not item_fits(nkey, flags, nbytes, max_item_size)
 
 
 def _to_int32(n: int) -> int:
@@ -326,9 +286,16 @@ class BinaryParser:
     is ignored; write the answers already returned, then close.
     """
 
-    def __init__(self, max_item_size: int = DEFAULT_MAX_ITEM_SIZE) -> None:
+    def __init__(self, max_item_size: int = DEFAULT_ITEM_SIZE, *, sasl: bool = False) -> None:
         self.max_item_size = max_item_size
         self.closed = False
+        # SASL (memcached -S, see .sasl): SASL requests are parsed, not refused, and until the
+        # session sets ``authenticated`` every other command but VERSION is refused and closes.
+        # Parsing pauses after each SASL request until the session has answered it and calls
+        # :meth:`resume`, since the answer decides how the next request is read.
+        self.sasl = sasl
+        self.authenticated = not sasl
+        self._paused = False
         self._buf = bytearray()
         self._skip = 0  # body bytes still to swallow
         self._value_for: tuple | None = None  # header fields of a store waiting for its value
@@ -340,6 +307,9 @@ class BinaryParser:
 
     def feed(self, data: bytes | memoryview) -> list[BinaryRequest]:
         if self.closed:
+            return []
+        if self._paused:
+            self._buf += data
             return []
         if self._skip:
             if self._buf:  # only possible if data arrived before the skip was known
@@ -354,6 +324,11 @@ class BinaryParser:
             return []
         self._buf += data
         return self._parse()
+
+    def resume(self) -> list[BinaryRequest]:
+        """After a SASL request has been answered: the requests parsed since."""
+        self._paused = False
+        return [] if self.closed else self._parse()
 
     def _parse(self) -> list[BinaryRequest]:
         out: list[BinaryRequest] = []
@@ -370,6 +345,9 @@ class BinaryParser:
                     out.append(self._store_request(fields, bytes(view[pos : pos + vlen])))
                     pos += vlen
                     self._value_for = None
+                    if self.sasl and fields[0] in _SASL_EXCHANGE:
+                        self._paused = True
+                        break
                     continue
                 if avail < HEADER_SIZE:
                     break
@@ -393,6 +371,9 @@ class BinaryParser:
                     out.append(request)
                     if request.close:
                         self.closed = True
+                    elif self.sasl and request.error is None and opcode == Op.SASL_LIST_MECHS:
+                        self._paused = True
+                        break
                 if self._skip:
                     dropped = min(self._skip, len(buf) - pos)
                     pos += dropped
@@ -420,6 +401,8 @@ class BinaryParser:
         """memcached's dispatch_bin_command(): validate, then build the request or its error."""
         if keylen > bodylen or keylen + extlen > bodylen:
             return self._error(opcode, opaque, Status.UNKNOWN_COMMAND, close=True)
+        if not self.authenticated and opcode not in _BEFORE_AUTH:
+            return self._error(opcode, opaque, Status.AUTH_ERROR, close=True)
         if keylen > KEY_MAX_LENGTH:
             return self._error(opcode, opaque, Status.EINVAL, close=True)
         command = QUIET_BASE.get(opcode, opcode)
@@ -463,15 +446,28 @@ class BinaryParser:
             valid = extlen == 4 and keylen != 0  # likewise: trailing body bytes are not consumed
             if valid:
                 return BinaryRequest(opcode, opaque, cas, key, exptime=_U32.unpack(extras)[0])
-        elif command == Op.SASL_LIST_MECHS:  # SASL is off: "Unknown command" when well formed
+        elif command == Op.SASL_LIST_MECHS:  # SASL off: "Unknown command" when well formed
             valid = extlen == 0 and keylen == 0 and bodylen == 0
             if valid:
+                if self.sasl:
+                    return BinaryRequest(opcode, opaque, cas)
                 return self._error(opcode, opaque, Status.UNKNOWN_COMMAND)
-        elif command in (Op.SASL_AUTH, Op.SASL_STEP):
+        elif command in _SASL_EXCHANGE:
             valid = extlen == 0 and keylen != 0
             if valid:
-                self._skip = bodylen - keylen
-                return self._error(opcode, opaque, Status.UNKNOWN_COMMAND)
+                vlen = bodylen - keylen
+                if not self.sasl:
+                    self._skip = vlen
+                    return self._error(opcode, opaque, Status.UNKNOWN_COMMAND)
+                if keylen > SASL_MECH_MAX_LENGTH:
+                    self._skip = vlen
+                    return self._error(opcode, opaque, Status.EINVAL)
+                # memcached reads the data into an item; one that would be chunked is refused
+                if ITEM_HEADER + keylen + 1 + vlen + 2 > self.max_item_size // 2:
+                    self._skip = vlen
+                    return self._error(opcode, opaque, Status.ENOMEM)
+                self._value_for = ((opcode, opaque, cas, key, 0, 0), vlen)
+                return None
         else:
             # memcached swallows BODYLEN bytes *after* the key and extras it already consumed.
             self._skip = bodylen

@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import base64
 import struct
-from enum import Enum
 
 from .binary import (
-    KEY_MAX_LENGTH,
     BinaryRequest,
     Op,
     Status,
@@ -37,34 +35,29 @@ from .binary import (
     miss_frame,
     stat_frame,
 )
+from .limits import KEY_MAX_LENGTH
+from .meta import LINE, LINES, META, MetaResponse
 
 INT32_MAX = 0x7FFFFFFF
 NO_AUTOVIVIFY = 0xFFFFFFFF
 _U64 = struct.Struct(">Q")
 
 
-class Shape(Enum):
-    """What the backend sends back for a command, so the caller knows when the reply is whole."""
-
-    NONE = "none"  # nothing is sent; from_meta(request, b"") gives the answer
-    META = "meta"  # one meta reply: a status line, plus a data block after a VA line
-    LINE = "line"  # one text line (VERSION ..., OK, RESET, or an error line)
-    STATS = "stats"  # text lines up to and including "END\r\n" (or one error line)
-
-
 class MetaCall:
-    """The bytes to write to the backend (None: answer locally) and the reply's shape."""
+    """The bytes to write to the backend (None: answered locally, ``from_meta(request, None)``)
+    and the shape of the backend's answer (:data:`~cacheproxy.protocol.meta.META`, ``LINE`` or
+    ``LINES``), the same vocabulary the backend connections read answers by."""
 
     __slots__ = ("command", "shape")
 
-    def __init__(self, command: bytes | None, shape: Shape) -> None:
+    def __init__(self, command: bytes | None, shape: int) -> None:
         self.command, self.shape = command, shape
 
     def __repr__(self) -> str:
-        return f"MetaCall({self.command!r}, {self.shape.name})"
+        return f"MetaCall({self.command!r}, {self.shape})"
 
 
-LOCAL = MetaCall(None, Shape.NONE)
+LOCAL = MetaCall(None, META)
 
 _STORE_MODE: dict[int, bytes] = {Op.SET: b"MS", Op.ADD: b"ME", Op.REPLACE: b"MR", Op.APPEND: b"MA", Op.PREPEND: b"MP"}
 _GET_FLAGS: dict[int, bytes] = {
@@ -132,12 +125,12 @@ def to_meta(request: BinaryRequest) -> MetaCall:
             flags += b" C%d" % request.cas
         return _keyed(request, b"ma", flags)
     if command == Op.NOOP:
-        return MetaCall(b"mn\r\n", Shape.META)
+        return MetaCall(b"mn\r\n", META)
     if command == Op.VERSION:
-        return MetaCall(b"version\r\n", Shape.LINE)
+        return MetaCall(b"version\r\n", LINE)
     if command == Op.FLUSH:
         delay = _ttl(request.exptime)
-        return MetaCall(b"flush_all %d\r\n" % delay if delay else b"flush_all\r\n", Shape.LINE)
+        return MetaCall(b"flush_all %d\r\n" % delay if delay else b"flush_all\r\n", LINE)
     if command == Op.STAT:
         return _stats(request.key)
     return LOCAL  # Quit
@@ -151,7 +144,7 @@ def _keyed(request: BinaryRequest, verb: bytes, flags: bytes, data: bytes | None
     line = b"%s %s%s%s\r\n" % (verb, token, flags, b" b" if is_b64 else b"")
     if data is not None:
         line = b"".join((line, data, b"\r\n"))
-    return MetaCall(line, Shape.META)
+    return MetaCall(line, META)
 
 
 def _store(request: BinaryRequest) -> MetaCall:
@@ -171,46 +164,27 @@ def _store(request: BinaryRequest) -> MetaCall:
 def _stats(group: bytes) -> MetaCall:
     """memcached's process_bin_stat() matching (prefixes for reset/settings/detail)."""
     if not group:
-        return MetaCall(b"stats\r\n", Shape.STATS)
+        return MetaCall(b"stats\r\n", LINES)
     if group.startswith(b"reset"):
-        return MetaCall(b"stats reset\r\n", Shape.LINE)
+        return MetaCall(b"stats reset\r\n", LINE)
     if group.startswith(b"settings"):
-        return MetaCall(b"stats settings\r\n", Shape.STATS)
+        return MetaCall(b"stats settings\r\n", LINES)
     if group.startswith(b"detail"):
         rest = group[6:]
         if rest.startswith(b" dump"):
-            return MetaCall(b"stats detail dump\r\n", Shape.STATS)
+            return MetaCall(b"stats detail dump\r\n", LINES)
         if rest.startswith(b" on"):
-            return MetaCall(b"stats detail on\r\n", Shape.LINE)
+            return MetaCall(b"stats detail on\r\n", LINE)
         if rest.startswith(b" off"):
-            return MetaCall(b"stats detail off\r\n", Shape.LINE)
+            return MetaCall(b"stats detail off\r\n", LINE)
         return LOCAL
     if group in _STATS_GROUPS:
-        return MetaCall(b"stats %s\r\n" % group, Shape.STATS)
+        return MetaCall(b"stats %s\r\n" % group, LINES)
     return LOCAL
 
 
 # ---------------------------------------------------------------------------------------------
 # Backend replies → binary frames
-
-
-def parse_meta_reply(reply: bytes) -> tuple[bytes, list[bytes], bytes | None]:
-    """Split a whole meta reply into (code, flag tokens, value or None).
-
-    For error lines (CLIENT_ERROR/SERVER_ERROR/ERROR) the code is that word and the single
-    token is the rest of the line.
-    """
-    end = reply.find(b"\r\n")
-    line = reply[:end] if end >= 0 else reply
-    code, _, rest = line.partition(b" ")
-    if code in (b"CLIENT_ERROR", b"SERVER_ERROR", b"ERROR"):
-        return code, [rest], None
-    tokens = rest.split()
-    if code == b"VA":
-        size = int(tokens[0])
-        start = end + 2
-        return code, tokens[1:], reply[start : start + size]
-    return code, tokens, None
 
 
 def _token(tokens: list[bytes], flag: bytes, default: int = 0) -> int:
@@ -220,10 +194,9 @@ def _token(tokens: list[bytes], flag: bytes, default: int = 0) -> int:
     return default
 
 
-def from_meta(request: BinaryRequest, reply: bytes) -> bytes:
-    """The bytes memcached would write to a binary client for REQUEST, given the backend REPLY.
-
-    REPLY is the complete reply read per ``to_meta(request).shape`` (b"" for Shape.NONE).
+def from_meta(request: BinaryRequest, reply: MetaResponse | None) -> bytes:
+    """The bytes memcached would write to a binary client for REQUEST, given the backend's REPLY
+    (read by the shape ``to_meta(request)`` named; None when the request was answered locally).
     Returns b"" when memcached would stay silent (quiet success, quiet get miss, QuitQ).
     """
     if request.error is not None:
@@ -232,14 +205,15 @@ def from_meta(request: BinaryRequest, reply: bytes) -> bytes:
     if command == Op.QUIT:
         return b"" if request.quiet else frame(request.opcode, request.opaque)
     if command == Op.STAT:
-        return _from_stats(request, reply)
+        return _from_stats(request, reply.raw if reply is not None else b"")
     if command in (Op.VERSION, Op.FLUSH):
-        return _from_line(request, reply)
-    if not reply:  # a keyed command whose key meta cannot express
+        return _from_line(request, reply.raw if reply is not None else b"")
+    if reply is None:  # a keyed command whose key meta cannot express
         return error_frame(request.opcode, request.opaque, Status.EINVAL)
-    code, tokens, value = parse_meta_reply(reply)
+    code, value = reply.code, reply.value
     if code in (b"CLIENT_ERROR", b"SERVER_ERROR", b"ERROR"):
-        return _from_error(request, code, tokens[0])
+        return _from_error(request, code, reply.line.partition(b" ")[2])
+    tokens = reply.line.split()[2 if code == b"VA" else 1:]  # the returned flags
     if command in _GET_FLAGS:
         return _from_get(request, code, tokens, value)
     if command in _STORE_MODE:

@@ -130,6 +130,8 @@ def read_text_value(buf: bytes, pos: int) -> tuple[bytes | MetaResponse, int] | 
     nl = buf.find(b"\r\n", pos)
     if nl < 0:
         return None
+    if buf[nl - 1] > 0x39:  # not "f<digits>" last: lease tokens (W/X/Z) follow, read it in full
+        return read_meta(buf, pos)
     sp = buf.find(b" f", pos + 3, nl)
     size = buf[pos + 3:sp]
     stop = nl + 4 + int(size)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from .limits import DEFAULT_ITEM_SIZE, KEY_MAX_LENGTH, item_fits
 from .numbers import safe_strtol, safe_strtoul, safe_strtoull
 from .requests import (
     ADD,
@@ -35,13 +36,11 @@ from .requests import (
     Touch,
 )
 
-KEY_MAX_LENGTH: Final = 250
 MAX_TOKENS: Final = 24  # memcached's tokenizer limit, terminal token included
 MFLAG_MAX_OPT_LENGTH: Final = 20
 LINE_LIMIT: Final = 2048  # bytes without a newline before memcached gives up on a non-get line
 GET_LINE_LIMIT: Final = 1 << 20  # our own bound on a huge multiget line (memcached's is memory)
 INT_MAX: Final = (1 << 31) - 1
-ITEM_HEADER: Final = 48 + 8  # sizeof(item) + the CAS field on 64-bit memcached
 
 ERROR: Final = b"ERROR\r\n"
 BAD_FORMAT: Final = b"CLIENT_ERROR bad command line format\r\n"
@@ -49,7 +48,6 @@ BAD_CHUNK: Final = b"CLIENT_ERROR bad data chunk\r\n"
 BAD_EXPTIME: Final = b"CLIENT_ERROR invalid exptime argument\r\n"
 BAD_DELTA: Final = b"CLIENT_ERROR invalid numeric delta argument\r\n"
 BAD_DELETE: Final = b"CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n"
-FLAGS_TOO_LONG: Final = b"CLIENT_ERROR options flags too long\r\n"
 TOO_LARGE: Final = b"SERVER_ERROR object too large for cache\r\n"
 
 _STORE_MODES: Final = {b"set": SET, b"add": ADD, b"replace": REPLACE, b"append": APPEND, b"prepend": PREPEND}
@@ -71,11 +69,6 @@ def plain_get_key(line: bytes, end: int) -> bytes | None:
     return key
 
 
-def item_fits(nkey: int, flags: int, nbytes: int, max_item_size: int) -> bool:
-    """memcached's ``item_size_ok``: does an item with a value of NBYTES (CRLF included) fit?"""
-    return ITEM_HEADER + nkey + 1 + (4 if flags else 0) + nbytes <= max_item_size
-
-
 class _PendingData:
     """A command whose data block (``length`` bytes, CRLF included) has not fully arrived."""
 
@@ -90,7 +83,7 @@ class TextParser:
 
     __slots__ = ("_buf", "_pending", "_swallow", "closed", "max_item_size")
 
-    def __init__(self, max_item_size: int = 1 << 20) -> None:
+    def __init__(self, max_item_size: int = DEFAULT_ITEM_SIZE) -> None:
         self.max_item_size = max_item_size
         self._buf = b""
         self._pending: _PendingData | None = None
@@ -374,6 +367,22 @@ class TextParser:
     def _quit(self, tokens: list[bytes], ntokens: int, line: bytes) -> Request:
         return Quit()
 
+    def _admin(self, tokens: list[bytes], ntokens: int, line: bytes) -> Request | None:
+        """cache_memlimit, slabs, lru, extstore, watch: never forwarded (they would change a shared
+        backend), answered ``ERROR``, except where memcached 1.6.18 is silent because the command
+        ends in ``noreply`` (it parses ``noreply`` before deciding, for these forms only)."""
+        name, words = tokens[0], len(tokens)
+        noreply = tokens[-1] == b"noreply"
+        if name == b"cache_memlimit":
+            silent = noreply and words in (2, 3)
+        elif name == b"slabs":
+            if words == 4 and tokens[1] == b"reassign" and noreply:
+                return Reply("error", BAD_FORMAT)  # "noreply" read as the destination class
+            silent = noreply and words >= 3 and tokens[1] == b"automove"
+        else:  # lru, extstore, watch
+            silent = noreply and words >= 2
+        return None if silent else Reply("error", ERROR)
+
     def _shutdown(self, tokens: list[bytes], ntokens: int, line: bytes) -> Request:
         """Never forwarded: clients of a shared cache must not stop it (memcached without -A)."""
         return Reply("shutdown", b"ERROR: shutdown not enabled\r\n")
@@ -396,4 +405,9 @@ _SIMPLE = {
     b"stats": TextParser._stats,
     b"quit": TextParser._quit,
     b"shutdown": TextParser._shutdown,
+    b"cache_memlimit": TextParser._admin,
+    b"slabs": TextParser._admin,
+    b"lru": TextParser._admin,
+    b"extstore": TextParser._admin,
+    b"watch": TextParser._admin,
 }

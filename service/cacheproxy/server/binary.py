@@ -8,13 +8,13 @@ client's command, and the backend's answer is turned back into memcached's exact
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
 
 from ..backends.errors import BackendError
 from ..metrics.stats import STATS, clock
+from ..orcas.base import Orca
 from ..protocol.binary import BinaryParser, BinaryRequest, error_frame
-from ..protocol.binary_meta import Shape, from_meta, to_meta
-from ..protocol.meta import MetaResponse
+from ..protocol.binary_meta import from_meta, to_meta
+from ..protocol.meta import LINES, META, MetaResponse
 from .connection import ClientConnection
 
 # Statuses as metric results.
@@ -38,9 +38,11 @@ def result_of(request: BinaryRequest, frame: bytes) -> str:
 class BinarySession:
     def __init__(self, conn: ClientConnection) -> None:
         self.conn = conn
-        self.orca: Any = conn.orca  # an Orca
-        self.parser = BinaryParser(max_item_size=conn.runtime.config.max_item_size)
-        self.count_lookups = not getattr(self.orca, "counts_lookups", False)
+        orca = conn.orca
+        assert orca is not None  # the connection picks its orca before its session
+        self.orca: Orca = orca
+        self.parser = BinaryParser(max_item_size=conn.context.config.max_item_size)
+        self.count_lookups = not orca.counts_lookups
         self.backlog: deque[BinaryRequest | None] = deque()  # parsed, waiting for the client to keep up
 
     def feed(self, data: bytes, now: float) -> bool:
@@ -70,7 +72,7 @@ class BinarySession:
         call = to_meta(request)
         slot = self.conn.slot()
         if call.command is None:
-            self.finish(request, slot, started, from_meta(request, b""))
+            self.finish(request, slot, started, from_meta(request, None))
             return
         conn = self.conn
 
@@ -81,16 +83,16 @@ class BinarySession:
                     # 0x84: the binary protocol's "internal error"; the body says which backend
                     frame = error_frame(request.opcode, request.opaque, INTERNAL_ERROR, resp.reason.encode())
                 else:
-                    frame = from_meta(request, resp.raw)
+                    frame = from_meta(request, resp)
                 self.finish(request, slot, started, frame)
             except Exception:
                 conn.fault()
 
         line, _, rest = call.command.partition(b"\r\n")
-        if call.shape is Shape.META:
+        if call.shape == META:
             self.orca.meta(line, rest or None, False, done)
         else:
-            self.orca.text(line, call.shape is Shape.STATS, done)
+            self.orca.text(line, call.shape == LINES, done)
 
     def finish(self, request: BinaryRequest, slot, started: float, frame: bytes) -> None:
         result = result_of(request, frame)

@@ -13,21 +13,77 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Final, cast
+from collections.abc import Callable
+from typing import Any, Final, Protocol, cast
 
 from ..backends import outbox
+from ..config import Config
 from ..metrics.stats import STATS, clock
-
-if TYPE_CHECKING:
-    from ..app import Runtime
-    from ..orcas.base import Orca
-    from .binary import BinarySession
-    from .text import TextSession
+from ..orcas.base import Orca
 
 log = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT: Final = 128  # unanswered requests of one client before its next ones wait
-BINARY_MAGIC: Final = 0x80
+
+
+class ServerContext(Protocol):
+    """What a client connection needs from the process around it (``app.Runtime`` offers it)."""
+
+    loop: asyncio.AbstractEventLoop
+    clients: set[Any]  # the open client connections (for timeouts and the drain)
+
+    @property
+    def config(self) -> Config:
+        """The current config: read at use, so that a reload swaps one object."""
+
+    def new_orca(self) -> Orca: ...
+
+
+class Session(Protocol):
+    """A protocol session (text/meta or binary) serving one client connection."""
+
+    @property
+    def backlog(self) -> Any:
+        """Requests parsed and waiting for the client to read its answers (falsy when none)."""
+
+    @property
+    def parser(self) -> Any:
+        """Has ``buffered``: bytes of an unfinished request are held."""
+
+    def feed(self, data: bytes, now: float) -> bool: ...
+
+    def run_backlog(self) -> None: ...
+
+
+# (connection, first byte) → its session, which gives the connection its orca when it needs one
+SessionFactory = Callable[["ClientConnection", int], Session]
+
+
+class DropLog:
+    """Logs (at most once per ``interval`` seconds, with counts of what it held back) that clients
+    went away with requests the proxy had read but not answered: parsed and never sent to a
+    backend (``unsent``), or sent and not yet answered (their answers are discarded)."""
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self.interval = interval
+        self.next_at = 0.0
+        self.clients = self.unsent = self.unanswered = 0
+
+    def report(self, unsent: int, unanswered: int) -> None:
+        self.clients += 1
+        self.unsent += unsent
+        self.unanswered += unanswered
+        now = clock()
+        if now < self.next_at:
+            return
+        self.next_at = now + self.interval
+        log.warning("%d client(s) disconnected with requests not answered: %d dropped before reaching a "
+                    "backend, %d answers discarded (the client gave up, e.g. its timeout expired)",
+                    self.clients, self.unsent, self.unanswered)
+        self.clients = self.unsent = self.unanswered = 0
+
+
+DROPS: Final = DropLog()
 
 
 class Slot:
@@ -41,14 +97,16 @@ class Slot:
 
 
 class ClientConnection(asyncio.Protocol):
-    __slots__ = ("_out", "_reading_paused", "_write_scheduled", "_writing_paused", "closing", "head", "last_activity",
-                 "loop", "orca", "partial_since", "rejected", "runtime", "session", "slots", "transport")
+    __slots__ = ("_out", "_reading_paused", "_write_scheduled", "_writing_paused", "closing", "context", "head",
+                 "last_activity", "loop", "orca", "partial_since", "rejected", "session", "slots", "start_session",
+                 "transport")
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self.loop = runtime.loop
+    def __init__(self, context: ServerContext, start_session: SessionFactory) -> None:
+        self.context = context
+        self.start_session = start_session  # picks text/meta or binary by the first byte (server/sessions.py)
+        self.loop = context.loop
         self.transport: asyncio.Transport | None = None
-        self.session: TextSession | BinarySession | None = None
+        self.session: Session | None = None
         self.orca: Orca | None = None
         # The oldest unanswered request, then the later ones in order. Most clients have one request
         # in flight at a time, and it comes and goes without touching the list: a list emptied and
@@ -70,14 +128,15 @@ class ClientConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         STATS.client_connections_total += 1
-        if len(self.runtime.clients) >= self.runtime.config.max_connections:
+        context = self.context
+        if len(context.clients) >= context.config.max_connections:
             self.rejected = self.closing = True  # over the limit: closed at accept, never served
             STATS.errors["rejected"] += 1
             self.transport.abort()
             return
         STATS.client_connections += 1
         self.last_activity = clock()
-        self.runtime.clients.add(self)
+        context.clients.add(self)
 
     def data_received(self, data: bytes) -> None:
         STATS.bytes_received += len(data)
@@ -85,7 +144,7 @@ class ClientConnection(asyncio.Protocol):
         try:
             session = self.session
             if session is None:
-                session = self.session = self._start_session(data[0])
+                session = self.session = self.start_session(self, data[0])
             served_whole = session.feed(data, now)
             if outbox.DIRTY:
                 outbox.flush()  # backend requests and local answers leave in one write each
@@ -108,7 +167,10 @@ class ClientConnection(asyncio.Protocol):
             return
         STATS.client_connections -= 1
         self.closing = True
-        self.runtime.clients.discard(self)
+        self.context.clients.discard(self)
+        session = self.session
+        if session is not None and (session.backlog or self.head is not None):
+            DROPS.report(len(session.backlog) if session.backlog else 0, self.in_flight())
         if self.orca is not None:
             self.orca.close()
             self.orca = None
@@ -124,19 +186,6 @@ class ClientConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._writing_paused = False
         self._maybe_resume_reading()
-
-    # -- the session and the orca ----------------------------------------------------------
-
-    def _start_session(self, first_byte: int) -> TextSession | BinarySession:
-        """Rend's rule: a first byte of 0x80 is the binary protocol's request magic."""
-        self.orca = self.runtime.new_orca()
-        if first_byte == BINARY_MAGIC:
-            from .binary import BinarySession
-
-            return BinarySession(self)
-        from .text import TextSession
-
-        return TextSession(self)
 
     # -- ordered answers -------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Final
 from ..backends.errors import BackendError
 from ..handlers.plain import PlainHandler
 from ..metrics.stats import STATS, clock
+from ..orcas.base import Orca
 from ..protocol.meta import STORE_RESULTS, MetaResponse, code_of
 from ..protocol.requests import (
     Arith,
@@ -31,18 +32,19 @@ from ..protocol.requests import (
     Touch,
 )
 from ..protocol.text import TOO_LARGE, TextParser
+from ..protocol.text_answers import (
+    ARITH_ANSWERS,
+    DELETE_ANSWERS,
+    END,
+    META_RESULTS,
+    NO_TABLE,
+    STORE_ANSWERS,
+    TOUCH_ANSWERS,
+    AnswerTable,
+    value_line,
+)
 from .connection import MAX_IN_FLIGHT, ClientConnection, Slot
 
-AnswerTable = dict[bytes | None, tuple[bytes, str]]  # meta code → (text answer, metric result)
-STORE_ANSWERS: Final[AnswerTable] = {b"HD": (b"STORED\r\n", "stored"), b"NS": (b"NOT_STORED\r\n", "not_stored"),
-                                     b"EX": (b"EXISTS\r\n", "exists"), b"NF": (b"NOT_FOUND\r\n", "not_found")}
-DELETE_ANSWERS: Final[AnswerTable] = {b"HD": (b"DELETED\r\n", "deleted"), b"NF": (b"NOT_FOUND\r\n", "not_found")}
-TOUCH_ANSWERS: Final[AnswerTable] = {b"HD": (b"TOUCHED\r\n", "touched"), b"EN": (b"NOT_FOUND\r\n", "not_found")}
-ARITH_ANSWERS: Final[AnswerTable] = {b"NF": (b"NOT_FOUND\r\n", "not_found")}
-META_RESULTS: Final[dict[bytes | None, str]] = {b"VA": "hit", b"HD": "ok", b"EN": "miss", b"NF": "not_found",
-                                         b"NS": "not_stored", b"EX": "exists", b"MN": "ok", b"ME": "ok"}
-NO_TABLE: Final[AnswerTable] = {}  # an Answer answered by one_get, never looked up
-END: Final = b"END\r\n"
 L1_HIT: Final = ("l1", "hit")
 L1_MISS: Final = ("l1", "miss")
 # Prebuilt keys of STATS.requests for the shortcuts' answers: no tuple is built per request.
@@ -60,15 +62,6 @@ def error_answer(resp: MetaResponse | BackendError) -> tuple[bytes, str]:
         return resp.raw, "client_error"
     STATS.errors["server_error"] += 1
     return resp.raw, "server_error"
-
-
-def value_line(key: bytes, resp: MetaResponse, cas: bool, end: bytes = b"") -> bytes:
-    """``VA <size> f<flags> [c<cas>]`` + data → ``VALUE <key> <flags> <size> [<cas>]`` + data (+ END).
-    The flags come in the order the proxy asked for them (``mg <key> v f [c] [t]``)."""
-    tokens, value = resp.line.split(b" "), resp.value
-    if cas:
-        return b"VALUE %b %b %b %b\r\n%b\r\n%b" % (key, tokens[2][1:], tokens[1], tokens[3][1:], value, end)  # type: ignore[str-format]
-    return b"VALUE %b %b %b\r\n%b\r\n%b" % (key, tokens[2][1:], tokens[1], value, end)  # type: ignore[str-format]
 
 
 class Answer(Slot):
@@ -174,17 +167,16 @@ class TextSession:
 
     def __init__(self, conn: ClientConnection) -> None:
         self.conn = conn
-        orca: Any = conn.orca  # an Orca
-        self.orca = orca
-        self.parser = TextParser(conn.runtime.config.client_value_limit)
-        # L1Only leaves hit/miss counting to the server (it sees every answer anyway).
-        self.count_lookups = not getattr(orca, "counts_lookups", False)
-        # The plain handler (L1Only) takes a plain get and a plain set by their shortcuts
-        # (get_text, set_text); the other orcas (L1L2, chunked) serve them like any request.
-        # Typed, so that compiled (mypyc) code calls the shortcuts directly.
-        self.plain: PlainHandler | None = None
-        if isinstance(orca, PlainHandler):  # (an if statement: mypyc mistyped the conditional expression)
-            self.plain = orca
+        orca = conn.orca
+        assert orca is not None  # the connection picks its orca before its session
+        self.orca: Orca = orca
+        self.parser = TextParser(conn.context.config.client_value_limit)
+        # An orca that does not count hits and misses per level (L1Only) leaves it to the server.
+        self.count_lookups = not orca.counts_lookups
+        # A plain handler offered by the orca takes a plain get and a plain set by its shortcuts
+        # (get_text, set_text); other orcas serve them like any request. Typed, so that compiled
+        # (mypyc) code calls the shortcuts directly.
+        self.plain: PlainHandler | None = orca.plain
         self.backlog: deque[Request] | None = None  # parsed, waiting for the client to read answers
 
     def feed(self, data: bytes, now: float) -> bool:

@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from tests.proxy.test_admin import samples
 from tests.support.procs import start_memcached, start_proxy
+from tests.support.scrape import samples
 
 
 def run_clients(addr: str, n: int) -> dict:
@@ -29,7 +29,7 @@ def run_clients(addr: str, n: int) -> dict:
 @pytest.mark.parametrize(("mode", "n"), [("batched", 10_000), ("per-client", 9_900)])
 def test_many_concurrent_connections(mode: str, n: int):
     mc = start_memcached(args=["-c", "12000", "-b", "4096"])
-    args: list[str] = []
+    args: list[str] = ["--no-batching"]
     if mode == "batched":
         cfg = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
         cfg.write("batching:\n  enabled: true\n  max_connections: 8\n")

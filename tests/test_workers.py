@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import signal
 
-from tests.proxy.test_admin import samples
 from tests.support.procs import connect, recv_until, start_proxy, wait_http_ok
+from tests.support.scrape import samples
 
 
 def children_of(pid: int) -> list[int]:

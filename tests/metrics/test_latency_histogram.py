@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pymemcache.client.base import Client
 
-from .test_admin import samples
+from tests.support.scrape import samples
 
 
 def test_bucket_agrees_with_bisect_at_every_bound():

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from cacheproxy.cli import parse_args
 from cacheproxy.config import load
 
 
@@ -36,3 +37,13 @@ def test_help_lists_the_contract_flags():
     out = subprocess.run([sys.executable, "-m", "cacheproxy", "--help"], capture_output=True, text=True, timeout=30)
     for flag in ("--listen", "--l1", "--l2", "--admin", "--config", "--batch-listen", "--workers"):
         assert flag in out.stdout
+
+
+def test_batching_is_the_default_and_the_classic_layout_one_flag_away(tmp_path):
+    assert load(None).batching.enabled is True
+    overrides = {k: v for k, v in vars(parse_args(["--no-batching"])).items() if k != "config"}
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("batching: {max_connections: 3}\n")
+    c = load(cfg, overrides)
+    assert (c.batching.enabled, c.batching.max_connections) == (False, 3)
+    assert load(cfg, {k: v for k, v in vars(parse_args([])).items() if k != "config"}).batching.enabled is True

@@ -20,7 +20,7 @@ def ask(sock, data: bytes, terminator: bytes) -> tuple[bytes, float]:
 def test_backend_killed_and_restarted(batched: bool, tmp_path):
     port = free_port()
     mc = start_memcached(port=port)
-    args = []
+    args = ["--no-batching"]
     if batched:
         cfg = tmp_path / "c.yaml"
         cfg.write_text("batching: {enabled: true, max_connections: 2}\n")

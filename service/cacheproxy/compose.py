@@ -1,0 +1,93 @@
+"""The composition root: the one place that builds the proxy's stages from the config.
+
+Rend composes its stages in one place; so does this module. From a :class:`~cacheproxy.config.Config`
+it builds the shared backend pools, each client connection's handlers (plain or chunked, on an
+own connection or a pool lane) and its orca (L1Only, L1L2, L1L2Batch), and hands the servers a
+factory that gives each new client connection its orca. Nothing else constructs backend
+connections, handlers or orcas. Routing to other members (the ring) is one more layer around the
+orca built here.
+
+What the config decides here (addresses, orca kind, batching, chunking) is fixed for the life
+of the process; :data:`RESTART_KEYS` names those keys for the reloader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from .backends.connection import BackendConnection
+from .backends.pool import BackendPool, Lane
+from .backends.sweeper import track
+from .config import Config
+from .handlers.base import Handler
+from .handlers.chunked import ChunkedHandler
+from .handlers.plain import PlainHandler
+from .orcas.base import Orca
+from .orcas.l1l2 import L1L2, L1L2Batch, StripedLocks
+from .orcas.l1only import L1Only
+
+OrcaFactory = Callable[[], Orca]
+
+# Config keys whose change needs a restart: they shape what is composed (and what listens).
+RESTART_KEYS = ("listen", "admin", "batch_listen", "l1", "l2", "orca", "locked", "workers", "max_item_size",
+                "chunking", "batching")
+
+
+class Composition:
+    """The pools shared by every client connection, and the factories built on them."""
+
+    def __init__(self, config: Config, loop: asyncio.AbstractEventLoop) -> None:
+        self.config = config
+        self.loop = loop
+        self.pools: dict[str, BackendPool] = {}
+        self.locks = StripedLocks() if config.locked else None
+
+    # -- backends --------------------------------------------------------------------------
+
+    def pool(self, level: str) -> BackendPool:
+        """The shared, batched connection pool to backend LEVEL (created once)."""
+        if level not in self.pools:
+            cfg, b = self.config, self.config.batching
+            self.pools[level] = BackendPool(cfg.address(level), level, size=b.max_connections,
+                                            timeout=cfg.backend_timeout, max_batch=b.max_batch, flush_us=b.flush_us)
+        return self.pools[level]
+
+    def connection(self, level: str, name: str | None = None) -> BackendConnection:
+        """A backend connection of its own to LEVEL, timed out by the sweeper."""
+        return track(BackendConnection(self.config.address(level), name or level, self.config.backend_timeout))
+
+    # -- handlers --------------------------------------------------------------------------
+
+    def handler(self, level: str) -> Handler:
+        """One client's handler on LEVEL: a lane of the pool when batching, else a connection of
+        its own (Rend's classic layout); chunked when chunking is on."""
+        cfg = self.config
+        conn: BackendConnection | Lane
+        if cfg.batching.enabled:
+            conn, owned = self.pool(level).lane(), False
+        else:
+            conn, owned = self.connection(level), True
+        c = cfg.chunking
+        if c.enabled:
+            return ChunkedHandler.for_item_size(conn, cfg.max_item_size, threshold=c.threshold,
+                                                chunk_size=c.chunk_size, max_value_size=c.max_value_size,
+                                                owned=owned)
+        return PlainHandler(conn, owned)
+
+    # -- orcas -----------------------------------------------------------------------------
+
+    def orca_factory(self) -> OrcaFactory:
+        """Each client connection's orca on the client port."""
+        if self.config.orca_name == "l1only":
+            return lambda: L1Only(self.handler("l1"))
+        return self._l1l2_factory(L1L2)
+
+    def batch_orca_factory(self) -> OrcaFactory:
+        """The bulk loaders' port (``batch_listen``): L1L2Batch over the same pools."""
+        if not self.config.l2:
+            raise ValueError("batch_listen needs an l2 backend")
+        return self._l1l2_factory(L1L2Batch)
+
+    def _l1l2_factory(self, orca: type[L1L2]) -> OrcaFactory:
+        return lambda: orca(self.handler("l1"), self.handler("l2"), self.loop, self.locks)

@@ -1,0 +1,94 @@
+"""The security wiring of one process: TLS listeners, the admin port's TLS, rotation, SIGHUP.
+
+- The client port (``listen``) speaks TLS when ``tls_cert``/``tls_key`` are set (mTLS with
+  ``tls_ca``); ``plain_listen`` adds a plaintext port beside it, served the same way otherwise.
+- ``admin_tls_listen`` serves ``/metrics`` (and the health endpoints) over TLS with the same
+  certificate, server-authenticated only (Prometheus needs no client certificate); the plain
+  ``admin`` port then keeps only ``/healthz`` and ``/readyz`` for the kubelet.
+- One :class:`~cacheproxy.security.tls.CertReloader` reloads every context of the process when
+  the files change (polled each second) or on SIGHUP, which also reloads the auth file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import ssl
+from collections.abc import Callable
+
+from aiohttp import web
+
+from ..config import Config
+from ..metrics.admin import build_app
+from ..security.authfile import Credentials
+from ..security.tls import POLL_INTERVAL, CertReloader, TlsFiles, server_context
+from ..server.connection import ServerContext, SessionFactory
+from .listener import listen
+
+
+class Security:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.reloader: CertReloader | None = None
+        self.client_context: ssl.SSLContext | None = None
+        self.admin_context: ssl.SSLContext | None = None
+        if config.tls_cert and config.tls_key:
+            files = TlsFiles(config.tls_cert, config.tls_key, config.tls_ca)
+            self.reloader = CertReloader(files)
+            self.client_context = self.reloader.add(server_context(files))
+            if config.admin_tls_listen:
+                self.admin_context = self.reloader.add(server_context(files, verify_clients=False))
+
+    async def client_listeners(self, context: ServerContext, sessions: SessionFactory, *,
+                               reuse_port: bool) -> list[asyncio.AbstractServer]:
+        """The client port (TLS when configured), and the plaintext port beside it if any."""
+        cfg = self.config
+        servers = [await listen(context, cfg.address("listen"), sessions=sessions, reuse_port=reuse_port,
+                                ssl_context=self.client_context, handshake_timeout=cfg.tls_handshake_timeout)]
+        if cfg.plain_listen:
+            servers.append(await listen(context, cfg.address("plain_listen"), sessions=sessions,
+                                        reuse_port=reuse_port))
+        return servers
+
+    async def admin_sites(self, snapshot: Callable[[], dict],
+                          ready: Callable[[], tuple[bool, str]]) -> list[web.AppRunner]:
+        """The admin port; with admin TLS, /metrics moves to the TLS port."""
+        runners = []
+        a = self.config.address("admin")
+        plain = await _site(build_app(snapshot, ready, metrics=self.admin_context is None), a.host, a.port)
+        runners.append(plain)
+        if self.admin_context is not None and self.config.admin_tls_listen:
+            t = self.config.address("admin_tls_listen")
+            runners.append(await _site(build_app(snapshot, ready), t.host, t.port, self.admin_context))
+        return runners
+
+    def start(self, loop: asyncio.AbstractEventLoop, credentials: Credentials | None) -> list[asyncio.Task]:
+        """Rotation: poll the files, and reload everything on SIGHUP."""
+        if self.reloader is None and credentials is None:
+            return []
+
+        def reload_all() -> None:
+            if self.reloader is not None:
+                self.reloader.reload()
+            if credentials is not None:
+                credentials.reload()
+
+        with contextlib.suppress(RuntimeError, ValueError):  # not the main thread (embedded use)
+            loop.add_signal_handler(signal.SIGHUP, reload_all)
+        return [loop.create_task(self._watch(credentials))]
+
+    async def _watch(self, credentials: Credentials | None) -> None:
+        while True:
+            await asyncio.sleep(POLL_INTERVAL)
+            if self.reloader is not None and self.reloader.changed():
+                self.reloader.reload()
+            if credentials is not None and credentials.changed():
+                credentials.reload()
+
+
+async def _site(app: web.Application, host: str, port: int, ctx: ssl.SSLContext | None = None) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ctx).start()
+    return runner

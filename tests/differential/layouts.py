@@ -1,0 +1,125 @@
+"""The proxy in each of its layouts, as differential targets, and how to seed item state in them.
+
+Layouts: ``l1only`` (Rend's classic, one backend connection per client), ``batched`` (the shared
+pipelined pool, the default), ``l1l2`` (classic) and ``l1l2-batched`` (a memory L1 in front of an
+extstore L2), ``l1l2-locked`` (L1L2 with striped per-key locks: every write takes the task path),
+``chunked`` (L1Only, batched, with chunking on). Each target keeps its memcacheds' addresses by level, so
+a test can put an item where it wants it before a script runs:
+
+* ``l1``: the item is in L1 and in L2 (written to each directly, so each level has its own CAS,
+  as after a write through the proxy); for a single-level layout, simply present;
+* ``l2``: only in L2 (L1 evicted it, or it was written by the batch port); single level: present;
+* ``none``: nowhere.
+
+The direct memcached target gets the item for ``l1`` and ``l2``, and nothing for ``none``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tests.differential.harness import Reader, reset_memcached
+from tests.support.procs import Proc, connect, start_memcached, start_proxy
+
+LAYOUTS = ("l1only", "batched", "l1l2", "l1l2-batched", "l1l2-locked", "chunked")
+STATES = ("l1", "l2", "none")
+
+_CONFIG = {  # batching is the proxy's default; the classic layout is one flag away
+    "l1only": "batching: {enabled: false}\n",
+    "batched": "batching: {enabled: true, max_connections: 2}\n",
+    "l1l2": "batching: {enabled: false}\n",
+    "l1l2-batched": "batching: {enabled: true, max_connections: 2}\n",
+    "l1l2-locked": "locked: true\n",
+    "chunked": "chunking: {enabled: true}\n",
+}
+
+
+@dataclass(frozen=True)
+class Item:
+    key: bytes
+    value: bytes
+    flags: int = 0
+    ttl: int = 0
+
+
+@dataclass
+class LayoutTarget:
+    """A differential target: clients connect to ``addr``; ``levels`` are its memcacheds by name."""
+
+    layout: str
+    addr: str
+    levels: dict[str, str]
+    procs: list[Proc]
+    tmp: tempfile.TemporaryDirectory | None = None
+
+    @property
+    def backend(self) -> str:
+        return self.levels["l1"]
+
+    def alive(self) -> bool:
+        return all(p.popen.poll() is None for p in self.procs)
+
+    def stop(self) -> None:
+        for p in self.procs:
+            p.stop()
+        if self.tmp is not None:
+            self.tmp.cleanup()
+
+    def reset(self) -> None:
+        for addr in self.levels.values():
+            reset_memcached(addr)
+
+    def seed(self, items: Sequence[Item], state: str) -> None:
+        if state == "none":
+            return
+        two_levels = "l2" in self.levels
+        names = ("l1",) if not two_levels else ("l2", "l1") if state == "l1" else ("l2",)
+        for name in names:
+            put(self.levels[name], items)
+
+
+def put(addr: str, items: Sequence[Item]) -> None:
+    """Store ITEMS in the memcached at ADDR with text ``set`` (each must answer STORED)."""
+    with connect(addr) as sock:
+        sock.sendall(b"".join(b"set %s %d %d %d\r\n%s\r\n" % (i.key, i.flags, i.ttl, len(i.value), i.value)
+                              for i in items))
+        reader = Reader(sock, 5.0)
+        for item in items:
+            got = reader.unit().raw()
+            if got != b"STORED\r\n":
+                raise RuntimeError(f"seeding {item.key!r} at {addr} answered {got!r}")
+
+
+def start_direct() -> LayoutTarget:
+    mc = start_memcached()
+    return LayoutTarget("memcached", mc.addr, {"l1": mc.addr}, [mc])
+
+
+def start_layout(layout: str) -> LayoutTarget:
+    """The proxy in LAYOUT with fresh memcacheds behind it (L2 with extstore in a temp folder)."""
+    tmp = tempfile.TemporaryDirectory(prefix="cacheproxy-layout-")
+    procs: list[Proc] = []
+    try:
+        l1 = start_memcached()
+        procs.append(l1)
+        levels = {"l1": l1.addr}
+        l2_addr = None
+        if layout.startswith("l1l2"):
+            l2 = start_memcached(args=["-o", f"ext_path={tmp.name}/extstore:64m"])
+            procs.append(l2)
+            levels["l2"] = l2_addr = l2.addr
+        config = os.path.join(tmp.name, "config.yaml")
+        with open(config, "w") as f:
+            f.write(_CONFIG[layout])
+        args = ["--config", config]
+        proxy = start_proxy(l1.addr, l2=l2_addr, args=args)
+        procs.insert(0, proxy)
+    except Exception:
+        for p in procs:
+            p.stop()
+        tmp.cleanup()
+        raise
+    return LayoutTarget(layout, proxy.addr, levels, procs, tmp)

@@ -56,5 +56,8 @@ if [ "$want_test" = --test ]; then
   PATH="$PATH:/usr/local/go/bin" bash scripts/k8s/build.sh
   [ -x "$HOME/.cache/k8s/helm" ] || bash scripts/k8s/get-helm.sh
   bash bench/build.sh >/dev/null 2>&1 || true
+  # pylibmc (built against libmemcached-dev): the ring's golden test against a real client library.
+  .venv/bin/python -c 'import pylibmc' 2>/dev/null || .venv/bin/python -m pip install -q pylibmc \
+    || echo "setup: pylibmc did not install; tests/ring skips its pylibmc comparison"
 fi
 echo "setup: done"

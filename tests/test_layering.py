@@ -12,6 +12,7 @@ Layers, lowest first (a module may import its own package and any lower layer):
     server
     listener
     compose (the composition root)
+    reload (live reconfiguration)
     app
     workers
     cli, then __main__
@@ -36,6 +37,7 @@ LAYERS: list[set[str]] = [
     {"server"},
     {"listener"},
     {"compose"},
+    {"reload"},
     {"app"},
     {"workers"},
     {"cli"},

@@ -89,6 +89,30 @@ PANELS: tuple[Panel, ...] = (
           (Target(f"sum(increase(kube_pod_container_status_restarts_total{{{KSM_SEL}}}[1h])) "
                   f"or sum(changes(process_start_time_seconds{{{SEL}}}[1h]))", "restarts in 1h"),),
           unit="short", kind="stat", width=6),
+    # The ring (docs/ring.md): panels titled "Ring: ..." have data only where a ring is configured.
+    Panel("Ring: members up", "1 while a member answers forwarded requests, 0 while marked down (lowest across pods).",
+          (Target(f"min by (member) (cacheproxy_ring_member_up{{{SEL}}})", "{{member}}"),), width=8),
+    Panel("Ring: forwarded requests/s by member", "Requests forwarded to each member's peer port.",
+          (Target(f"sum by (member) (rate(cacheproxy_ring_forwarded_total{{{SEL}}}[{RATE}]))", "{{member}}"),),
+          unit="reqps", width=8),
+    Panel("Ring: forward latency p99 by member", "99th percentile time from forwarding to the member's answer.",
+          (Target(f"histogram_quantile(0.99, sum by (le, member) "
+                  f"(rate(cacheproxy_ring_forward_duration_seconds_bucket{{{SEL}}}[{RATE}])))", "{{member}}"),),
+          unit="s", width=8),
+    Panel("Ring: size and generation", "Members in the ring and the generation applied (lowest and highest across "
+          "pods: they differ while a change rolls out).",
+          (Target(f"max(cacheproxy_ring_members{{{SEL}}})", "members"),
+           Target(f"min(cacheproxy_ring_generation{{{SEL}}})", "generation (lowest)"),
+           Target(f"max(cacheproxy_ring_generation{{{SEL}}})", "generation (highest)")), width=8),
+    Panel("Ring: warm-up and invalidations /s", "Previous-owner reads (hit/miss) and fills of new owners during "
+          "warm-up; previous owners' copies removed by writes; misses answered for down members.",
+          (Target(f"sum by (event) (rate(cacheproxy_ring_warmup_total{{{SEL}}}[{RATE}]))", "{{event}}"),
+           Target(f"sum(rate(cacheproxy_ring_previous_invalidations_total{{{SEL}}}[{RATE}]))", "invalidations"),
+           Target(f"sum by (answer) (rate(cacheproxy_ring_owner_down_total{{{SEL}}}[{RATE}]))",
+                  "owner down: {{answer}}")), unit="ops", width=8),
+    Panel("Ring: config reloads and ring changes", "Config reloads applied or refused, and ring changes, in 1h.",
+          (Target(f"sum by (result) (increase(cacheproxy_config_reloads_total{{{SEL}}}[1h]))", "reload {{result}}"),
+           Target(f"sum(increase(cacheproxy_ring_changes_total{{{SEL}}}[1h]))", "ring changes")), width=8),
 )
 
 

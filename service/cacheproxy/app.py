@@ -12,6 +12,7 @@ import signal
 from collections.abc import Callable
 from functools import partial
 
+from .backends.address import parse_address
 from .backends.connection import OPEN
 from .backends.sweeper import sweep_forever
 from .compose import Composition, OrcaFactory
@@ -20,6 +21,7 @@ from .listener.listener import listen
 from .listener.secure import Security
 from .metrics.stats import STATS, clock
 from .protocol.meta import LINE, code_of
+from .reload import Reloader
 from .security.authfile import Credentials
 from .server.authgate import authenticating
 from .server.connection import SessionFactory
@@ -65,11 +67,21 @@ class Runtime:
         if config.l2:
             self.backend_ok["l2"] = False
         self.port = Port(self, self.composition.orca_factory())
+        # The ring's peer port: this member's own keys, served by the local orca, never forwarded.
+        self.peer_port = Port(self, self.composition.local_orca_factory()) if config.ring else None
         self.auth: Credentials | None = Credentials.load(config.auth_file) if config.auth_file else None
         # How each client connection starts: authenticating first when there is an auth file.
         self.sessions: SessionFactory = authenticating(self.auth) if self.auth is not None else start_session
         STATS.client_connections_max = config.max_connections
         STATS.orca = config.orca_name
+
+    def reconfigure(self, new: Config) -> None:
+        """A reload (reload.py) swaps the config every reader reads at use, and the composition's
+        live parts (backend timeouts, the ring)."""
+        self.config = new
+        logging.getLogger().setLevel(new.log_level.upper())
+        STATS.client_connections_max = new.max_connections
+        self.composition.reconfigure(new)
 
     def ready(self) -> tuple[bool, str]:
         if self.draining:
@@ -192,11 +204,24 @@ async def serve(config: Config, *, admin: bool = True, ready_event: asyncio.Even
         batch = Port(runtime, runtime.composition.batch_orca_factory())
         servers.append(await listen(batch, config.address("batch_listen"), sessions=runtime.sessions,
                                     reuse_port=reuse_port))
+    ring = config.ring
+    if runtime.peer_port is not None and ring is not None:  # the ring's peer port (docs/ring.md)
+        servers.append(await listen(runtime.peer_port, parse_address(ring.peer_listen), reuse_port=reuse_port))
+        log.info("ring peer port on %s (member %s, generation %d)", ring.peer_listen, ring.self_name, ring.generation)
     runners = await security.admin_sites(STATS.snapshot, runtime.ready) if admin else []
+    reloader = Reloader(runtime)
     tasks = [loop.create_task(sweep_forever()), loop.create_task(runtime.client_timeouts()),
              loop.create_task(collect_garbage())]
     tasks += [loop.create_task(runtime.health_check(name)) for name in runtime.backend_ok]
-    tasks += security.start(loop, runtime.auth)
+    tasks += reloader.start() + security.start(loop, runtime.auth)
+
+    def reload_all() -> None:
+        """SIGHUP: the config file, the certificates and the auth file, at once."""
+        reloader.reload("SIGHUP")
+        security.reload(runtime.auth)
+
+    with contextlib.suppress(RuntimeError, ValueError):  # not the main thread (embedded use)
+        loop.add_signal_handler(signal.SIGHUP, reload_all)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(RuntimeError, ValueError):  # not the main thread (embedded use)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 
 from . import __version__, compiled
@@ -37,6 +38,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tls-ca", dest="tls_ca", metavar="FILE", help="CA (PEM): client certificates required (mTLS)")
     p.add_argument("--plain-listen", dest="plain_listen", help="a second, plaintext client address beside TLS")
     p.add_argument("--auth-file", dest="auth_file", metavar="FILE", help="memcached -Y authfile (user:password lines)")
+    p.add_argument("--ring-self", dest="ring_self",
+                   help="this proxy's member name in the ring (overrides ring.self and CACHEPROXY_RING_SELF)")
+    p.add_argument("--ring-peer-listen", dest="ring_peer_listen",
+                   help="HOST:PORT of this proxy's peer port (overrides ring.peer_listen)")
     p.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--version", action="version", version=f"cacheproxy {__version__}, {compiled.DESCRIPTION}")
     return p.parse_args(argv)
@@ -50,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"cacheproxy: {exc}", file=sys.stderr)
         return 2
+    if config.source[0]:  # SIGHUP re-reads the file once running; until then it must not kill us
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     raise_nofile_limit()
     loop_name = install_event_loop()

@@ -4,8 +4,9 @@ Rend composes its stages in one place; so does this module. From a :class:`~cach
 it builds the shared backend pools, each client connection's handlers (plain or chunked, on an
 own connection or a pool lane) and its orca (L1Only, L1L2, L1L2Batch), and hands the servers a
 factory that gives each new client connection its orca. Nothing else constructs backend
-connections, handlers or orcas. Routing to other members (the ring) is one more layer around the
-orca built here.
+connections, handlers or orcas. With a ``ring`` section, routing to other members is one more
+layer: a :class:`~cacheproxy.ring.router.RingRouter` around each client's local orca, with
+forwarding handlers on pooled connections to the peers' ports.
 
 What the config decides here (addresses, orca kind, batching, chunking) is fixed for the life
 of the process; :data:`RESTART_KEYS` names those keys for the reloader.
@@ -23,9 +24,12 @@ from .config import Config
 from .handlers.base import Handler
 from .handlers.chunked import ChunkedHandler
 from .handlers.plain import PlainHandler
+from .metrics.stats import STATS
 from .orcas.base import Orca
 from .orcas.l1l2 import L1L2, L1L2Batch, StripedLocks
 from .orcas.l1only import L1Only
+from .ring.router import RingRouter
+from .ring.state import RingState
 
 OrcaFactory = Callable[[], Orca]
 
@@ -42,6 +46,23 @@ class Composition:
         self.loop = loop
         self.pools: dict[str, BackendPool] = {}
         self.locks = StripedLocks() if config.locked else None
+        self.ring: RingState | None = None
+        if config.ring is not None:
+            self.ring = RingState(config.backend_timeout, max_batch=config.batching.max_batch)
+            self.ring.apply(config.ring)
+            STATS.ring_view = self.ring.describe  # GET /ring
+
+    def reconfigure(self, config: Config) -> None:
+        """A reload's live keys: the backend timeout of every pooled connection, the ring."""
+        old, self.config = self.config, config
+        if config.backend_timeout != old.backend_timeout:
+            for pool in self.pools.values():
+                pool.timeout = config.backend_timeout
+                for conn in pool.conns:
+                    conn.timeout = config.backend_timeout
+        if self.ring is not None and config.ring is not None:
+            self.ring.set_timeout(config.backend_timeout)
+            self.ring.apply(config.ring)
 
     # -- backends --------------------------------------------------------------------------
 
@@ -78,10 +99,28 @@ class Composition:
     # -- orcas -----------------------------------------------------------------------------
 
     def orca_factory(self) -> OrcaFactory:
-        """Each client connection's orca on the client port."""
+        """Each client connection's orca on the client port: the local orca, routed by the ring
+        when there is one."""
+        local = self.local_orca_factory()
+        ring = self.ring
+        if ring is None:
+            return local
+        return lambda: RingRouter(local(), ring, self.forwarder)
+
+    def local_orca_factory(self) -> OrcaFactory:
+        """The orca that serves this member's own keys (alone on the ring's peer port)."""
         if self.config.orca_name == "l1only":
             return lambda: L1Only(self.handler("l1"))
         return self._l1l2_factory(L1L2)
+
+    def forwarder(self, conn: BackendConnection) -> Handler:
+        """The handler that reaches a peer's port on CONN: with chunking on L1Only, values are
+        chunked on the way, as the owner's own proxy would lay them out."""
+        cfg, c = self.config, self.config.chunking
+        if cfg.orca_name == "l1only" and c.enabled:
+            return ChunkedHandler.for_item_size(conn, cfg.max_item_size, threshold=c.threshold,
+                                                chunk_size=c.chunk_size, max_value_size=c.max_value_size)
+        return PlainHandler(conn)
 
     def batch_orca_factory(self) -> OrcaFactory:
         """The bulk loaders' port (``batch_listen``): L1L2Batch over the same pools."""

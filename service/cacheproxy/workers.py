@@ -31,6 +31,7 @@ SNAPSHOT_TIMEOUT = 2.0
 def _worker_main(config: Config, pipe: Connection, index: int) -> None:
     """A worker: the whole proxy minus the admin server, answering snapshot requests."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; SIGTERM drains
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the reloader takes it over
     install_event_loop()
 
     async def main() -> None:
@@ -96,6 +97,13 @@ class Workers:
                 return False, why
         return True, "ready"
 
+    def forward(self, sig: int) -> None:
+        """Pass SIG on to every worker (SIGHUP: each worker re-reads the config itself)."""
+        for proc in self.procs:
+            if proc.is_alive() and proc.pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, sig)
+
     def terminate(self) -> None:
         for proc in self.procs:
             if proc.is_alive() and proc.pid:
@@ -125,6 +133,7 @@ def run_workers(config: Config) -> int:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, workers.forward, signal.SIGHUP)  # config reload
         await stop.wait()
         workers.terminate()
         await loop.run_in_executor(None, workers.join, config.shutdown_grace + 5)

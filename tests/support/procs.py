@@ -136,9 +136,10 @@ def start_proxy(
     args: Sequence[str] = (),
     env: dict | None = None,
     wait_ready: bool = True,
+    port: int | None = None,
 ) -> Proc:
     """The proxy as users run it: ``python -m cacheproxy`` in its own process."""
-    port, admin = free_port(), free_port()
+    port, admin = port or free_port(), free_port()
     cmd = [sys.executable, "-m", "cacheproxy", "--listen", f"127.0.0.1:{port}", "--l1", l1,
            "--admin", f"127.0.0.1:{admin}"]
     if l2:

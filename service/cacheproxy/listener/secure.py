@@ -12,8 +12,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import ssl
 from collections.abc import Callable
 
@@ -64,19 +62,17 @@ class Security:
         return runners
 
     def start(self, loop: asyncio.AbstractEventLoop, credentials: Credentials | None) -> list[asyncio.Task]:
-        """Rotation: poll the files, and reload everything on SIGHUP."""
+        """Rotation: poll the files (SIGHUP calls :meth:`reload`; app.py owns the one handler)."""
         if self.reloader is None and credentials is None:
             return []
-
-        def reload_all() -> None:
-            if self.reloader is not None:
-                self.reloader.reload()
-            if credentials is not None:
-                credentials.reload()
-
-        with contextlib.suppress(RuntimeError, ValueError):  # not the main thread (embedded use)
-            loop.add_signal_handler(signal.SIGHUP, reload_all)
         return [loop.create_task(self._watch(credentials))]
+
+    def reload(self, credentials: Credentials | None) -> None:
+        """Reload the certificates and the auth file now."""
+        if self.reloader is not None:
+            self.reloader.reload()
+        if credentials is not None:
+            credentials.reload()
 
     async def _watch(self, credentials: Credentials | None) -> None:
         while True:

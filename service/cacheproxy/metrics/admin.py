@@ -1,4 +1,4 @@
-"""The admin HTTP server (aiohttp): /metrics, /healthz, /readyz.
+"""The admin HTTP server (aiohttp): /metrics, /healthz, /readyz, and /ring when a ring is configured.
 
 It runs on its own port so that it can be exposed to Prometheus and the kubelet without
 exposing the cache port (and vice versa).
@@ -34,7 +34,14 @@ def build_app(snapshot: Callable[[], dict], ready: Callable[[], tuple[bool, str]
         ok, why = ready()
         return web.Response(text=why + "\n", status=200 if ok else 503)
 
+    async def ring(request: web.Request) -> web.Response:
+        view = snapshot().get("ring_view")
+        if not view:
+            return web.json_response({"error": "no ring configured"}, status=404)
+        return web.json_response(view)
+
     app = web.Application()
+    app.router.add_get("/ring", ring)
     if metrics:
         app.router.add_get("/metrics", metrics_page)
     app.router.add_get("/healthz", healthz)

@@ -14,18 +14,28 @@ from .stats import BUCKETS
 
 
 def merge(snapshots: Iterable[dict]) -> dict:
-    """Sum worker snapshots: counters and gauges add; ``backend_up`` takes the minimum."""
+    """Sum worker snapshots: counters and gauges add; ``backend_up`` and ``ring_member_up`` take the
+    minimum, the ring's size and generation the maximum, and /ring's view is the one with the lowest
+    generation (what every worker has applied)."""
     total: dict = {}
     for snap in snapshots:
         for key, value in snap.items():
             if key == "orca":
                 total[key] = value
-            elif key in ("latency", "batch_sizes"):
+            elif key == "ring_view":  # the lowest generation: the pod has applied what every worker has
+                kept = total.get(key)
+                if value and (not kept or value["generation"] < kept["generation"]):
+                    total[key] = value
+                else:
+                    total[key] = kept
+            elif key in ("ring_members", "ring_generation"):
+                total[key] = max(total.get(key, 0), value)
+            elif key in ("latency", "batch_sizes", "ring_latency"):
                 acc = total.setdefault(key, {})
                 for label, (counts, s) in value.items():
                     old = acc.get(label, ([0] * len(counts), 0.0))
                     acc[label] = ([a + b for a, b in zip(old[0], counts, strict=True)], old[1] + s)
-            elif key == "backend_up":
+            elif key in ("backend_up", "ring_member_up"):
                 acc = total.setdefault(key, {})
                 for label, up in value.items():
                     acc[label] = min(acc.get(label, up), up)
@@ -130,6 +140,52 @@ class StatsCollector(Collector):
         for (proto, result), n in sorted(s.get("auth", {}).items()):
             c.add_metric([proto, result], n)
         yield c
+        yield from _ring_families(s)
         g = GaugeMetricFamily("cacheproxy_info", "Build and mode information", labels=["version", "orca", "build"])
         g.add_metric([__version__, s["orca"], "compiled" if compiled.COMPILED else "pure"], 1)
         yield g
+
+
+def _ring_families(s: dict) -> Iterable:
+    """The ring's families (service/cacheproxy/ring); absent keys (an older worker) read as empty."""
+    c = CounterMetricFamily("cacheproxy_ring_forwarded", "Requests forwarded to a ring member's peer port",
+                            labels=["member"])
+    for name, n in sorted(s.get("ring_forwarded", {}).items()):
+        c.add_metric([name], n)
+    yield c
+    c = CounterMetricFamily("cacheproxy_ring_errors", "Forwarded requests that failed, by member and kind",
+                            labels=["member", "kind"])
+    for (name, kind), n in sorted(s.get("ring_errors", {}).items()):
+        c.add_metric([name, kind], n)
+    yield c
+    yield _histogram("cacheproxy_ring_forward_duration_seconds", "Time from forwarding to the member's answer",
+                     "member", s.get("ring_latency", {}))
+    g = GaugeMetricFamily("cacheproxy_ring_member_up", "1 while a ring member answers, 0 while marked down",
+                          labels=["member"])
+    for name, n in sorted(s.get("ring_member_up", {}).items()):
+        g.add_metric([name], n)
+    yield g
+    yield GaugeMetricFamily("cacheproxy_ring_members", "Members of the ring in use", value=s.get("ring_members", 0))
+    yield GaugeMetricFamily("cacheproxy_ring_generation", "Generation of the ring in use",
+                            value=s.get("ring_generation", 0))
+    yield CounterMetricFamily("cacheproxy_ring_changes", "Ring changes applied (members, generation or phase)",
+                              value=s.get("ring_changes", 0))
+    c = CounterMetricFamily("cacheproxy_ring_owner_down", "Requests for keys of a member marked down, by answer",
+                            labels=["answer"])
+    for answer, n in sorted(s.get("ring_owner_down", {}).items()):
+        c.add_metric([answer], n)
+    yield c
+    c = CounterMetricFamily("cacheproxy_ring_warmup", "Warm-up reads of previous owners (read_hit, read_miss), "
+                            "fills of new owners (fill) and fills undone by a racing delete (fill_undone)",
+                            labels=["event"])
+    for event, n in sorted(s.get("ring_warmup", {}).items()):
+        c.add_metric([event], n)
+    yield c
+    yield CounterMetricFamily("cacheproxy_ring_previous_invalidations",
+                              "Previous owners' copies removed by writes during warm-up or prepare",
+                              value=s.get("ring_invalidations", 0))
+    c = CounterMetricFamily("cacheproxy_config_reloads", "Config reloads by result (ok, refused)",
+                            labels=["result"])
+    for result, n in sorted(s.get("config_reloads", {}).items()):
+        c.add_metric([result], n)
+    yield c

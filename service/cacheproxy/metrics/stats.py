@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Final
 
 # The clock requests are timed by. Not ``loop.time()``: uvloop's clock counts whole milliseconds,
@@ -85,6 +86,19 @@ class Stats:
         # Security (counted once per connection or per authentication, never per request).
         self.tls_handshakes: defaultdict[str, int] = defaultdict(int)  # result: ok, failed
         self.auth: defaultdict[tuple[str, str], int] = defaultdict(int)  # (protocol, result)
+        # The ring (service/cacheproxy/ring): per member, and the ring as a whole.
+        self.ring_forwarded: defaultdict[str, int] = defaultdict(int)
+        self.ring_errors: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self.ring_latency: defaultdict[str, Histogram] = defaultdict(Histogram)
+        self.ring_member_up: dict[str, int] = {}
+        self.ring_members = 0
+        self.ring_generation = 0
+        self.ring_changes = 0
+        self.ring_owner_down: defaultdict[str, int] = defaultdict(int)
+        self.ring_warmup: defaultdict[str, int] = defaultdict(int)  # read_hit, read_miss, fill
+        self.ring_invalidations = 0
+        self.config_reloads: defaultdict[str, int] = defaultdict(int)  # ok, refused
+        self.ring_view: Callable[[], dict] | None = None  # GET /ring's answer, once a ring is configured
 
     def snapshot(self) -> dict:
         """A picklable copy, for summing across SO_REUSEPORT worker processes."""
@@ -112,6 +126,18 @@ class Stats:
             "orca": self.orca,
             "tls_handshakes": dict(self.tls_handshakes),
             "auth": dict(self.auth),
+            "ring_forwarded": dict(self.ring_forwarded),
+            "ring_errors": dict(self.ring_errors),
+            "ring_latency": {k: (list(h.counts), h.total) for k, h in self.ring_latency.items()},
+            "ring_member_up": dict(self.ring_member_up),
+            "ring_members": self.ring_members,
+            "ring_generation": self.ring_generation,
+            "ring_changes": self.ring_changes,
+            "ring_owner_down": dict(self.ring_owner_down),
+            "ring_warmup": dict(self.ring_warmup),
+            "ring_invalidations": self.ring_invalidations,
+            "config_reloads": dict(self.config_reloads),
+            "ring_view": self.ring_view() if self.ring_view is not None else None,
         }
 
 

@@ -7,14 +7,16 @@ file into a ConfigMap.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .backends.address import Address, parse_address
-from .security.authfile import Credentials
+from ..backends.address import Address, parse_address
+from ..security.authfile import Credentials
+from . import ring as ring_settings
 
 ORCAS = ("l1only", "l1l2")
 
@@ -67,6 +69,12 @@ class Config:
     admin_tls_listen: str | None = None  # /metrics over TLS here; the admin port keeps /healthz, /readyz
     auth_file: str | None = None  # memcached -Y format (user:password lines)
     auth_max_failures: int = 10  # failed authentications that close a connection (0: never)
+    ring: ring_settings.RingSettings | None = None  # the ``ring:`` section (docs/ring.md)
+    ring_self: str | None = None  # --ring-self: overrides ring.self (so does CACHEPROXY_RING_SELF)
+    ring_peer_listen: str | None = None  # --ring-peer-listen: overrides ring.peer_listen
+
+    # Where this config came from (file path, flag overrides), for reloads; not a config key.
+    source: tuple[str | None, dict[str, Any]] = field(default=(None, {}), compare=False, repr=False)
 
     @property
     def orca_name(self) -> str:
@@ -139,7 +147,11 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     values = {}
     for name, value in data.items():
         nested = {"chunking": Chunking, "batching": Batching}.get(name) if cls is Config else None
-        if nested is not None:
+        if cls is Config and name == "ring":
+            if value is not None:
+                self_name = data.get("ring_self") or os.environ.get(ring_settings.SELF_ENV) or None
+                value = ring_settings.parse(value, self_name, data.get("ring_peer_listen"))
+        elif nested is not None:
             if not isinstance(value, dict):
                 raise ValueError(f"{name} must be a mapping")
             value = _build(nested, value, name)
@@ -166,4 +178,8 @@ def load(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Co
             nested[name] = value
         else:
             data[key] = value
-    return _build(Config, data, "config").validate()
+    if "source" in data:
+        raise ValueError("unknown config keys: source")
+    config = _build(Config, data, "config").validate()
+    config.source = (str(path) if path else None, dict(overrides or {}))
+    return config

@@ -1,0 +1,104 @@
+"""A real Prometheus scrapes a real ring (three proxy + memcached pairs) while it forwards,
+warms up after a member is added, loses a member's memcached for a moment and refuses a broken
+config: every query of the dashboard's "Ring:" row returns data."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import socket
+import threading
+import time
+
+from tests.monitoring.prometheus import ScrapeTarget, finite_values, query, start_prometheus
+from tests.monitoring.test_prometheus import DASHBOARD, substitute
+from tests.ring.load import deadline_poll
+from tests.ring.tier import Tier
+from tests.support.procs import recv_until, start_memcached
+
+QUERY_DEADLINE_SECONDS = 60.0
+TRAFFIC_MAX_SECONDS = 120.0
+
+
+def ring_queries() -> list[tuple[str, str]]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    return [(f"{panel['title']} / {target['refId']}", substitute(target["expr"]))
+            for panel in dashboard["panels"] for target in panel["targets"] if panel["title"].startswith("Ring: ")]
+
+
+def talk(addr: str, payload: bytes, terminator: bytes = b"\r\n", timeout: float = 10) -> bytes:
+    host, port = addr.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=timeout) as s:
+        s.sendall(payload)
+        return recv_until(s, terminator)
+
+
+class Traffic(threading.Thread):
+    """Paced gets and sets of fresh and old keys through every proxy, until stopped (bounded)."""
+
+    def __init__(self, addrs: list[str]) -> None:
+        super().__init__(daemon=True)
+        self.addrs, self.stopped = addrs, threading.Event()
+
+    def run(self) -> None:
+        end, i = time.monotonic() + TRAFFIC_MAX_SECONDS, 0
+        while not self.stopped.is_set() and time.monotonic() < end:
+            addr = self.addrs[i % len(self.addrs)]
+            keys = [b"t:%d" % (i * 10 + j) for j in range(10)]
+            keys += [b"pre:%d" % ((i * 7 + j) % 2000) for j in range(10)]
+            with contextlib.suppress(OSError):  # member 1's memcached is killed on purpose meanwhile
+                talk(addr, b"".join(b"set %s 0 0 1\r\nx\r\n" % k for k in keys[:5]) + b"get " + b" ".join(keys)
+                     + b"\r\ndelete pre:%d\r\nmn\r\n" % (i % 2000), b"MN\r\n", timeout=1.0)
+            i += 1
+            self.stopped.wait(0.05)
+
+
+def test_every_ring_panel_query_returns_data() -> None:
+    tier = Tier.start(2, spare=1, warmup_seconds=600)
+    prometheus = None
+    traffic = None
+    try:
+        talk(tier.pairs[0].addr, b"".join(b"set pre:%d 0 0 1\r\nv\r\n" % i for i in range(2000)) + b"mn\r\n",
+             b"MN\r\n")
+        tier.start_proxy(2)
+        targets = [ScrapeTarget(p.admin, {"namespace": "shop", "pod": f"sessions-{p.index}",
+                                          "app_kubernetes_io_instance": "sessions"}) for p in tier.pairs]
+        prometheus = start_prometheus(targets)
+        traffic = Traffic([p.addr for p in tier.pairs])
+        traffic.start()
+        # A member added: warm-up reads, fills, invalidations; a ring change.
+        tier.members = [0, 1, 2]
+        tier.generation += 1
+        tier.write(previous=[0, 1], phase="serve")
+        deadline_poll(lambda: all(tier.ring_json(i)["generation"] == tier.generation for i in range(3)), 10)
+        # A broken config: refused.
+        good = tier.config.read_text()
+        tier.write(text="ring: [broken\n")
+        tier.reload_all()
+        deadline_poll(lambda: finite_values(query(prometheus, 'cacheproxy_config_reloads_total{result="refused"}')),
+                      20, interval=0.5)
+        tier.write(text=good)
+        # Member 1's memcached down for a moment: member 1 is marked down, its keys answer misses.
+        victim = tier.pairs[1].memcached
+        port = int(victim.addr.rsplit(":", 1)[1])
+        victim.stop(signal.SIGKILL)
+        deadline_poll(lambda: finite_values(query(prometheus, "cacheproxy_ring_owner_down_total")), 20, interval=0.5)
+        tier.pairs[1].memcached = start_memcached(port=port)
+
+        pending = dict(ring_queries())
+        deadline = time.monotonic() + QUERY_DEADLINE_SECONDS
+        while pending and time.monotonic() < deadline:
+            for name, expr in list(pending.items()):
+                if finite_values(query(prometheus, expr)):
+                    del pending[name]
+            if pending:
+                time.sleep(1.0)  # between whole rounds of queries, bounded by the deadline
+        assert not pending, f"ring queries without data after {QUERY_DEADLINE_SECONDS}s: {pending}"
+    finally:
+        if traffic is not None:
+            traffic.stopped.set()
+            traffic.join(10)
+        if prometheus is not None:
+            prometheus.stop()
+        tier.stop()

@@ -80,6 +80,9 @@ class Tier:
             return poll(settled, timeout=timeout, what=f"{count} ready pods of {self.name}")
         except AssertionError:
             detail = self.cluster.kubectl("describe", "pods", "-n", self.namespace, check=False).stdout
+            selector = f"app.kubernetes.io/instance={self.name}"
+            detail += self.cluster.kubectl("logs", "-n", self.namespace, "-l", selector, "-c", "cacheproxy",
+                                           "--tail=20", "--prefix", check=False).stdout
             status = self.cluster.kubectl("get", "cacheproxy", self.name, "-n", self.namespace, "-o", "yaml",
                                           check=False).stdout
             raise AssertionError(f"{self.name} not ready:\n{status}\n{detail[-6000:]}") from None

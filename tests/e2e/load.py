@@ -4,6 +4,8 @@
 of its own keys and checking every answer byte for byte, until a deadline. A client that loses its
 connection or gets a wrong answer records the first failure and when it happened; with `reconnect`
 it opens a new connection (through a Service: possibly to another pod) and goes on, counting drops.
+An error answer the proxy gives on purpose (a ring member that is down) keeps the connection: it is
+counted as degraded, with the answer kept for the test to judge.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class ClientStats:
     drops: int = 0
     last_ok: float = 0.0
     reconnect_failures: list[str] = field(default_factory=list)
+    degraded: int = 0
+    degraded_answers: set[bytes] = field(default_factory=set)
 
 
 def split(address: str) -> tuple[str, int]:
@@ -35,12 +39,30 @@ def split(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
-async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: str, value: bytes) -> None:
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: str, value: bytes) -> bytes:
+    """`set` + `get` of KEY; b"" when both answered exactly, else the memcached error line the proxy gave
+    (a ring member that is down: `SERVER_ERROR ...` for the set, a miss or an error for the get).
+    A wrong value, a malformed answer, a timeout or a closed connection raise."""
     writer.write(b"set %s 0 0 %d\r\n%s\r\nget %s\r\n" % (key.encode(), len(value), value, key.encode()))
-    expected = b"STORED\r\nVALUE %s 0 %d\r\n%s\r\nEND\r\n" % (key.encode(), len(value), value)
-    got = await asyncio.wait_for(reader.readexactly(len(expected)), ANSWER_TIMEOUT)
-    if got != expected:
-        raise ValueError(f"unexpected answer {got!r}")
+    stored = await asyncio.wait_for(reader.readline(), ANSWER_TIMEOUT)
+    if stored != b"STORED\r\n" and not stored.startswith(b"SERVER_ERROR "):
+        raise ValueError(f"unexpected answer to set: {stored!r}")
+    line = await asyncio.wait_for(reader.readline(), ANSWER_TIMEOUT)
+    if line.startswith(b"VALUE "):
+        data = await asyncio.wait_for(reader.readexactly(int(line.split()[3]) + 2), ANSWER_TIMEOUT)
+        end = await asyncio.wait_for(reader.readline(), ANSWER_TIMEOUT)
+        if end != b"END\r\n":
+            raise ValueError(f"unexpected end of get: {end!r}")
+        if stored != b"STORED\r\n":
+            return stored.strip()  # the set failed: the value read may be an older one
+        if data[:-2] != value:
+            raise ValueError(f"wrong value for {key}: {data!r}")
+        return b""
+    if line == b"END\r\n" or line.startswith(b"SERVER_ERROR "):
+        if stored != b"STORED\r\n":
+            return stored.strip()
+        return line.strip() if line.startswith(b"SERVER_ERROR ") else b"miss"
+    raise ValueError(f"unexpected answer to get: {line!r}")
 
 
 async def _client(index: int, stats: ClientStats, deadline: float, pace: float, reconnect: bool,
@@ -58,10 +80,15 @@ async def _client(index: int, stats: ClientStats, deadline: float, pace: float, 
                     await asyncio.sleep(0.2)
                     continue
             try:
-                await _exchange(reader, writer, f"load:{stats.group}:{index}:{n % 32}", b"%d-%d" % (index, n))
+                answer = await _exchange(reader, writer, f"load:{stats.group}:{index}:{n % 32}", b"%d-%d" % (index, n))
                 stats.ops += 1
-                stats.last_ok = time.monotonic()
                 n += 1
+                if answer:
+                    stats.degraded += 1
+                    if len(stats.degraded_answers) < 8:
+                        stats.degraded_answers.add(answer[:100])
+                else:
+                    stats.last_ok = time.monotonic()
             except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
                 if stats.failure is None:
                     stats.failure, stats.failed_at = repr(exc), time.monotonic()

@@ -141,7 +141,8 @@ def set_and_get(address: str, key: str, value: bytes, timeout: float = 10.0) -> 
     """`set` then `get` on one connection (through a Service: one pod); the value read back, None on a miss."""
     with socket.create_connection(split(address), timeout=timeout) as sock:
         sock.sendall(b"set %s 0 0 %d\r\n%s\r\n" % (key.encode(), len(value), value))
-        assert read_line(sock) == b"STORED\r\n"
+        answer = read_line(sock)
+        assert answer == b"STORED\r\n", f"set {key} on {address}: {answer!r}"
         return get_on(sock, key)
 
 
@@ -156,6 +157,8 @@ def get_on(sock: socket.socket, key: str) -> bytes | None:
     header = read_line(sock)
     if header == b"END\r\n":
         return None
+    if not header.startswith(b"VALUE "):
+        raise AssertionError(f"get {key}: {header!r}")
     length = int(header.split()[3])
     body = read_exactly(sock, length + 2)
     assert read_line(sock) == b"END\r\n"

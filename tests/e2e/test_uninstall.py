@@ -15,8 +15,6 @@ from tests.e2e.conftest import RELEASE, Tier
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
 
-@pytest.mark.xfail(reason="a CacheProxy keeps the operator's finalizer after uninstall (operator branch)",
-                   strict=False)
 def test_uninstall_with_a_cacheproxy_left_does_not_leave_it_stuck(tier: Tier, operator_release: str) -> None:
     cluster = tier.cluster
     cluster.helm("uninstall", RELEASE, "-n", operator_release, "--wait", "--timeout", "120s", timeout=180)

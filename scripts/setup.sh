@@ -2,7 +2,9 @@
 # Installs what cacheproxy needs on a Debian/Ubuntu machine and a virtualenv in .venv.
 #   scripts/setup.sh          runtime only (memcached + the proxy)
 #   scripts/setup.sh --test   everything the test suite uses (twemproxy, libmemcached tools,
-#                             prometheus, podman, a kube-apiserver built from Debian's source, helm)
+#                             prometheus, podman, helm, and the test node: Kubernetes, containerd and
+#                             CoreDNS built from their Go modules into ~/.cache/k8s, Debian's runc and
+#                             CNI plugins)
 # Idempotent: what is installed or cached (under ~/.cache) is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +18,8 @@ sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Pyth
   apt_pkgs+=(python3-dev)
 fi
 [ "$want_test" = --test ] && apt_pkgs+=(nutcracker libmemcached-tools prometheus podman runc mmdebstrap curl openssl)
+# the test node (scripts/k8s/start-node.sh): CNI plugins, kube-proxy's tools, libc6-dev for the static pause
+[ "$want_test" = --test ] && apt_pkgs+=(containernetworking-plugins iptables conntrack libc6-dev)
 # sasl2-bin: saslpasswd2 builds the sasldb that the SASL differential tests give memcached -S
 [ "$want_test" = --test ] && apt_pkgs+=(sasl2-bin)
 # libmemcached-dev, zlib1g-dev: pylibmc (a client driver in tests/clients) builds against them
@@ -48,8 +52,9 @@ fi
 env -u CACHEPROXY_PURE_PYTHON .venv/bin/python -m cacheproxy --version
 
 if [ "$want_test" = --test ]; then
-  [ -x scripts/k8s/build-control-plane.sh ] && bash scripts/k8s/build-control-plane.sh
-  [ -x scripts/k8s/get-helm.sh ] && { [ -x "$HOME/.cache/k8s-1.20.2/helm" ] || bash scripts/k8s/get-helm.sh; }
+  # The test node's binaries (cached: seconds when built; ~25 min cold on 2 cores, see README)
+  PATH="$PATH:/usr/local/go/bin" bash scripts/k8s/build.sh
+  [ -x "$HOME/.cache/k8s/helm" ] || bash scripts/k8s/get-helm.sh
   bash bench/build.sh >/dev/null 2>&1 || true
   # pylibmc (built against libmemcached-dev): the ring's golden test against a real client library.
   .venv/bin/python -c 'import pylibmc' 2>/dev/null || .venv/bin/python -m pip install -q pylibmc \

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
-export PATH="$PWD/.venv/bin:$HOME/.cache/k8s-1.20.2:$PATH"
+export PATH="$PWD/.venv/bin:$HOME/.cache/k8s:$PATH"
 echo "== ruff"
 ruff check service operator tests bench fuzz setup.py
 echo "== mypy (the compiled modules must type-check; mypyc trusts the annotations)"

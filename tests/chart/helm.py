@@ -1,6 +1,6 @@
 """Run the real `helm` binary against the chart and parse what it renders.
 
-helm comes from PATH or from ~/.cache/k8s-1.20.2/helm (scripts/k8s/get-helm.sh puts it there). A missing
+helm comes from PATH or from ~/.cache/k8s/helm (scripts/k8s/get-helm.sh puts it there). A missing
 helm is a failure, not a skip: the chart's proofs must run in CI.
 """
 
@@ -16,7 +16,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "cacheproxy"
 VALUES_MAX = Path(__file__).resolve().parent / "values-max.yaml"
-CACHED_HELM = Path.home() / ".cache" / "k8s-1.20.2" / "helm"
+CACHED_HELM = Path.home() / ".cache" / "k8s" / "helm"
 KUBERNETES_VERSION = "1.33.0"
 
 

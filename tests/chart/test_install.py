@@ -5,7 +5,6 @@ uninstall. Then the operator, run with nothing but that ServiceAccount's token, 
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import subprocess
@@ -41,9 +40,14 @@ def cluster() -> Iterator[Cluster]:
     with kube_test_cluster() as running:
         # The Prometheus Operator's ServiceMonitor CRD, as on a cluster with monitoring (the operator
         # manages ServiceMonitors; RBAC questions about them need the resource to exist).
-        running.kubectl("apply", "-f", str(REPO / "scripts" / "k8s" / "servicemonitor-crd.yaml"))
+        sm_crd = str(REPO / "scripts" / "k8s" / "servicemonitor-crd.yaml")
+        running.kubectl("apply", "-f", sm_crd)
         running.kubectl("create", "namespace", WATCHED_NS, check=False)
-        yield running
+        try:
+            yield running
+        finally:
+            # The cluster is shared with the session's other tests: leave it without monitoring APIs.
+            running.kubectl("delete", "-f", sm_crd, "--wait=true", check=False)
 
 
 def can_i(cluster: Cluster, account: str, verb: str, resource: str, namespace: str | None) -> bool:
@@ -102,19 +106,10 @@ def test_install_upgrade_and_uninstall_keep_rbac_exact_and_the_crd(cluster: Clus
 
 
 def service_account_kubeconfig(cluster: Cluster, account: str, path: Path) -> None:
-    """A kubeconfig that authenticates as the chart's ServiceAccount (token from its 1.20 token Secret)."""
-    deadline = time.monotonic() + 30
-    while True:
-        secrets = json.loads(cluster.kubectl("get", "serviceaccount", account, "-n", RELEASE_NS,
-                                             "-o", "json").stdout).get("secrets") or []
-        if secrets:
-            break
-        assert time.monotonic() < deadline, "no token Secret for the ServiceAccount"
-        time.sleep(0.2)
-    token_b64 = cluster.kubectl("get", "secret", secrets[0]["name"], "-n", RELEASE_NS, "-o",
-                                "jsonpath={.data.token}").stdout
+    """A kubeconfig that authenticates as the chart's ServiceAccount (a TokenRequest token, as pods get)."""
+    token = cluster.kubectl("create", "token", account, "-n", RELEASE_NS, "--duration=1h").stdout.strip()
     admin = yaml.safe_load(Path(cluster.kubeconfig).read_text())
-    admin["users"] = [{"name": account, "user": {"token": base64.b64decode(token_b64).decode()}}]
+    admin["users"] = [{"name": account, "user": {"token": token}}]
     admin["contexts"] = [{"name": "sa", "context": {"cluster": admin["clusters"][0]["name"], "user": account,
                                                    "namespace": WATCHED_NS}}]
     admin["current-context"] = "sa"

@@ -43,14 +43,19 @@ def config(targets: Sequence[ScrapeTarget], rule_files: Sequence[Path]) -> dict:
 
 
 def start_prometheus(targets: Sequence[ScrapeTarget], rule_files: Sequence[Path] = ()) -> Proc:
+    return start_prometheus_with(config(targets, rule_files))
+
+
+def start_prometheus_with(settings: dict, binary: str = PROMETHEUS) -> Proc:
+    """Prometheus BINARY with the config SETTINGS (a prometheus.yml as a dict), ready to answer queries."""
     workdir = Path(tempfile.mkdtemp(prefix="cacheproxy-prometheus-"))
     config_path = workdir / "prometheus.yml"
-    config_path.write_text(yaml.safe_dump(config(targets, rule_files)))
+    config_path.write_text(yaml.safe_dump(settings))
     port = free_port()
     address = f"127.0.0.1:{port}"
     with open(workdir / "prometheus.log", "wb") as log:  # the child keeps its own copy of the fd
         popen = subprocess.Popen(
-            [PROMETHEUS, f"--config.file={config_path}", f"--storage.tsdb.path={workdir / 'data'}",
+            [binary, f"--config.file={config_path}", f"--storage.tsdb.path={workdir / 'data'}",
              f"--web.listen-address={address}", "--log.level=warn", "--storage.tsdb.retention.time=1h"],
             stdout=log, stderr=subprocess.STDOUT,
         )

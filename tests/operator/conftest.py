@@ -1,15 +1,21 @@
-"""Fixtures for the operator tests: the session's real Kubernetes cluster (tests/chart/cluster.py).
+"""Fixtures for the operator tests: a real kube-apiserver (+ etcd + kube-controller-manager), with
+no kubelet: the tests drive pod readiness themselves by patching pod status, which a kubelet would
+overwrite. (The chart and the tier in running pods are tested on the node, tests/chart and tests/e2e.)
 
-That is the project's single node (scripts/k8s/start-node.sh: control plane, kubelet, containerd),
-started once per test session and shared with the chart and e2e tests, or the cluster named by
-$CACHEPROXY_TEST_KUBECONFIG. Missing binaries FAIL the tests: CI builds them first
-(scripts/k8s/build.sh), and a skipped cluster test must never count as a pass.
+With KUBECONFIG set, that cluster is used as it is. Otherwise the project's own control plane is
+started on loopback by scripts/k8s/start-cluster.sh (free ports, a temp state dir) and stopped by PID
+with scripts/k8s/stop-cluster.sh. Missing binaries FAIL the tests: CI builds them first
+(scripts/k8s/build-control-plane.sh), and a skipped cluster test must never count as a pass.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,13 +24,13 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.chart.cluster import session_cluster
-
 # The resync timer is read when the handlers are imported: keep it short so tests converge quickly.
 os.environ.setdefault("CACHEPROXY_RESYNC_SECONDS", "2")
 
 ROOT = Path(__file__).resolve().parents[2]
+SCRIPTS = ROOT / "scripts/k8s"
 CRD_FILE = ROOT / "operator/cacheproxy_operator/crd/cacheproxies.yaml"
+BIN = Path(os.environ.get("BIN", Path.home() / ".cache/k8s-1.20.2"))
 T = TypeVar("T")
 
 
@@ -40,29 +46,63 @@ def poll(check: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.2
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
 
 
+def distinct_free_ports(count: int) -> list[int]:
+    """COUNT different free ports on 127.0.0.1 (all held open while choosing, so none repeats)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+
+
 def kubectl(*args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(["kubectl", *args], input=stdin, capture_output=True, text=True, check=check, timeout=60)
 
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[str]:
-    """Path of a kubeconfig for the session's cluster (tests/chart/cluster.py) with the CRD installed."""
-    kubeconfig = session_cluster().kubeconfig
-    previous = os.environ.get("KUBECONFIG")
-    os.environ["KUBECONFIG"] = kubeconfig
-    # kopf logs in with load_kube_config(), whose default path was read from the env at import time
-    import kubernetes.config.kube_config
+    """Path of a kubeconfig for a cluster with the CacheProxy CRD installed."""
+    if os.environ.get("KUBECONFIG"):
+        kubeconfig = os.environ["KUBECONFIG"]
+        state = None
+    else:
+        missing = [b for b in ("kube-apiserver", "kube-controller-manager") if not (BIN / b).exists()]
+        if missing:
+            pytest.fail(
+                f"control-plane binaries missing in {BIN} ({', '.join(missing)}): run "
+                "`bash scripts/k8s/build-control-plane.sh` first (or set KUBECONFIG)",
+                pytrace=False,
+            )
+        state = tempfile.mkdtemp(prefix="cacheproxy-kas-")
+        ports = dict(
+            zip(
+                ["KAS_PORT", "ETCD_PORT", "ETCD_PEER_PORT", "KCM_PORT"],
+                map(str, distinct_free_ports(4)),
+                strict=True,
+            )
+        )
+        env = {**os.environ, **ports, "D": state, "BIN": str(BIN)}
+        started = subprocess.run(
+            ["bash", str(SCRIPTS / "start-cluster.sh")], env=env, capture_output=True, text=True, timeout=120
+        )
+        if started.returncode != 0:
+            subprocess.run(["bash", str(SCRIPTS / "stop-cluster.sh")], env=env, timeout=60)
+            pytest.fail(f"start-cluster.sh failed:\n{started.stdout}\n{started.stderr}", pytrace=False)
+        kubeconfig = f"{state}/kubeconfig"
+        os.environ["KUBECONFIG"] = kubeconfig
+        # kopf logs in with load_kube_config(), whose default path was read from the env at import time
+        import kubernetes.config.kube_config
 
-    kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION = kubeconfig
+        kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION = kubeconfig
     try:
         kubectl("apply", "-f", str(CRD_FILE))
         kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd/cacheproxies.cacheproxy.io")
         yield kubeconfig
     finally:
-        if previous is None:
+        if state is not None:
+            subprocess.run(["bash", str(SCRIPTS / "stop-cluster.sh")], env={**os.environ, "D": state}, timeout=120)
+            shutil.rmtree(state, ignore_errors=True)
             os.environ.pop("KUBECONFIG", None)
-        else:
-            os.environ["KUBECONFIG"] = previous
 
 
 @pytest.fixture(scope="session")
@@ -72,18 +112,9 @@ def kube(cluster: str):
     return Kube(new_api_client())
 
 
-# The node's API server runs the PodNodeSelector admission plugin: pods of a namespace with this
-# annotation get a node selector no node matches, so they are never scheduled and no kubelet reports
-# their status. These tests drive pod readiness themselves by patching pod status.
-OFF_THE_NODE = {"scheduler.alpha.kubernetes.io/node-selector": "cacheproxy.io/test-node=none"}
-
-
 def new_namespace(prefix: str) -> str:
-    """A fresh namespace whose pods stay unscheduled (the tests play the kubelet's part)."""
     name = f"{prefix}-{uuid.uuid4().hex[:6]}"
-    annotations = ",".join(f'"{k}": "{v}"' for k, v in OFF_THE_NODE.items())
-    kubectl("apply", "-f", "-", stdin=f'{{"apiVersion": "v1", "kind": "Namespace", '
-                                       f'"metadata": {{"name": "{name}", "annotations": {{{annotations}}}}}}}')
+    kubectl("create", "namespace", name)
     return name
 
 

@@ -137,3 +137,4 @@ def operator(cluster: str, namespace: str) -> Iterator[Any]:
     assert runner.exit_code == 0, runner.output
     assert runner.exception is None
     assert "Traceback" not in runner.output, runner.output
+

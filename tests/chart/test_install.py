@@ -38,16 +38,20 @@ FORBIDDEN = [("watch", "secrets", ""), ("list", "secrets", ""), ("delete", "cach
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
     with kube_test_cluster() as running:
-        # The Prometheus Operator's ServiceMonitor CRD, as on a cluster with monitoring (the operator
-        # manages ServiceMonitors; RBAC questions about them need the resource to exist).
-        sm_crd = str(REPO / "scripts" / "k8s" / "servicemonitor-crd.yaml")
-        running.kubectl("apply", "-f", sm_crd)
+        # The Prometheus Operator's ServiceMonitor CRD and cert-manager's Certificate CRD, as on a
+        # cluster with monitoring and cert-manager (the operator manages both kinds; RBAC questions
+        # about them need the resources to exist).
+        crds = [str(REPO / "scripts" / "k8s" / "servicemonitor-crd.yaml"),
+                str(REPO / "tests" / "operator" / "certificate-crd-minimal.yaml")]
+        for crd in crds:
+            running.kubectl("apply", "-f", crd)
         running.kubectl("create", "namespace", WATCHED_NS, check=False)
         try:
             yield running
         finally:
-            # The cluster is shared with the session's other tests: leave it without monitoring APIs.
-            running.kubectl("delete", "-f", sm_crd, "--wait=true", check=False)
+            # The cluster is shared with the session's other tests: leave it without those APIs.
+            for crd in crds:
+                running.kubectl("delete", "-f", crd, "--wait=true", check=False)
 
 
 def can_i(cluster: Cluster, account: str, verb: str, resource: str, namespace: str | None) -> bool:

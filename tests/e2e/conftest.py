@@ -11,9 +11,8 @@ package's modules (a test that deletes a pod waits for the tier to be whole agai
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,6 +22,7 @@ import yaml
 
 from tests.chart.cluster import Cluster, session_cluster
 from tests.e2e.images import build_and_load
+from tests.support.wait import poll
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "cacheproxy"
@@ -33,16 +33,6 @@ READY_TIMEOUT = 180.0
 T = TypeVar("T")
 
 
-def poll(check: Callable[[], T], *, timeout: float, what: str, interval: float = 0.5) -> T:
-    """CHECK() until it returns something truthy (returned), or fail after TIMEOUT seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
 def get_json(cluster: Cluster, *args: str) -> Any:

@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from tests.chart.cluster import Cluster
-from tests.e2e.conftest import EXAMPLE, RELEASE, Tier, apply_tier, get_json, new_namespace, poll
+from tests.e2e.conftest import EXAMPLE, RELEASE, Tier, apply_tier, get_json, new_namespace
+from tests.support.wait import poll
 
 # The first test also builds the image (minutes when cold) and starts the tier, inside its timeout.
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]

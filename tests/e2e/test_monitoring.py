@@ -20,9 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Tier, poll
+from tests.e2e.conftest import Tier
 from tests.e2e.load import Load, split
 from tests.monitoring.prometheus import api, finite_values, query, start_prometheus_with
+from tests.support.wait import poll
 
 # The first test also builds the image (minutes when cold) and starts the tier, inside its timeout.
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]

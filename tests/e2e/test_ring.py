@@ -12,8 +12,9 @@ import uuid
 
 import pytest
 
-from tests.e2e.conftest import Tier, get_json, poll
+from tests.e2e.conftest import Tier, get_json
 from tests.e2e.load import get, set_and_get
+from tests.support.wait import poll
 
 # The first test also builds the image (minutes when cold) and starts the tier, inside its timeout.
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]

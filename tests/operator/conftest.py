@@ -16,9 +16,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,16 +33,6 @@ BIN = Path(os.environ.get("BIN", Path.home() / ".cache/k8s-1.20.2"))
 T = TypeVar("T")
 
 
-def poll(check: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.2, what: str = "condition") -> T:
-    """CHECK() until it returns something truthy (returned), or fail after TIMEOUT seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
 
 
 def distinct_free_ports(count: int) -> list[int]:

@@ -21,8 +21,9 @@ from cacheproxy_operator.reconcile import STEP_DELAY_ENV, discover, reconcile
 from cacheproxy_operator.spec import with_defaults
 from kubernetes.client.exceptions import ApiException
 
-from tests.operator.conftest import kubectl, new_namespace, poll
+from tests.operator.conftest import kubectl, new_namespace
 from tests.support.procs import terminate
+from tests.support.wait import poll
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parents[2]

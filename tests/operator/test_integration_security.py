@@ -16,7 +16,7 @@ import pytest
 import yaml
 from cacheproxy_operator.reconcile import reconcile
 
-from tests.operator.conftest import kubectl, new_namespace, poll
+from tests.operator.conftest import kubectl, new_namespace
 from tests.operator.test_integration import (
     FakeProxies,
     condition,
@@ -28,6 +28,7 @@ from tests.operator.test_integration import (
     restricted_kubeconfig,
 )
 from tests.support.procs import terminate
+from tests.support.wait import poll
 
 pytestmark = pytest.mark.cluster
 CERT_CRD = Path(__file__).resolve().parent / "certificate-crd-minimal.yaml"

@@ -25,14 +25,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import loadgen
 import procstat
-from stacks import free_port, wait_connectable
+from stacks import free_port, raise_nofile_limit, wait_connectable
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def spawn(cmd: list[str], log: Path) -> subprocess.Popen:
-    with open(log, "wb") as out:
-        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    with open(log, "wb") as out:  # 9,980 clients need as many descriptors: the hard limit
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, preexec_fn=raise_nofile_limit)
 
 
 def main() -> int:
@@ -41,6 +41,7 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--conns", type=int, default=50)
     p.add_argument("--reps", type=int, default=1)
+    p.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ring-bench-"))
     procs: dict[str, subprocess.Popen] = {}
@@ -49,7 +50,7 @@ def main() -> int:
         for i, port in enumerate(mc_ports):
             procs[f"memcached{i}"] = spawn(["memcached", "-U", "0", "-l", "127.0.0.1", "-p", str(port), "-t", "2",
                                             "-m", "256", "-u", "root"], work / f"mc{i}.log")
-            wait_connectable(port, procs[f"memcached{i}"], work / f"mc{i}.log")
+            wait_connectable(f"127.0.0.1:{port}", procs[f"memcached{i}"], log=work / f"mc{i}.log")
         names = [f"127.0.0.1:{port}" for port in mc_ports]
         twem_port = free_port()
         (work / "nc.yml").write_text(
@@ -59,7 +60,7 @@ def main() -> int:
         procs["twemproxy"] = spawn([shutil.which("nutcracker") or "/usr/sbin/nutcracker", "-c", str(work / "nc.yml"),
                                     "-s", str(free_port()), "-a", "127.0.0.1", "-o", str(work / "nc.log")],
                                    work / "twem.log")
-        wait_connectable(twem_port, procs["twemproxy"], work / "twem.log")
+        wait_connectable(f"127.0.0.1:{twem_port}", procs["twemproxy"], log=work / "twem.log")
         proxy_ports, peer_ports = [free_port() for _ in range(3)], [free_port() for _ in range(3)]
         members = [{"name": names[i], "peer": f"127.0.0.1:{peer_ports[i]}"} for i in range(3)]
         (work / "ring.yaml").write_text(json.dumps({"batching": {"enabled": True}, "log_level": "warning",
@@ -70,7 +71,7 @@ def main() -> int:
                  names[i], "--admin", f"127.0.0.1:{free_port()}", "--config", str(work / "ring.yaml"),
                  "--ring-self", names[i], "--ring-peer-listen", f"127.0.0.1:{peer_ports[i]}"], work / f"proxy{i}.log")
         for i in range(3):
-            wait_connectable(proxy_ports[i], procs[f"proxy{i}"], work / f"proxy{i}.log")
+            wait_connectable(f"127.0.0.1:{proxy_ports[i]}", procs[f"proxy{i}"], log=work / f"proxy{i}.log")
         binary = loadgen.build()
         workload = loadgen.Workload()
         targets = {"twemproxy": (twem_port, ["twemproxy"]),
@@ -100,7 +101,10 @@ def main() -> int:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            print(f"logs kept in {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -168,8 +168,8 @@ def main() -> int:
              "--admin", f"127.0.0.1:{admin_port}", "--plain-listen", f"127.0.0.1:{plain_port}",
              "--config", str(config), "--tls-cert", server.cert, "--tls-key", server.key, "--log-level", "warning"],
             stdout=log.open("w"), stderr=subprocess.STDOUT, preexec_fn=raise_nofile_limit)
-        wait_connectable(plain_port, proxy, log)
-        wait_connectable(tls_port, proxy, log)
+        wait_connectable(f"127.0.0.1:{plain_port}", proxy, log=log)
+        wait_connectable(f"127.0.0.1:{tls_port}", proxy, log=log)
         return proxy, tls_port, plain_port
 
     try:

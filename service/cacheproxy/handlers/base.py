@@ -40,3 +40,19 @@ class Handler(Protocol):
     def close(self) -> None:
         """The client went away: answer whatever is still owed and release a connection this
         handler owns (a pool lane is shared and stays open)."""
+
+
+class TextShortcuts(Protocol):
+    """The two requests most clients send most, served without building a request object: a
+    plain one-key text ``get`` and a plain text ``set`` (no ``noreply``). Offered by a plain
+    handler, and by the ring's router in front of one (it sends each to the key's owner)."""
+
+    def get_text(self, key: bytes, cb: Callback) -> None:
+        """A hit reaches CB as the text answer's bytes after ``VALUE <key> `` (see
+        :func:`~cacheproxy.protocol.meta.read_text_value`); a miss or an error as a MetaResponse
+        or BackendError."""
+
+    def set_text(self, key: bytes, request: bytes, cb: Callback) -> None:
+        """REQUEST is the client's whole ``set`` of KEY (command line and data block), as written;
+        the answer line (``STORED``, ``NOT_STORED``...) reaches CB as bytes, an error as a
+        MetaResponse or BackendError."""

@@ -53,7 +53,7 @@ class PlainHandler:
         :func:`~cacheproxy.protocol.meta.read_text_value`), a miss or an error as a MetaResponse."""
         self.conn.send_read(b"mg %b v f\r\n" % key, TEXT_VALUE, cb)
 
-    def set_text(self, request: bytes, cb: Callback) -> None:
+    def set_text(self, key: bytes, request: bytes, cb: Callback) -> None:
         """A client's whole ``set`` (command line and data block) as written, answered by
         memcached's own ``STORED``/``NOT_STORED``... line, passed on as bytes."""
         self.conn.send(request, TEXT_STORE, cb)

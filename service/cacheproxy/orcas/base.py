@@ -11,14 +11,15 @@ from __future__ import annotations
 from typing import Protocol
 
 from ..backends.connection import Callback
-from ..handlers.plain import PlainHandler
+from ..handlers.base import TextShortcuts
 
 
 class Orca(Protocol):
     # Capabilities the servers read once per connection:
-    plain: PlainHandler | None
-    """The plain handler whose shortcuts (``get_text``, ``set_text``) may serve a plain text get or
-    set directly, or None when every request must go through the orca's operations."""
+    @property
+    def shortcuts(self) -> TextShortcuts | None:
+        """What serves a plain text get or set directly (``get_text``, ``set_text``), or None when
+        every request must go through the orca's operations."""
     counts_lookups: bool
     """True when the orca counts hits and misses per level itself; else the server counts them."""
 

@@ -91,8 +91,7 @@ from typing import Any
 
 from ..backends.connection import Callback
 from ..backends.errors import BackendError
-from ..handlers.base import Handler
-from ..handlers.plain import PlainHandler
+from ..handlers.base import Handler, TextShortcuts
 from ..metrics.stats import STATS
 from ..protocol.meta import MetaResponse, code_of
 from ..protocol.requests import ADD, APPEND, PREPEND, REPLACE, SET
@@ -232,7 +231,7 @@ class L1L2:
     counts_lookups = True  # per level, which the servers cannot see
     promote = True  # write L2 hits back to L1
     refresh_mode = SET  # how a successful L2 store is mirrored into L1
-    plain: PlainHandler | None = None  # every request goes through the orderings below
+    shortcuts: TextShortcuts | None = None  # every request goes through the orderings below
 
     def __init__(self, l1: Handler, l2: Handler, loop: asyncio.AbstractEventLoop,
                  locks: StripedLocks | None = None) -> None:

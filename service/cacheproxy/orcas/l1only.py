@@ -9,22 +9,22 @@ Which of the two is decided where the proxy is composed (``compose.py``), not he
 from __future__ import annotations
 
 from ..backends.connection import Callback
-from ..handlers.base import Handler
+from ..handlers.base import Handler, TextShortcuts
 from ..handlers.plain import PlainHandler
 
 
 class L1Only:
     """One level: each operation is the handler's. A plain handler's shortcuts are offered to the
-    servers (``plain``), and the servers count its hits and misses."""
+    servers (``shortcuts``), and the servers count its hits and misses."""
 
-    __slots__ = ("handler", "plain")
+    __slots__ = ("handler", "shortcuts")
     counts_lookups = False
 
     def __init__(self, handler: Handler) -> None:
         self.handler = handler
-        self.plain: PlainHandler | None = None
+        self.shortcuts: TextShortcuts | None = None
         if isinstance(handler, PlainHandler):  # (an if statement: mypyc mistyped the conditional expression)
-            self.plain = handler
+            self.shortcuts = handler
 
     def get(self, key: bytes, cb: Callback, *, cas: bool = False, exptime: int | None = None,
             ttl: bool = False) -> None:

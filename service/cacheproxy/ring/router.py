@@ -8,6 +8,10 @@ order: a read after a write of the same key sees the write). The servers already
 request in the order the client sent them, so a multi-key get split over owners is answered as
 one memcached would answer it.
 
+* A plain text ``get``/``set`` (the servers' shortcuts) keeps its shortcut when the local orca
+  offers them: on a settled ring it goes straight to the owner's (the local plain handler, or the
+  plain forwarder, whose owner's proxy serves the client's ``set`` as written); while preparing or
+  warming up it takes the routes below like any read or plain set.
 * A member marked down (see :mod:`cacheproxy.ring.peers`): reads of its keys answer a miss
   (``owner_down: miss``, counted) or ``SERVER_ERROR``; writes and deletes ``SERVER_ERROR`` at once.
 * ``flush_all`` reaches every member (OK only when all answered OK); other text commands
@@ -24,12 +28,12 @@ one memcached would answer it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from ..backends.connection import BackendConnection, Callback
 from ..backends.errors import BackendError
 from ..handlers.base import Handler as HandlerBase
-from ..handlers.plain import PlainHandler
+from ..handlers.base import TextShortcuts
 from ..metrics.stats import STATS
 from ..orcas.base import Orca
 from ..protocol.meta import MetaResponse, code_of
@@ -49,7 +53,6 @@ class RingRouter:
     """An Orca (see orcas/base.py) that routes by the ring; see the module docstring."""
 
     __slots__ = ("counts_lookups", "forwarders", "local", "make_forwarder", "state")
-    plain: PlainHandler | None = None  # every key is routed: no shortcut around the router
 
     def __init__(self, local: Orca, state: RingState,
                  make_forwarder: Callable[[BackendConnection], HandlerBase]) -> None:
@@ -57,6 +60,12 @@ class RingRouter:
         self.forwarders: dict[Peer, tuple[int, HandlerBase]] = {}  # peer -> (its epoch, handler)
         # Lookups are counted by the servers unless the local orca counts its own (L1L2).
         self.counts_lookups = local.counts_lookups
+
+    @property
+    def shortcuts(self) -> TextShortcuts | None:
+        """The router itself, in front of a local orca with shortcuts (its forwarders are then
+        plain handlers too: compose.py makes them of the local orca's kind)."""
+        return self if self.local.shortcuts is not None else None
 
     # -- targets ------------------------------------------------------------------------------
 
@@ -138,6 +147,45 @@ class RingRouter:
             h.get(key, done, cas=cas, exptime=exptime, ttl=ttl)
 
         self._read(key, key, False, op, cb, _is_get_miss, META_MISS)
+
+    # -- shortcuts: a plain text get or set -----------------------------------------------------
+
+    def _shortcuts(self, handler: Handler) -> TextShortcuts:
+        local = self.local
+        if handler is local:
+            return cast(TextShortcuts, local.shortcuts)
+        return cast(TextShortcuts, handler)  # a plain forwarder (see ``shortcuts``)
+
+    def get_text(self, key: bytes, cb: Callback) -> None:
+        """Straight to the owner's shortcut on a settled ring (the local orca's, or the plain
+        forwarder's: the owner's proxy answers ``mg`` as memcached does); else as any read."""
+        view = self._view()
+        if view.settled():
+            target = view.current.owner(key_point(key))
+            handler = self._handler(target)
+            if handler is not None:
+                self._shortcuts(handler).get_text(key, self._cb(target, cb))
+                return
+
+        def op(h: Handler, done: Callback) -> None:
+            self._shortcuts(h).get_text(key, done)
+
+        self._read(key, key, False, op, cb, _is_get_miss, META_MISS)
+
+    def set_text(self, key: bytes, request: bytes, cb: Callback) -> None:
+        """The client's set as written, to the owner (both owners in prepare, as a plain set)."""
+        view = self._view()
+        if view.settled():
+            target = view.current.owner(key_point(key))
+            handler = self._handler(target)
+            if handler is not None:
+                self._shortcuts(handler).set_text(key, request, self._cb(target, cb))
+                return
+
+        def op(h: Handler, done: Callback) -> None:
+            self._shortcuts(h).set_text(key, request, done)
+
+        self._write(key, key, False, op, cb, dependent=False, mirror=True)
 
     # -- writes -------------------------------------------------------------------------------
 

@@ -84,6 +84,10 @@ class View:
             return old, (new if new is not old else NO_TARGET)
         return new, self.warm_owner(point, new)
 
+    def settled(self) -> bool:
+        """Every request has one owner by ``members`` (not preparing, not warming up)."""
+        return not self.prepare and (self.warm is None or clock() >= self.warm_until)
+
     def warm_owner(self, point: int, new: Target) -> Target | _NoTarget:
         """The previous owner to read a miss from (and to remove copies from), while warming."""
         warm = self.warm

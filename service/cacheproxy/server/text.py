@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar, Final
 
 from ..backends.errors import BackendError
-from ..handlers.plain import PlainHandler
+from ..handlers.base import TextShortcuts
 from ..metrics.stats import STATS, clock
 from ..orcas.base import Orca
 from ..protocol.meta import STORE_RESULTS, MetaResponse, code_of
@@ -109,7 +109,7 @@ class Answer(Slot):
 
 
 class Shortcut(Slot):
-    """The slot and callback of a request served by the plain handler's shortcuts (``get_text``,
+    """The slot and callback of a request served by the orca's shortcuts (``get_text``,
     ``set_text``): no request object, just the session, when it was read, and the key if needed."""
 
     __slots__ = ("key", "session", "started")
@@ -142,7 +142,7 @@ class OneGet(Shortcut):
 
 class ForwardedSet(Shortcut):
     """A plain ``set`` forwarded to memcached as the client wrote it (see
-    :meth:`~cacheproxy.handlers.plain.PlainHandler.set_text`): memcached's ``STORED`` (or
+    :meth:`~cacheproxy.handlers.base.TextShortcuts.set_text`): memcached's ``STORED`` (or
     ``NOT_STORED``...) line is the client's answer as it comes. No request object, no command built."""
 
     __slots__ = ()
@@ -162,7 +162,7 @@ class ForwardedSet(Shortcut):
 class TextSession:
     """Serves one text/meta client connection."""
 
-    __slots__ = ("backlog", "conn", "count_lookups", "orca", "parser", "plain")
+    __slots__ = ("backlog", "conn", "count_lookups", "orca", "parser", "shortcuts")
     dispatch: ClassVar[dict[type, Callable]]  # request type → unbound method, filled in below the class
 
     def __init__(self, conn: ClientConnection) -> None:
@@ -173,10 +173,9 @@ class TextSession:
         self.parser = TextParser(conn.context.config.client_value_limit)
         # An orca that does not count hits and misses per level (L1Only) leaves it to the server.
         self.count_lookups = not orca.counts_lookups
-        # A plain handler offered by the orca takes a plain get and a plain set by its shortcuts
-        # (get_text, set_text); other orcas serve them like any request. Typed, so that compiled
-        # (mypyc) code calls the shortcuts directly.
-        self.plain: PlainHandler | None = orca.plain
+        # The orca's shortcuts (get_text, set_text), when it offers them, take a plain get and a
+        # plain set; other orcas serve them like any request.
+        self.shortcuts: TextShortcuts | None = orca.shortcuts
         self.backlog: deque[Request] | None = None  # parsed, waiting for the client to read answers
 
     def feed(self, data: bytes, now: float) -> bool:
@@ -185,16 +184,18 @@ class TextSession:
         conn, parser = self.conn, self.parser
         if not self.backlog and conn.in_flight() < MAX_IN_FLIGHT and not conn.closing:
             key = parser.single_get(data)
-            plain = self.plain
+            shortcuts = self.shortcuts
             if key is not None:
-                if plain is not None:
-                    plain.get_text(key, OneGet(self, now, key).done)
+                if shortcuts is not None:
+                    shortcuts.get_text(key, OneGet(self, now, key).done)
                 else:
                     self.get(Get("get", [key], False), now)
                 return True
-            if plain is not None and parser.single_set(data) is not None:
-                plain.set_text(data, ForwardedSet(self, now).done)
-                return True
+            if shortcuts is not None:
+                key = parser.single_set(data)
+                if key is not None:
+                    shortcuts.set_text(key, data, ForwardedSet(self, now).done)
+                    return True
         requests = parser.feed(data)
         if not requests:
             return False

@@ -40,9 +40,9 @@ from matplotlib.ticker import FuncFormatter
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "docs" / "img"
 THROUGHPUT, LATENCY = "throughput.png", "latency.png"
-PEERS = ("direct", "twemproxy")  # drawn first, in grey tones, so the proxy layouts stand out
+PEERS = ("direct", "twemproxy", "mcproxy")  # drawn first, in grey tones, so the proxy layouts stand out
 CLOSED_MARKERS = ("s", "^", "D", "v", "P", "X")
-PEER_STYLE = {"direct": ("#444444", "--"), "twemproxy": ("#999999", "--")}
+PEER_STYLE = {"direct": ("#444444", "--"), "twemproxy": ("#999999", "--"), "mcproxy": ("#777777", ":")}
 
 
 @dataclass

@@ -215,8 +215,8 @@ def goals_table(summary: dict[str, dict[str, dict]], idle: dict[str, dict], scen
     ]
     body = []
     for target, row in rows.items():
-        if target in ("direct", "twemproxy"):
-            continue
+        if target in ("direct", "twemproxy") or target.startswith("mcproxy"):
+            continue  # the systems the proxy is compared with
         ratio, cpu = row.get("x_twemproxy"), row["proxy_cpu_us"]
         mib = idle.get(target, {}).get("front_mib_per_1k")
         p99 = summary[rate[0]].get(target, {}).get("p99_us") if rate else None

@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--targets",
         default="direct,twemproxy,l1only,batched",
-        help=f"comma list of {', '.join(stacks.KINDS)}; proxies take -wN (l1only-w2)",
+        help=f"comma list of {', '.join(stacks.KINDS)}; proxies take -wN (l1only-w2; mcproxy-w2: 2 threads)",
     )
     p.add_argument("--workers", type=int, default=1, help="worker processes for proxy targets without -wN")
     p.add_argument("--conns", help="closed-loop connection counts, comma list (default 50,9980)")
@@ -71,6 +71,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="how the proxies reach their memcached (the pod uses a unix socket)",
     )
     p.add_argument("--memcached-threads", type=int, default=2)
+    p.add_argument(
+        "--memcached-proxy",
+        metavar="PATH",
+        default=stacks.default_memcached_proxy(),
+        help="memcached built with --enable-proxy, for the mcproxy target "
+        "(default: the one bench/build.sh memcached-proxy built, if present)",
+    )
     p.add_argument("--profile", metavar="TARGET", help="after the benchmark, py-spy profile TARGET under load")
     p.add_argument("--profile-conns", type=int, default=9980)
     p.add_argument("--profile-seconds", type=int, default=15)
@@ -92,7 +99,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             setattr(args, key, value)
     args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     for target in args.targets:
-        stacks.parse_target(target)  # fail early on a typo
+        kind, _, _ = stacks.parse_target(target)  # fail early on a typo
+        if kind == "mcproxy" and not args.memcached_proxy:
+            p.error("mcproxy needs memcached built with its proxy: sh bench/build.sh memcached-proxy, "
+                    "or --memcached-proxy PATH")
     args.conns = [int(c) for c in str(args.conns).split(",") if c.strip()]
     return args
 
@@ -106,6 +116,10 @@ def scenarios(args: argparse.Namespace) -> dict[str, dict]:
             "duration": max(args.duration, 10),
         }
     return found
+
+
+def stack_options(args: argparse.Namespace) -> stacks.Options:
+    return stacks.Options(args.backend, args.memcached_threads, memcached_proxy=args.memcached_proxy)
 
 
 def settle(stack_list: list[stacks.Stack], timeout: float = 20.0) -> None:
@@ -166,7 +180,7 @@ def measure(stack: stacks.Stack, binary: str, workload: loadgen.Workload, scenar
 def benchmark(args: argparse.Namespace, binary: str, workload: loadgen.Workload, workdir: Path) -> list[dict]:
     """All targets up at once, each prefilled; then for each rep, scenario and target, interleaved."""
     runs: list[dict] = []
-    opts = stacks.Options(args.backend, args.memcached_threads)
+    opts = stack_options(args)
     up: dict[str, stacks.Stack] = {}
     try:
         for target in args.targets:
@@ -233,7 +247,7 @@ def rss_when_stable(stack: stacks.Stack, timeout: float = 10.0) -> dict[str, int
 def idle_memory(args: argparse.Namespace, binary: str, workload: loadgen.Workload, workdir: Path) -> list[dict]:
     """RSS delta of N idle connections, in fresh processes (no heap left over from a load run)."""
     results = []
-    opts = stacks.Options(args.backend, args.memcached_threads)
+    opts = stack_options(args)
     for rep in range(args.reps):
         for target in args.targets:
             stack = stacks.start_stack_or_none(target, workdir / f"idle-{target}-{rep}", opts, args.workers)
@@ -277,7 +291,7 @@ def idle_memory(args: argparse.Namespace, binary: str, workload: loadgen.Workloa
     return results
 
 
-def machine() -> dict:
+def machine(args: argparse.Namespace) -> dict:
     def version(cmd: list[str]) -> str:
         with contextlib.suppress(Exception):
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
@@ -290,6 +304,7 @@ def machine() -> dict:
         "python": platform.python_version(),
         "memcached": version(["memcached", "-V"]),
         "nutcracker": version(["nutcracker", "--version"]),
+        "memcached_proxy": version([args.memcached_proxy, "-V"]) if args.memcached_proxy else None,
         "nofile": resource.getrlimit(resource.RLIMIT_NOFILE),
     }
 
@@ -305,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     record: dict = {
         "started": started,
         "argv": sys.argv,
-        "machine": machine(),
+        "machine": machine(args),
         "workload": vars(workload),
         "scenarios": scenarios(args),
     }
@@ -326,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
                 workload,
                 workdir,
                 args.out / f"profile-{started}",
-                stacks.Options(args.backend, args.memcached_threads),
+                stack_options(args),
                 args.profile_conns,
                 args.profile_seconds,
             )

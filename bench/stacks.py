@@ -4,8 +4,9 @@ A *target* is what the load generator talks to: ``direct`` (memcached itself), `
 (Debian's ``nutcracker``), ``l1only`` (the proxy, one backend connection per client) or ``batched``
 (the proxy with ``batching: {enabled: true}``), ``passthrough`` (bench/passthrough.py: per-client backend
 connections like l1only, but no parsing at all, the floor of that layout in Python) or ``passthrough-c``
-(bench/passthrough.c: the same in C, the floor of the layout itself); proxies take a ``-wN`` suffix for N
-worker processes.
+(bench/passthrough.c: the same in C, the floor of the layout itself) or ``mcproxy`` (memcached's own
+proxy, built by ``bench/build.sh memcached-proxy``, one pool of one backend); proxies take a ``-wN``
+suffix for N worker processes (for mcproxy: N worker threads, ``-t N``).
 Everything binds 127.0.0.1 (or a unix socket in a temp dir); every process is stopped by its PID.
 """
 
@@ -28,23 +29,39 @@ sys.path.insert(0, str(REPO))  # the process helpers are shared with the tests
 from tests.support.procs import free_port, raise_nofile_limit, terminate, wait_connectable  # noqa: E402
 
 PROXY_KINDS = ("l1only", "batched")  # the proxy itself: these take -wN and -py
-KINDS = ("direct", "twemproxy", *PROXY_KINDS, "passthrough", "passthrough-c")
+SCALED_KINDS = (*PROXY_KINDS, "mcproxy")  # these take -wN: worker processes, or mcproxy's threads
+KINDS = ("direct", "twemproxy", *PROXY_KINDS, "passthrough", "passthrough-c", "mcproxy")
 # A proxy target may end in -wN (N worker processes) and -py (its pure-Python fallback instead of the
-# compiled hot path; see service/cacheproxy/compiled.py).
-TARGET_RE = re.compile(r"^(direct|twemproxy|l1only|batched|passthrough-c|passthrough)(?:-w(\d+))?(-py)?$")
+# compiled hot path; see service/cacheproxy/compiled.py); mcproxy-wN runs memcached's proxy with -t N.
+TARGET_RE = re.compile(r"^(direct|twemproxy|l1only|batched|passthrough-c|passthrough|mcproxy)(?:-w(\d+))?(-py)?$")
 
 
 def parse_target(spec: str, default_workers: int = 1) -> tuple[str, int, bool]:
-    """``l1only-w2-py`` -> (``l1only``, 2, True): kind, workers, pure Python; the last two apply to the
-    proxy targets only."""
+    """``l1only-w2-py`` -> (``l1only``, 2, True): kind, workers, pure Python. Workers apply to the
+    proxy targets and mcproxy (its threads), pure Python to the proxy targets only."""
     match = TARGET_RE.match(spec)
     if not match:
         raise ValueError(f"unknown target {spec!r}: expected one of {', '.join(KINDS)} (proxies: -wN)")
     kind, workers = match.group(1), match.group(2)
-    if (workers or match.group(3)) and kind not in PROXY_KINDS:
-        raise ValueError(f"{spec}: only the proxy targets have workers and a pure-Python variant")
+    if workers and kind not in SCALED_KINDS:
+        raise ValueError(f"{spec}: only {', '.join(SCALED_KINDS)} take -wN")
     pure = match.group(3) is not None
-    return kind, int(workers) if workers else (default_workers if kind in PROXY_KINDS else 1), pure
+    if pure and kind not in PROXY_KINDS:
+        raise ValueError(f"{spec}: only the proxy targets have a pure-Python variant")
+    return kind, int(workers) if workers else (default_workers if kind in SCALED_KINDS else 1), pure
+
+
+def bench_cache() -> Path:
+    """Where bench/build.sh puts what it builds (the same environment variables)."""
+    if os.environ.get("CACHEPROXY_BENCH_CACHE"):
+        return Path(os.environ["CACHEPROXY_BENCH_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cacheproxy-bench"
+
+
+def default_memcached_proxy() -> str | None:
+    """memcached built with its proxy by ``bench/build.sh memcached-proxy``, if it has been built."""
+    built = bench_cache() / "memcached-proxy" / "memcached"
+    return str(built) if os.access(built, os.X_OK) else None
 
 
 def build_c(name: str) -> str:
@@ -91,6 +108,7 @@ class Options:
     backend: str = "unix"  # how proxies reach their memcached: unix socket (as in the pod) or tcp
     memcached_threads: int = 2
     memcached_mb: int = 256
+    memcached_proxy: str | None = None  # memcached built with --enable-proxy, for the mcproxy target
 
 
 @dataclass
@@ -120,24 +138,17 @@ class Stack:
         return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.workdir.glob("*.log")))
 
 
+def memcached_command(binary: str, threads: int, megabytes: int) -> list[str]:
+    """memcached without UDP, allowed as many connections as the fd limit lets (at most 20,000)."""
+    maxconns = min(20000, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+    cmd = [binary, "-U", "0", "-t", str(threads), "-m", str(megabytes), "-c", str(maxconns), "-b", "4096"]
+    return [*cmd, "-u", "root"] if os.geteuid() == 0 else cmd
+
+
 def start_memcached(workdir: Path, opts: Options, *, tcp: bool) -> tuple[subprocess.Popen, str, int]:
     """A fresh memcached; returns (process, address for a proxy, TCP port or 0)."""
-    maxconns = min(20000, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
-    cmd = [
-        shutil.which("memcached") or "/usr/bin/memcached",
-        "-U",
-        "0",
-        "-t",
-        str(opts.memcached_threads),
-        "-m",
-        str(opts.memcached_mb),
-        "-c",
-        str(maxconns),
-        "-b",
-        "4096",
-    ]
-    if os.geteuid() == 0:
-        cmd += ["-u", "root"]
+    binary = shutil.which("memcached") or "/usr/bin/memcached"
+    cmd = memcached_command(binary, opts.memcached_threads, opts.memcached_mb)
     if tcp:
         port = free_port()
         proc = spawn([*cmd, "-l", "127.0.0.1", "-p", str(port)], workdir / "memcached.log")
@@ -192,6 +203,36 @@ def twemproxy_config(listen_port: int, backend: str) -> str:
     )
 
 
+def mcproxy_config(backend: str) -> str:
+    """memcached's proxy, Lua: one pool of one backend, every storage command (get, set, mg, ...)
+    sent to it and its answer returned as it is."""
+    host, port = backend.rsplit(":", 1)
+    return (
+        "function mcp_config_pools()\n"
+        f'    return mcp.pool({{ mcp.backend("l1", "{host}", {port}) }})\n'
+        "end\n"
+        "\n"
+        "function mcp_config_routes(pool)\n"
+        "    local fgen = mcp.funcgen_new()\n"
+        "    local handle = fgen:new_handle(pool)\n"
+        '    fgen:ready({ n = "l1", f = function(rctx)\n'
+        "        return function(r) return rctx:enqueue_and_wait(r, handle) end\n"
+        "    end })\n"
+        "    mcp.attach(mcp.CMD_ANY_STORAGE, fgen)\n"
+        "end\n"
+    )
+
+
+def mcproxy_command(stack: Stack, opts: Options, config: Path) -> list[str]:
+    """memcached as a proxy with -t N worker threads; each thread holds its own connection to the
+    backend (the proxy's default; no separate IO thread). Its own cache stays empty."""
+    if not opts.memcached_proxy:
+        raise RuntimeError("mcproxy needs memcached built with its proxy: sh bench/build.sh memcached-proxy, "
+                           "or pass --memcached-proxy PATH")
+    cmd = memcached_command(opts.memcached_proxy, stack.workers, 64)
+    return [*cmd, "-l", "127.0.0.1", "-p", str(stack.port), "-o", f"proxy_config={config}"]
+
+
 def proxy_command(stack: Stack, l1: str) -> list[str]:
     stack.admin = f"127.0.0.1:{free_port()}"
     cmd = [
@@ -235,7 +276,9 @@ def start_stack(spec: str, workdir: Path, opts: Options, default_workers: int = 
         if kind == "direct":
             stack.procs["memcached"], stack.backend, stack.port = start_memcached(workdir, opts, tcp=True)
             return stack
-        stack.procs["memcached"], l1, _ = start_memcached(workdir, opts, tcp=opts.backend == "tcp")
+        # memcached's proxy reaches its backends over TCP only (no unix sockets in mcmc_connect)
+        tcp = opts.backend == "tcp" or kind == "mcproxy"
+        stack.procs["memcached"], l1, _ = start_memcached(workdir, opts, tcp=tcp)
         stack.backend = l1
         stack.port = free_port()
         if kind == "twemproxy":
@@ -253,6 +296,10 @@ def start_stack(spec: str, workdir: Path, opts: Options, default_workers: int = 
                 str(workdir / "nutcracker.log"),
             ]
             stack.procs["proxy"] = spawn(cmd, workdir / "proxy.log")
+        elif kind == "mcproxy":
+            config = workdir / "mcproxy.lua"
+            config.write_text(mcproxy_config(l1))
+            stack.procs["proxy"] = spawn(mcproxy_command(stack, opts, config), workdir / "proxy.log")
         elif kind in ("passthrough", "passthrough-c"):
             if not l1.startswith("unix:"):
                 raise RuntimeError(f"{kind} reaches its memcached over a unix socket only")

@@ -24,6 +24,8 @@ fi
 [ "$want_test" = --test ] && apt_pkgs+=(sasl2-bin)
 # libmemcached-dev, zlib1g-dev: pylibmc (a client driver in tests/clients) builds against them
 [ "$want_test" = --test ] && apt_pkgs+=(libmemcached-dev zlib1g-dev)
+# libevent-dev, make, xz-utils: bench/build.sh memcached-proxy builds memcached with its proxy
+[ "$want_test" = --test ] && apt_pkgs+=(libevent-dev make xz-utils)
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -207,3 +207,23 @@ def test_the_tier_image_comes_from_the_operator_for_both_containers() -> None:
     assert own["imagePullSecrets"] == [{"name": "mine"}]
     assert ImageDefaults.from_env({}) == ImageDefaults()
     assert with_defaults({})["memcached"]["image"] == with_defaults({})["proxy"]["image"]
+
+
+@pytest.mark.parametrize(
+    ("resources", "workers"),
+    [
+        ({}, 1),
+        ({"requests": {"cpu": "100m"}}, 1),
+        ({"requests": {"cpu": "2"}}, 2),
+        ({"requests": {"cpu": "1"}, "limits": {"cpu": "3500m"}}, 3),
+        ({"limits": {"cpu": "200"}}, 64),
+    ],
+    ids=["none", "a fraction", "request", "limit wins, whole cores", "capped at the schema's maximum"],
+)
+def test_workers_follow_the_proxy_containers_cpu(resources: dict, workers: int) -> None:
+    assert with_defaults({"proxy": {"resources": resources}})["proxy"]["workers"] == workers
+
+
+def test_workers_given_are_kept_whatever_the_cpu() -> None:
+    spec = {"proxy": {"workers": 1, "resources": {"limits": {"cpu": "4"}}}}
+    assert with_defaults(spec)["proxy"]["workers"] == 1

@@ -57,9 +57,10 @@ def metric(tier: Tier, i: int, name: str) -> float:
         return total
 
 
-@pytest.fixture
-def tier():
-    t = Tier.start(3, spare=1, warmup_seconds=600)
+@pytest.fixture(params=["l1only", "l1l2"])
+def tier(request):
+    """Each member's local orca: L1Only (the shortcuts), or L1L2 over a second memcached."""
+    t = Tier.start(3, spare=1, warmup_seconds=600, l2=request.param == "l1l2")
     yield t
     t.stop()
 

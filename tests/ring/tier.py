@@ -27,6 +27,7 @@ class Pair:
     port: int
     peer_port: int
     proxy: Proc | None = None
+    l2: Proc | None = None  # the member's L2 memcached: its proxy then runs the L1L2 orca
 
     @property
     def name(self) -> str:
@@ -54,11 +55,12 @@ class Tier:
 
     @classmethod
     def start(cls, n: int, spare: int = 0, top: dict | None = None, peer_host: str = "127.0.0.1",
-              **ring_extra: object) -> Tier:
+              l2: bool = False, **ring_extra: object) -> Tier:
         directory = Path(tempfile.mkdtemp(prefix="ring-tier-"))
         tier = cls(directory / "cacheproxy.yaml", extra=dict(ring_extra), top=dict(top or {}), peer_host=peer_host)
         for i in range(n + spare):
-            tier.pairs.append(Pair(i, start_memcached(), free_port(), free_port()))
+            l2_memcached = start_memcached() if l2 else None
+            tier.pairs.append(Pair(i, start_memcached(), free_port(), free_port(), l2=l2_memcached))
         tier.members = list(range(n))
         tier.write()
         for i in range(n):
@@ -84,7 +86,7 @@ class Tier:
         p = self.pairs[i]
         # On loopback every proxy needs its own peer port (in a pod they share one number).
         cmd = ["--config", str(self.config), "--ring-self", p.name, "--ring-peer-listen",
-               f"127.0.0.1:{p.peer_port}", *args]
+               f"127.0.0.1:{p.peer_port}", *(("--l2", p.l2.addr) if p.l2 is not None else ()), *args]
         p.proxy = start_proxy(p.memcached.addr, args=cmd, port=p.port)
         wait_connectable(f"127.0.0.1:{p.peer_port}", p.proxy.popen)
         return p.proxy
@@ -111,6 +113,8 @@ class Tier:
                 with_cont(p.proxy)
                 p.proxy.stop()
             p.memcached.stop()
+            if p.l2 is not None:
+                p.l2.stop()
         shutil.rmtree(self.config.parent, ignore_errors=True)
 
 

@@ -3,7 +3,8 @@
 Rend composes its stages in one place; so does this module. From a :class:`~cacheproxy.config.Config`
 it builds the shared backend pools, each client connection's handlers (plain or chunked, on an
 own connection or a pool lane) and its orca (L1Only, L1L2, L1L2Batch), and hands the servers a
-factory that gives each new client connection its orca. Nothing else constructs backend
+factory that gives each new client connection its orca (with batching, the clients on one pool
+connection share an L1Only: it keeps nothing per client). Nothing else constructs backend
 connections, handlers or orcas. With a ``ring`` section, routing to other members is one more
 layer: a :class:`~cacheproxy.ring.router.RingRouter` around each client's local orca, with
 forwarding handlers on pooled connections to the peers' ports.
@@ -18,7 +19,7 @@ import asyncio
 import ssl
 from collections.abc import Callable
 
-from .backends.connection import BackendConnection
+from .backends.connection import CLOSED, BackendConnection
 from .backends.pool import BackendPool, Lane
 from .backends.sweeper import track
 from .config import Config
@@ -112,9 +113,32 @@ class Composition:
 
     def local_orca_factory(self) -> OrcaFactory:
         """The orca that serves this member's own keys (alone on the ring's peer port)."""
-        if self.config.orca_name == "l1only":
-            return lambda: L1Only(self.handler("l1"))
-        return self._l1l2_factory(L1L2)
+        cfg = self.config
+        if cfg.orca_name != "l1only":
+            return self._l1l2_factory(L1L2)
+        if cfg.batching.enabled and not cfg.chunking.enabled:
+            return self._shared_per_connection()
+        return lambda: L1Only(self.handler("l1"))
+
+    def _shared_per_connection(self) -> OrcaFactory:
+        """L1Only over a plain handler on a pool lane keeps nothing per client, so the clients
+        whose lane the pool puts on the same connection share one (picked as for a lane of their
+        own: the least busy connection; a lane's connection changes only when it closes, so each
+        client's requests still travel in order on one connection). Saves ~180 bytes per client
+        connection: 1.8 MB at 10,000 clients."""
+        by_connection: dict[BackendConnection, Orca] = {}
+
+        def shared() -> Orca:
+            pool = self.pool("l1")
+            conn = pool.pick()
+            orca = by_connection.get(conn)
+            if orca is None:
+                for gone in [c for c in by_connection if c.state == CLOSED]:
+                    del by_connection[gone]
+                orca = by_connection[conn] = L1Only(PlainHandler(Lane(pool, conn), False))
+            return orca
+
+        return shared
 
     def forwarder(self, conn: BackendConnection) -> Handler:
         """The handler that reaches a peer's port on CONN: with chunking on L1Only, values are

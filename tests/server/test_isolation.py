@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import socket
 
-from tests.support.procs import connect, recv_until
+from tests.support.procs import connect, recv_until, start_memcached, start_proxy
 
 
 def roundtrip(sock: socket.socket, key: bytes, value: bytes) -> None:
@@ -42,3 +42,26 @@ def test_binary_and_text_garbage_mixed(proxy):
         s.sendall(b"\x00\xff\r\nset\r\n")
         assert recv_until(s, b"ERROR\r\nERROR\r\n") == b"ERROR\r\nERROR\r\n"
         roundtrip(s, b"after", b"garbage")
+
+
+def test_clients_sharing_one_backend_connection_keep_their_own_order_and_fate(tmp_path):
+    """With batching on one pool connection, every client shares it (and its orca): a client that
+    pipelines and hangs up with answers owed leaves the others' ordered answers whole."""
+    config = tmp_path / "one.yaml"
+    config.write_text("batching: {enabled: true, max_connections: 1}\n")
+    mc = start_memcached()
+    proxy = start_proxy(mc.addr, args=["--config", str(config)])
+    try:
+        readers = [connect(proxy.addr) for _ in range(10)]
+        for round_ in range(20):
+            quitter = connect(proxy.addr)
+            quitter.sendall(b"".join(b"set q%d 0 0 1\r\nq\r\nget q%d\r\n" % (i, i) for i in range(200)))
+            quitter.close()  # gone with 400 answers owed on the shared connection
+            for i, sock in enumerate(readers):
+                roundtrip(sock, b"r%d" % i, b"v%d.%d" % (i, round_))
+        for sock in readers:
+            sock.close()
+        assert proxy.popen.poll() is None
+    finally:
+        proxy.stop()
+        mc.stop()

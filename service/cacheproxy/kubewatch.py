@@ -10,8 +10,9 @@ the API server pushes a change to a watch within milliseconds. The contract:
 - What: ``GET /api/v1/namespaces/NS/configmaps?fieldSelector=metadata.name=NAME`` (a list, for the
   current content and its resourceVersion), then the same with ``watch=1&resourceVersion=RV``. Only
   get/list/watch on that one ConfigMap are needed (a Role with ``resourceNames: [NAME]``).
-- Each ADDED / MODIFIED object's ``data[KEY]`` goes to ``deliver(text, why)``; a ConfigMap without
-  the key, or deleted, delivers ``None`` (the caller keeps its running config).
+- Each listed, ADDED or MODIFIED object's ``data[KEY]`` goes to ``deliver(text, why)``; a ConfigMap
+  without the key delivers ``None``. A deleted or missing ConfigMap is logged only: the caller keeps
+  its running config.
 - Robust: a closed or failed stream is resumed from the last resourceVersion seen, after a bounded,
   jittered back-off (0.5 s doubling to 30 s; reset once a stream stayed up 30 s); 410 Gone relists.
   The server ends each watch after a few minutes and the client gives up on a stream silent for
@@ -50,6 +51,7 @@ BACKOFF_MIN, BACKOFF_MAX, STABLE_AFTER = 0.5, 30.0, 30.0
 WATCH_SECONDS = (240, 360)  # the server ends each watch after a random time in this range
 SILENCE_SLACK = 30.0  # a stream silent this long past its server timeout is dead
 
+EVENT_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"})
 Deliver = Callable[[str | None, str], None]  # (the key's text or None, why: for the log)
 
 
@@ -156,14 +158,15 @@ class Response:
 
     async def lines(self, limit: int = MAX_EVENT_BYTES) -> AsyncIterator[bytes]:
         """Newline-delimited lines of the body (a watch's events), none longer than LIMIT."""
-        buffer = bytearray()
+        buffer = bytearray()  # never holds a newline between pieces
         async for piece in self.pieces():
+            scan = len(buffer)  # only the new bytes are searched: a long line costs linear time
             buffer += piece
             start = 0
-            while (end := buffer.find(b"\n", start)) >= 0:
+            while (end := buffer.find(b"\n", scan)) >= 0:
                 if end > start:
                     yield bytes(buffer[start:end])
-                start = end + 1
+                start = scan = end + 1
             del buffer[:start]
             if len(buffer) > limit:
                 raise WatchError("too_large", f"an event line longer than {limit} bytes")
@@ -319,7 +322,7 @@ class ConfigMapWatch:
         except (ValueError, KeyError, TypeError) as exc:
             STATS.config_watch_events["malformed"] += 1
             raise WatchError("malformed", f"unreadable event ({exc}): {line[:80]!r}") from None
-        STATS.config_watch_events[kind.lower()[:16]] += 1
+        STATS.config_watch_events[kind.lower() if kind in EVENT_TYPES else "other"] += 1
         if kind == "ERROR":
             code = obj.get("code")
             raise _status_error(code if isinstance(code, int) else 500, json.dumps(obj).encode())

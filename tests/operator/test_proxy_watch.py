@@ -41,6 +41,7 @@ pytestmark = pytest.mark.cluster
 NAME = "cache"
 CONFIG_MAP = f"{NAME}-config"
 APPLY_WITHIN = 2.0  # seconds from a ConfigMap write to GET /ring showing it
+APPLIED_BY_WATCH = 'cacheproxy_config_updates_total{result="applied",source="watch"}'
 
 
 class Relay:
@@ -406,3 +407,31 @@ def test_the_token_reads_its_configmap_and_nothing_else(tier: dict[str, Any]) ->
     granted = [r for r in rules if not set(r.get("resources", [])) <= self_reviews]
     assert granted == [{"verbs": ["get", "list", "watch"], "apiGroups": [""], "resources": ["configmaps"],
                         "resourceNames": [CONFIG_MAP]}]
+
+
+def test_with_workers_each_watches_and_ring_reports_the_slowest(
+    kube: Any, tier: dict[str, Any], relay: Relay, proxy: Any, tmp_path: Path
+) -> None:
+    """--workers 2: every worker watches on its own; /ring shows a generation once both have it."""
+    ns, peer = tier["namespace"], tier["peer_port"]
+    generation = get_json(f"http://{proxy.extra['admin']}/ring")["generation"]
+    config = tmp_path / "config.yaml"
+    config.write_text(ring_text(generation, 1, peer + 10))
+    memcached = start_memcached()
+    env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(relay.port),
+           "CACHEPROXY_SERVICEACCOUNT_DIR": str(tier["account"]), "CACHEPROXY_CONFIGMAP": CONFIG_MAP}
+    workers = start_proxy(memcached.addr, env=env, args=["--config", str(config), "--workers", "2",
+                                                         "--ring-self", "m0",
+                                                         "--ring-peer-listen", f"127.0.0.1:{peer + 10}"])
+    try:
+        admin = workers.extra["admin"]
+        poll(lambda: metrics(admin).get("cacheproxy_config_watch_up") == 1, timeout=20, what="both watches open")
+        before = metrics(admin).get(APPLIED_BY_WATCH, 0)
+        started = put_config(kube, ns, ring_text(generation + 1, 1, peer + 10))
+        seconds = applied_after(workers, generation + 1, started)
+        print(f"\n--workers 2: applied by both within {seconds:.3f}s")
+        assert seconds < APPLY_WITHIN
+        assert metrics(admin)[APPLIED_BY_WATCH] == before + 2  # once per worker
+    finally:
+        workers.stop()
+        memcached.stop()

@@ -69,8 +69,8 @@ def build(
         desired.append(certificate(owner, spec, pods))
     elif caps.cert_manager:
         absent.append((CERT_MANAGER_API, "Certificate"))
+    desired += access(owner, spec)  # the pods' ServiceAccount, Role and RoleBinding, before the pods
     desired += [
-        *access(owner, spec),  # the pods' ServiceAccount, before the pods
         statefulset(owner, spec, pods, native_sidecars=caps.native_sidecars),
         client_service(owner, spec),
         headless_service(owner, spec),

@@ -392,46 +392,26 @@ def test_the_token_reads_its_configmap_and_nothing_else(tier: dict[str, Any]) ->
     assert {path: api(tier, method, path) for method, path in allowed} == {path: 200 for _, path in allowed}
     assert {f"{method} {path}": api(tier, method, path, body if method in ("PATCH", "POST") else None)
             for method, path in refused} == {f"{method} {path}": 403 for method, path in refused}
-    # and what the API server says the token may do in the namespace: that Role, plus the self-reviews
-    # every authenticated user has
+    # and what the API server says the token may do in the namespace: that Role's rule, and otherwise
+    # exactly what a ServiceAccount bound to nothing may do (the defaults every authenticated user has)
+    kubectl("create", "serviceaccount", "-n", ns, "nobody")
+    nobody = kubectl("create", "token", "-n", ns, "nobody").stdout.strip()
+    ours, baseline = rules_review(tier, tier["token"]), rules_review(tier, nobody)
+    assert [rule for rule in ours if rule not in baseline] == [
+        {"verbs": ["get", "list", "watch"], "apiGroups": [""], "resources": ["configmaps"],
+         "resourceNames": [CONFIG_MAP]}]
+    assert [rule for rule in baseline if rule not in ours] == []
+
+
+def rules_review(tier: dict[str, Any], token: str) -> list[dict[str, Any]]:
+    """The resource rules the API server reports for TOKEN in the tier's namespace."""
     host, port = tier["server"]
-    review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectRulesReview", "spec": {"namespace": ns}}
+    review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectRulesReview",
+              "spec": {"namespace": tier["namespace"]}}
     context = ssl.create_default_context(cafile=str(tier["account"] / "ca.crt"))
     request = urllib.request.Request(
         f"https://{host}:{port}/apis/authorization.k8s.io/v1/selfsubjectrulesreviews", method="POST",
         data=json.dumps(review).encode(),
-        headers={"Authorization": f"Bearer {tier['token']}", "Content-Type": "application/json"})
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=10, context=context) as answer:
-        rules = json.loads(answer.read())["status"]["resourceRules"]
-    self_reviews = {"selfsubjectaccessreviews", "selfsubjectrulesreviews", "selfsubjectreviews"}
-    granted = [r for r in rules if not set(r.get("resources", [])) <= self_reviews]
-    assert granted == [{"verbs": ["get", "list", "watch"], "apiGroups": [""], "resources": ["configmaps"],
-                        "resourceNames": [CONFIG_MAP]}]
-
-
-def test_with_workers_each_watches_and_ring_reports_the_slowest(
-    kube: Any, tier: dict[str, Any], relay: Relay, proxy: Any, tmp_path: Path
-) -> None:
-    """--workers 2: every worker watches on its own; /ring shows a generation once both have it."""
-    ns, peer = tier["namespace"], tier["peer_port"]
-    generation = get_json(f"http://{proxy.extra['admin']}/ring")["generation"]
-    config = tmp_path / "config.yaml"
-    config.write_text(ring_text(generation, 1, peer + 10))
-    memcached = start_memcached()
-    env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(relay.port),
-           "CACHEPROXY_SERVICEACCOUNT_DIR": str(tier["account"]), "CACHEPROXY_CONFIGMAP": CONFIG_MAP}
-    workers = start_proxy(memcached.addr, env=env, args=["--config", str(config), "--workers", "2",
-                                                         "--ring-self", "m0",
-                                                         "--ring-peer-listen", f"127.0.0.1:{peer + 10}"])
-    try:
-        admin = workers.extra["admin"]
-        poll(lambda: metrics(admin).get("cacheproxy_config_watch_up") == 1, timeout=20, what="both watches open")
-        before = metrics(admin).get(APPLIED_BY_WATCH, 0)
-        started = put_config(kube, ns, ring_text(generation + 1, 1, peer + 10))
-        seconds = applied_after(workers, generation + 1, started)
-        print(f"\n--workers 2: applied by both within {seconds:.3f}s")
-        assert seconds < APPLY_WITHIN
-        assert metrics(admin)[APPLIED_BY_WATCH] == before + 2  # once per worker
-    finally:
-        workers.stop()
-        memcached.stop()
+        return json.loads(answer.read())["status"]["resourceRules"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -47,3 +48,23 @@ def test_batching_is_the_default_and_the_classic_layout_one_flag_away(tmp_path):
     c = load(cfg, overrides)
     assert (c.batching.enabled, c.batching.max_connections) == (False, 3)
     assert load(cfg, {k: v for k, v in vars(parse_args([])).items() if k != "config"}).batching.enabled is True
+
+
+@pytest.mark.parametrize(("args", "env", "message"), [
+    (["--config-map", "cache-config"], {}, "needs a config file (--config)"),
+    (["--config-map", "Not_A_Name"], {}, "config_map must be [NAMESPACE/]NAME"),
+    (["--config-map", "cache-config", "--config", "{cfg}"], {}, "needs KUBERNETES_SERVICE_HOST"),
+    (["--config", "{cfg}"], {"CACHEPROXY_CONFIGMAP": "cache-config", "KUBERNETES_SERVICE_HOST": "10.0.0.1",
+                             "KUBERNETES_SERVICE_PORT": "443", "CACHEPROXY_SERVICEACCOUNT_DIR": "/nonexistent"},
+     "no namespace given and none readable"),
+])
+def test_the_configmap_watch_is_refused_at_start_without_what_it_needs(tmp_path, args, env, message):
+    """--config-map / CACHEPROXY_CONFIGMAP: a missing file, API server address or namespace is an exit
+    with a message, not a proxy that silently never watches."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("log_level: info\n")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("KUBERNETES_", "CACHEPROXY_"))}
+    run = subprocess.run([sys.executable, "-m", "cacheproxy", *(a.format(cfg=cfg) for a in args)],
+                         capture_output=True, text=True, timeout=30, env={**clean, **env})
+    assert run.returncode == 2, run.stderr
+    assert message in run.stderr

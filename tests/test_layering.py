@@ -12,6 +12,7 @@ Layers, lowest first (a module may import its own package and any lower layer):
     server
     listener
     compose (the composition root)
+    kubewatch (the config ConfigMap watched through the Kubernetes API)
     reload (live reconfiguration)
     app
     workers
@@ -37,6 +38,7 @@ LAYERS: list[set[str]] = [
     {"server"},
     {"listener"},
     {"compose"},
+    {"kubewatch"},
     {"reload"},
     {"app"},
     {"workers"},

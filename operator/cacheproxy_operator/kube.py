@@ -33,6 +33,9 @@ PLURALS = {
     "ServiceMonitor": "servicemonitors",
     "Certificate": "certificates",
     "Secret": "secrets",
+    "ServiceAccount": "serviceaccounts",
+    "Role": "roles",
+    "RoleBinding": "rolebindings",
     "CacheProxy": "cacheproxies",
     "Event": "events",
 }

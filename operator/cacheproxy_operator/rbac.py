@@ -29,6 +29,10 @@ NAMESPACED_RULES: list[dict[str, Any]] = [
     {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": CHILD_VERBS},
     {"apiGroups": ["monitoring.coreos.com"], "resources": ["servicemonitors"], "verbs": CHILD_VERBS},
     {"apiGroups": ["cert-manager.io"], "resources": ["certificates"], "verbs": CHILD_VERBS},
+    # the tier pods' ServiceAccount, and the Role + RoleBinding letting them read their own ConfigMap
+    # (the API server lets the operator grant get/list/watch on configmaps because it holds them)
+    {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": CHILD_VERBS},
+    {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"], "verbs": CHILD_VERBS},
     # secrets: get only, each one by the name a CacheProxy's spec.tls / spec.auth gives (no list,
     # no watch: the operator never sees other Secrets' content; a Secret created later is noticed
     # at the next resync)

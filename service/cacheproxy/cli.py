@@ -5,14 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 
 from . import __version__, compiled
 from .app import serve
 from .config import load
+from .kubewatch import Target
 from .process import install_event_loop, raise_nofile_limit
 from .workers import run_workers
+
+CONFIG_MAP_ENV = "CACHEPROXY_CONFIGMAP"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,6 +46,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="this proxy's member name in the ring (overrides ring.self and CACHEPROXY_RING_SELF)")
     p.add_argument("--ring-peer-listen", dest="ring_peer_listen",
                    help="HOST:PORT of this proxy's peer port (overrides ring.peer_listen)")
+    p.add_argument("--config-map", dest="config_map", metavar="[NAMESPACE/]NAME",
+                   default=os.environ.get(CONFIG_MAP_ENV) or None,
+                   help="also watch this ConfigMap through the Kubernetes API (in-cluster service account) and "
+                        f"apply its config file key at once (default ${CONFIG_MAP_ENV}); --config stays the fallback")
+    p.add_argument("--config-map-key", dest="config_map_key", metavar="KEY",
+                   help="the ConfigMap's key holding the config (default: the --config file's name)")
     p.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--version", action="version", version=f"cacheproxy {__version__}, {compiled.DESCRIPTION}")
     return p.parse_args(argv)
@@ -52,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {k: v for k, v in vars(args).items() if k != "config"}
     try:
         config = load(args.config, overrides)
+        if config.config_map:  # the API server's address and the service account, checked before serving
+            Target.from_environment(config.config_map, config.config_map_key or os.path.basename(args.config))
     except (OSError, ValueError) as exc:
         print(f"cacheproxy: {exc}", file=sys.stderr)
         return 2

@@ -58,6 +58,9 @@ def children(kube: Any, namespace: str, name: str) -> dict[str, list[dict[str, A
         ("v1", "Service"),
         ("policy/v1", "PodDisruptionBudget"),
         ("networking.k8s.io/v1", "NetworkPolicy"),
+        ("v1", "ServiceAccount"),
+        ("rbac.authorization.k8s.io/v1", "Role"),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding"),
     ]
     if kube.serves("monitoring.coreos.com/v1"):
         kinds.append(("monitoring.coreos.com/v1", "ServiceMonitor"))
@@ -172,6 +175,9 @@ def test_create_makes_every_child_with_the_right_content(kube: Any, namespace: s
         "Service": ["basic", "basic-headless"],
         "PodDisruptionBudget": ["basic"] if discover(kube).pdb else [],  # policy/v1: Kubernetes >= 1.21
         "NetworkPolicy": [],
+        "ServiceAccount": ["basic"],  # the pods' identity: they may read basic-config, nothing else
+        "Role": ["basic-read-config"],
+        "RoleBinding": ["basic-read-config"],
     }
     if has_sm:
         expected["ServiceMonitor"] = ["basic"]
@@ -637,6 +643,9 @@ def test_operator_killed_mid_reconcile_converges_without_duplicates(cluster: str
             "Service": 2,
             "PodDisruptionBudget": 1 if discover(kube).pdb else 0,
             "NetworkPolicy": 0,
+            "ServiceAccount": 1,
+            "Role": 1,
+            "RoleBinding": 1,
         }
         assert kids["ConfigMap"][0]["metadata"]["uid"] == config_uid  # adopted, not recreated
         desired = build(

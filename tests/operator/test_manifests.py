@@ -69,8 +69,11 @@ def test_default_spec_children() -> None:
     assert sorted(kids) == [
         "ConfigMap/cache-config",
         "PodDisruptionBudget/cache",
+        "Role/cache-read-config",
+        "RoleBinding/cache-read-config",
         "Service/cache",
         "Service/cache-headless",
+        "ServiceAccount/cache",
         "ServiceMonitor/cache",
         "StatefulSet/cache",
     ]
@@ -188,6 +191,7 @@ def test_ring_section_follows_the_ring_contract() -> None:
     assert env == [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "CACHEPROXY_RING_SELF", "value": "$(POD_NAME).cache-headless.apps.svc"},
+        {"name": "CACHEPROXY_CONFIGMAP", "value": "cache-config"},
     ]
 
 
@@ -301,7 +305,8 @@ def test_optional_children_follow_capabilities_and_switches() -> None:
             {"podDisruptionBudget": {"enabled": False}, "monitoring": {"serviceMonitor": {"enabled": False}}}
         ),
     )
-    assert {m["kind"] for m in off.desired} == {"ConfigMap", "StatefulSet", "Service"}
+    assert {m["kind"] for m in off.desired} == {
+        "ConfigMap", "StatefulSet", "Service", "ServiceAccount", "Role", "RoleBinding"}
     assert set(off.absent) == {
         ("policy/v1", "PodDisruptionBudget"),
         ("monitoring.coreos.com/v1", "ServiceMonitor"),

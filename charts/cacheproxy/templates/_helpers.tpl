@@ -86,6 +86,13 @@ always need a ClusterRole.
 - apiGroups: [cert-manager.io]
   resources: [certificates]
   verbs: [get, list, watch, create, patch, delete]
+{{- /* each tier's pods: a ServiceAccount, and a Role + RoleBinding to read their own ConfigMap */}}
+- apiGroups: [""]
+  resources: [serviceaccounts]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [rbac.authorization.k8s.io]
+  resources: [roles, rolebindings]
+  verbs: [get, list, watch, create, patch, delete]
 {{- /* get only, by the names in spec.tls / spec.auth: no list or watch of any Secret */}}
 - apiGroups: [""]
   resources: [secrets]

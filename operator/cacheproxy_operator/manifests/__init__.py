@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from cacheproxy_operator.manifests.access import access
 from cacheproxy_operator.manifests.common import Owner, content_hash
 from cacheproxy_operator.manifests.config import config_hash, config_map
 from cacheproxy_operator.manifests.monitoring import SERVICE_MONITOR_API, service_monitor
@@ -52,8 +53,8 @@ def build(
     ring: RingView | None = None,
     pods: int | None = None,
 ) -> Plan:
-    """Every child for SPEC, in apply order (the ConfigMap and the Certificate before the StatefulSet
-    that mounts them).
+    """Every child for SPEC, in apply order (the ConfigMap, the Certificate and the pods' ServiceAccount
+    with its Role and RoleBinding before the StatefulSet that uses them).
 
     RING is what the proxies are told (default: a settled ring of spec.replicas members) and PODS the
     StatefulSet's replicas (default: the larger of the two rings).
@@ -68,6 +69,7 @@ def build(
         desired.append(certificate(owner, spec, pods))
     elif caps.cert_manager:
         absent.append((CERT_MANAGER_API, "Certificate"))
+    desired += access(owner, spec)  # the pods' ServiceAccount, Role and RoleBinding, before the pods
     desired += [
         statefulset(owner, spec, pods, native_sidecars=caps.native_sidecars),
         client_service(owner, spec),

@@ -18,6 +18,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from cacheproxy_operator.manifests.access import (
+    config_map_env,
+    service_account_name,
+    token_mount,
+    token_volume,
+)
 from cacheproxy_operator.manifests.common import (
     CONFIG_HASH_ANNOTATION,
     Owner,
@@ -143,6 +149,7 @@ def proxy_container(owner: Owner, spec: dict[str, Any]) -> dict[str, Any]:
         "env": [
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
             {"name": "CACHEPROXY_RING_SELF", "value": self_name_template(owner)},
+            config_map_env(owner),
         ],
         "ports": ports,
         "livenessProbe": {
@@ -161,6 +168,7 @@ def proxy_container(owner: Owner, spec: dict[str, Any]) -> dict[str, Any]:
             {"name": "sockets", "mountPath": SOCKET_DIR},
             {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
             {"name": "tmp", "mountPath": "/tmp"},
+            token_mount(),
             *secret_mounts(spec),
         ],
     }
@@ -224,6 +232,7 @@ def pod_spec(owner: Owner, spec: dict[str, Any], native_sidecars: bool = True) -
         {"name": "sockets", "emptyDir": {"sizeLimit": "1Mi"}},
         {"name": "config", "configMap": {"name": config_map_name(owner)}},
         {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+        token_volume(),
         *secret_volumes(owner, spec),
     ]
     if spec["l2"]["enabled"] and not _l2_on_claim(spec):
@@ -234,6 +243,8 @@ def pod_spec(owner: Owner, spec: dict[str, Any], native_sidecars: bool = True) -
         "volumes": volumes,
         "securityContext": _pod_security(spec),
         "terminationGracePeriodSeconds": termination_grace_seconds(spec),
+        # the proxy reads its ConfigMap through the API: its token is mounted in its container only
+        "serviceAccountName": service_account_name(owner),
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
     }

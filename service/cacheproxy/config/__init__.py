@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,9 @@ from ..security.authfile import Credentials
 from . import ring as ring_settings
 
 ORCAS = ("l1only", "l1l2")
+# [NAMESPACE/]NAME of a ConfigMap: DNS-1123 names (a ConfigMap's name may also hold dots)
+CONFIG_MAP_NAME = re.compile(r"(?:[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?/)?[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+CONFIG_MAP_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")
 
 
 @dataclass
@@ -72,6 +76,10 @@ class Config:
     ring: ring_settings.RingSettings | None = None  # the ``ring:`` section (docs/ring.md)
     ring_self: str | None = None  # --ring-self: overrides ring.self (so does CACHEPROXY_RING_SELF)
     ring_peer_listen: str | None = None  # --ring-peer-listen: overrides ring.peer_listen
+    # --config-map [NAMESPACE/]NAME: also watch this ConfigMap through the Kubernetes API (kubewatch.py),
+    # its key config_map_key (default: the config file's name) holding this same file's text.
+    config_map: str | None = None
+    config_map_key: str | None = None
 
     # Where this config came from (file path, flag overrides), for reloads; not a config key.
     source: tuple[str | None, dict[str, Any]] = field(default=(None, {}), compare=False, repr=False)
@@ -114,6 +122,10 @@ class Config:
         for name in ("idle_timeout", "read_timeout", "backend_timeout", "shutdown_grace"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
+        if self.config_map is not None and not CONFIG_MAP_NAME.fullmatch(self.config_map):
+            raise ValueError(f"config_map must be [NAMESPACE/]NAME of a ConfigMap, not {self.config_map!r}")
+        if self.config_map_key is not None and not CONFIG_MAP_KEY.fullmatch(self.config_map_key):
+            raise ValueError(f"config_map_key is not a ConfigMap key: {self.config_map_key!r}")
         return self
 
     @property
@@ -165,9 +177,15 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
 
 def load(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Config:
     """Read PATH (if given), apply non-None OVERRIDES, validate."""
+    return load_text(Path(path).read_text() if path else None, path, overrides)
+
+
+def load_text(text: str | None, path: str | Path | None, overrides: dict[str, Any] | None = None) -> Config:
+    """TEXT as the content of the config file PATH (e.g. the same file as a watched ConfigMap holds
+    it), with non-None OVERRIDES applied, validated."""
     data: dict[str, Any] = {}
-    if path:
-        loaded = yaml.safe_load(Path(path).read_text()) or {}
+    if text is not None:
+        loaded = yaml.safe_load(text) or {}
         if not isinstance(loaded, dict):
             raise ValueError(f"{path}: the config file must be a mapping")
         data.update(loaded)
@@ -185,5 +203,8 @@ def load(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Co
     if "source" in data:
         raise ValueError("unknown config keys: source")
     config = _build(Config, data, "config").validate()
+    if config.config_map and not path:
+        raise ValueError("config_map (--config-map) needs a config file (--config): the file is read at start "
+                         "and is the fallback while the watch is down")
     config.source = (str(path) if path else None, dict(overrides or {}))
     return config

@@ -28,6 +28,8 @@ def merge(snapshots: Iterable[dict]) -> dict:
                     total[key] = value
                 else:
                     total[key] = kept
+            elif key == "config_watch_up":  # 1 only while every worker's watch is open
+                total[key] = min(total.get(key, value), value)
             elif key in ("ring_members", "ring_generation"):
                 total[key] = max(total.get(key, 0), value)
             elif key in ("latency", "batch_sizes", "ring_latency"):
@@ -189,3 +191,20 @@ def _ring_families(s: dict) -> Iterable:
     for result, n in sorted(s.get("config_reloads", {}).items()):
         c.add_metric([result], n)
     yield c
+    c = CounterMetricFamily("cacheproxy_config_updates", "Config texts offered, by source (file, signal, watch) "
+                            "and result (applied, unchanged, superseded, refused)", labels=["source", "result"])
+    for (source, result), n in sorted(s.get("config_updates", {}).items()):
+        c.add_metric([source, result], n)
+    yield c
+    c = CounterMetricFamily("cacheproxy_config_watch_events", "Events of the config ConfigMap's watch, by type",
+                            labels=["type"])
+    for kind, n in sorted(s.get("config_watch_events", {}).items()):
+        c.add_metric([kind], n)
+    yield c
+    c = CounterMetricFamily("cacheproxy_config_watch_reconnects", "Reconnects of the config ConfigMap's watch, "
+                            "by reason", labels=["reason"])
+    for reason, n in sorted(s.get("config_watch_reconnects", {}).items()):
+        c.add_metric([reason], n)
+    yield c
+    yield GaugeMetricFamily("cacheproxy_config_watch_up", "1 while the config ConfigMap's watch is open "
+                            "(with --workers: in every worker)", value=s.get("config_watch_up", 0))

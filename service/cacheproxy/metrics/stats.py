@@ -98,6 +98,12 @@ class Stats:
         self.ring_warmup: defaultdict[str, int] = defaultdict(int)  # read_hit, read_miss, fill
         self.ring_invalidations = 0
         self.config_reloads: defaultdict[str, int] = defaultdict(int)  # ok, refused
+        # Every config text offered, by source (file, signal, watch) and result (applied, unchanged,
+        # superseded, refused); the ConfigMap watch's events by type and reconnects by reason.
+        self.config_updates: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self.config_watch_events: defaultdict[str, int] = defaultdict(int)
+        self.config_watch_reconnects: defaultdict[str, int] = defaultdict(int)
+        self.config_watch_up = 0
         self.ring_view: Callable[[], dict] | None = None  # GET /ring's answer, once a ring is configured
 
     def snapshot(self) -> dict:
@@ -137,6 +143,10 @@ class Stats:
             "ring_warmup": dict(self.ring_warmup),
             "ring_invalidations": self.ring_invalidations,
             "config_reloads": dict(self.config_reloads),
+            "config_updates": dict(self.config_updates),
+            "config_watch_events": dict(self.config_watch_events),
+            "config_watch_reconnects": dict(self.config_watch_reconnects),
+            "config_watch_up": self.config_watch_up,
             "ring_view": self.ring_view() if self.ring_view is not None else None,
         }
 

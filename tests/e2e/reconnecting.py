@@ -301,6 +301,10 @@ class RollingLoad(threading.Thread):
         except BaseException as exc:  # reported by the test through .error
             self.error = exc
 
+    def served(self, phase: str) -> int:
+        """How many clients have had a request answered in PHASE."""
+        return sum(1 for client in self.clients if phase in client.tallies and client.tallies[phase].requests)
+
     def tally(self, phase: str, group: str | None = None) -> Tally:
         """PHASE's sum over GROUP's clients (every client's when None). Read while running: a snapshot."""
         total = Tally()

@@ -53,8 +53,9 @@ def roll(tier: Tier, load: RollingLoad, phase: str, patch: dict) -> float:
     poll(lambda: rolled_out(tier, replaced), timeout=ROLLOUT_TIMEOUT, interval=0.5, what=f"{phase} rolled out")
     took = time.monotonic() - started
     load.enter(f"after {phase}")
-    poll(lambda: load.tally(f"after {phase}").requests >= 2 * len(load.clients), timeout=30,
-         what="requests after the rollout")  # every client served again by the new pods
+    # every client served again by the new pods (one pinned to a pod finds its new address through
+    # the cluster's DNS, whose answers are cached for up to 5 s)
+    poll(lambda: load.served(f"after {phase}") == len(load.clients), timeout=60, what="every client served again")
     return took
 
 
@@ -86,7 +87,7 @@ def test_rolling_updates_under_load_fail_no_request(e2e_cluster: Cluster, operat
             groups.append((f"pod-{i}", dns.address(pod_name, 11211), CLIENTS_PER_POD))
         load = RollingLoad(groups, pace=PACE_SECONDS, max_seconds=2 * ROLLOUT_TIMEOUT + 120)
         load.start()
-        poll(lambda: load.tally("start").requests >= 2 * len(load.clients), timeout=60, what="the load running")
+        poll(lambda: load.served("start") == len(load.clients), timeout=60, what="the load running")
 
         took_image = roll(tier, load, "new image tag",
                           {"proxy": {"image": NEW_TAG}, "memcached": {"image": NEW_TAG}})

@@ -14,10 +14,12 @@ import time
 import urllib.request
 
 import pytest
+from cacheproxy.config.ring import Member
+from cacheproxy.ring.peers import Peer
 
 from tests.ring.load import Load
 from tests.ring.tier import Tier
-from tests.support.procs import start_memcached
+from tests.support.procs import free_port, start_memcached
 
 AWAY_SECONDS = 1.5  # how long the member is gone: a pod's replacement, shortened
 
@@ -134,3 +136,32 @@ def test_down_wait_zero_answers_at_once() -> None:
         assert all(a.startswith(b"SERVER_ERROR") for a in answers), answers
     finally:
         tier.stop()
+
+
+def test_a_member_that_flaps_gets_one_wait_not_one_per_flap() -> None:
+    """Down again right after it came back (its probe answered, its requests did not): the wait
+    that began with the first failure goes on, and once it has ended nothing waits any more."""
+    async def scenario() -> None:
+        peer = Peer(Member("flapper", f"127.0.0.1:{free_port()}"), timeout=1.0, connections=1, down_after=3,
+                    probe_interval=0.05, down_wait=0.3)
+        try:
+            peer.mark_down("unavailable")
+            began = peer.down_since
+            peer.mark_up()
+            peer.mark_down("unavailable")
+            assert peer.down_since == began and peer.may_wait()
+            outcome: list[bool] = []
+            peer.park(outcome.append)
+            deadline = time.monotonic() + 2.0
+            while not outcome:
+                assert time.monotonic() < deadline, "the wait never ended"
+                await asyncio.sleep(0.01)
+            assert outcome == [False] and time.monotonic() - began < 1.0
+            assert not peer.may_wait()
+            peer.mark_up()
+            peer.mark_down("unavailable")
+            assert not peer.may_wait()  # the same outage: its wait is over
+        finally:
+            peer.retire()
+
+    asyncio.run(scenario())

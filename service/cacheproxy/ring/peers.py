@@ -38,6 +38,7 @@ log = logging.getLogger("cacheproxy.ring")
 # A peer proxy answering about its own backend (not a per-request refusal like "object too large").
 _PEER_BACKEND_ERROR = b"SERVER_ERROR backend"
 MAX_PARKED = 100_000  # requests waiting for one member; beyond it they are answered at once
+FLAP_SECONDS = 1.0  # down again within this long of coming back: the same outage, the same wait
 
 Resume = Callable[[bool], None]  # a parked request: True when its member is back, False when the wait ended
 
@@ -61,7 +62,7 @@ class Peer:
         self.retired = False
         self._probe: asyncio.Task | None = None
         self.down_wait = down_wait  # how long requests wait for it after it went down (0: not at all)
-        self.down_since = 0.0
+        self.down_since = self.up_since = 0.0
         self.wait_over = False  # the wait for it since it went down has ended (until it is back)
         self.waitable = False  # it went away (refused, closed, reset), as a restarting member does
         self._parked: list[Resume] = []
@@ -101,10 +102,12 @@ class Peer:
     def mark_down(self, why: str) -> None:
         self.up = False
         self.epoch += 1
-        self.down_since, self.wait_over = clock(), False
-        # A member that hangs (timeout) or whose memcached fails is not waited for: only one whose
-        # connections went away, as a restarting pod's do.
-        self.waitable = why not in ("timeout", "member_backend")
+        now = clock()
+        if not self.down_since or now - self.up_since >= FLAP_SECONDS:  # else a flap: the wait goes on
+            self.down_since, self.wait_over = now, False
+            # A member that hangs (timeout) or whose memcached fails is not waited for: only one
+            # whose connections went away, as a restarting pod's do.
+            self.waitable = why not in ("timeout", "member_backend")
         STATS.ring_member_up[self.name] = 0
         log.warning("ring member %s (%s) is down (%s); probing every %.2fs", self.name, self.peer, why,
                     self.probe_interval)
@@ -115,7 +118,7 @@ class Peer:
             self._probe = asyncio.get_running_loop().create_task(self._probe_until_up())
 
     def mark_up(self) -> None:
-        self.up, self.failures = True, 0
+        self.up, self.failures, self.up_since = True, 0, clock()
         STATS.ring_member_up[self.name] = 1
         log.info("ring member %s (%s) is up%s", self.name, self.peer,
                  f"; sending the {len(self._parked)} requests that waited for it" if self._parked else "")

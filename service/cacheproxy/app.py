@@ -137,23 +137,35 @@ class Runtime:
                     client.close()
 
     async def drain(self, servers: list[asyncio.AbstractServer]) -> None:
-        """SIGTERM: fail readiness, stop accepting, finish in-flight requests, close, exit."""
+        """SIGTERM: fail readiness, stop accepting, finish in-flight requests, close, exit.
+
+        A connection closes right after an answer leaves it with nothing in flight: a client that
+        waits for each answer reads the close with it, before it sends again, so it never has a
+        request on the wire when the connection ends (whether that request ran would be unknown
+        to it). Those with nothing in flight after DRAIN_IDLE_SECONDS are closed then (half-read
+        requests included); whatever is left, at the grace."""
         self.draining = True
         STATS.draining = 1
         log.info("draining %d client connections (grace %.1fs)", len(self.clients), self.config.shutdown_grace)
         for server in servers:
             server.close()
         await asyncio.sleep(0.05)  # let bytes already in idle clients' sockets be read and served
-        deadline = self.loop.time() + self.config.shutdown_grace
+        now = self.loop.time()
+        deadline = now + self.config.shutdown_grace
+        idle_close = now + min(DRAIN_IDLE_SECONDS, self.config.shutdown_grace)
+        for client in list(self.clients):
+            client.drain()
         while self.clients and self.loop.time() < deadline:
-            for client in list(self.clients):
-                if not client.in_flight():
-                    client.close()
+            if self.loop.time() >= idle_close:
+                for client in list(self.clients):
+                    if not client.in_flight():
+                        client.close()
             await asyncio.sleep(0.02)
         for client in list(self.clients):
             client.abort()
 
 
+DRAIN_IDLE_SECONDS = 0.5  # how long a draining proxy waits for an idle client's next request
 GC_YOUNG_EVERY = 1.0  # seconds between collections of the young generations
 GC_OLD_TICKS, GC_FULL_TICKS = 60, 600  # every minute: last minute's survivors; every 10 minutes: everything
 

@@ -17,7 +17,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-ANSWER_TIMEOUT = 5.0
+# Longer than a pod's absence: a write whose key's owner pod is being replaced waits for it (ring.down_wait).
+ANSWER_TIMEOUT = 20.0
 
 
 @dataclass

@@ -166,7 +166,7 @@ def test_config_file_follows_the_contract() -> None:
 
 
 def test_ring_section_follows_the_ring_contract() -> None:
-    spec = with_defaults({"replicas": 3, "ring": {"warmupSeconds": 30, "ownerDown": "error"}})
+    spec = with_defaults({"replicas": 3, "ring": {"warmupSeconds": 30, "ownerDown": "error", "downWaitSeconds": 12}})
     plan = build(OWNER, spec, ring=RingView(generation=7, phase="prepare", members=3, previous=2))
     ring = yaml.safe_load(plan.desired[0]["data"]["config.yaml"])["ring"]
     assert ring == {
@@ -183,6 +183,7 @@ def test_ring_section_follows_the_ring_contract() -> None:
         "peer_listen": "0.0.0.0:11212",
         "warmup_seconds": 30,
         "owner_down": "error",
+        "down_wait": 12,
     }
     # the self name is per pod: the downward API's pod name, expanded by the kubelet
     workload = {m["kind"]: m for m in plan.desired}["StatefulSet"]

@@ -153,3 +153,32 @@ def test_exit_is_bounded_by_the_grace_period():
             sock.close()
         proxy.stop()
         mc.stop()
+
+
+def test_a_client_that_sends_early_in_the_drain_gets_its_answer_and_then_the_close():
+    """A connection idle at SIGTERM stays open for its client's next request (up to half a second):
+    the request is answered, and the connection closes right behind the answer, so a client that
+    waits for each answer never has a request on the wire when its connection ends."""
+    mc = start_memcached()
+    proxy = start_proxy(mc.addr, args=["--shutdown-grace", str(GRACE)])
+    admin = proxy.extra["admin"]
+    try:
+        sock = connect(proxy.addr)
+        sock.sendall(b"set drain:early 0 0 2\r\nok\r\n")
+        assert sock.recv(100) == b"STORED\r\n"
+        t_term = time.monotonic()
+        os.kill(proxy.pid, signal.SIGTERM)
+        wait_until(lambda: http_status(f"http://{admin}/readyz"), lambda s: s == 503, 0.5, "/readyz after SIGTERM")
+        time.sleep(max(0.0, t_term + 0.2 - time.monotonic()))  # the client's pause between two requests
+        sock.sendall(b"get drain:early\r\n")
+        sock.settimeout(2.0)
+        received = b""
+        while chunk := sock.recv(4096):
+            received += chunk
+        assert received == b"VALUE drain:early 0 2\r\nok\r\nEND\r\n"  # the answer, then the close
+        sock.close()
+        took = exit_seconds(proxy, t_term, GRACE)
+        assert took < 2.0, f"exited {took:.2f}s after SIGTERM"
+    finally:
+        proxy.stop()
+        mc.stop()

@@ -60,4 +60,5 @@ def ring_section(owner: Owner, spec: dict[str, Any], view: RingView) -> dict[str
         "peer_listen": f"0.0.0.0:{peer_port}",
         "warmup_seconds": spec["ring"]["warmupSeconds"],
         "owner_down": spec["ring"]["ownerDown"],
+        "down_wait": spec["ring"]["downWaitSeconds"],
     }

@@ -92,10 +92,10 @@ class BackendConnection(asyncio.Protocol):
         state = self.state
         if state != OPEN and state != CONNECTING:
             if state == CLOSED:
-                callback(BackendError(f"backend {self.name} connection closed"))
+                callback(BackendError(f"backend {self.name} connection closed", written=False))
                 return
             if state == DOWN and clock() < self._retry_at:
-                callback(BackendError(f"backend {self.name} unavailable"))
+                callback(BackendError(f"backend {self.name} unavailable", written=False))
                 return
             self._start_connect()
         pending = self.pending
@@ -230,12 +230,18 @@ class BackendConnection(asyncio.Protocol):
             self._backoff = min(BACKOFF_MAX, max(BACKOFF_MIN, self._backoff * 2))
             self._retry_at = clock() + self._backoff * random.uniform(0.5, 1.0)
         self._buf = b""
+        # The requests still in ``_out`` (the last ones in flight) never left: the backend cannot
+        # have run them, and their error says so.
+        unwritten = len(self._out)
         self._out.clear()
         error = BackendError(reason)
         pending, self.pending = self.pending[self._answered:], []  # (answered ones are in front)
-        for shape, callback, payload, retry in pending:
+        first_unwritten = len(pending) - unwritten
+        for i, (shape, callback, payload, retry) in enumerate(pending):
             if retry is not None:
                 retry.retry(payload, shape, callback)
+            elif i >= first_unwritten:
+                callback(BackendError(reason, written=False))
             else:
                 callback(error)
 

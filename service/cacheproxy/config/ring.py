@@ -36,6 +36,9 @@ class RingSettings:
     down_after: int = 3  # consecutive failed forwarded requests that mark a member down
     peer_connections: int = 4  # pooled, pipelined connections to each peer
     probe_interval: float = 0.25  # how often a down member is asked whether it is back
+    # How long requests that must reach a member wait for it after it went down (a pod replaced by
+    # a rolling update is away for seconds); 0 answers them at once (docs/ring.md).
+    down_wait: float = 30.0
     # mTLS between members (all three or none): the peer port requires a certificate signed by
     # peer_tls_ca, and this proxy presents peer_tls_cert when it forwards (docs/security.md).
     peer_tls_cert: str | None = None
@@ -50,7 +53,8 @@ class RingSettings:
 _KEYS = {"self": "self_name", "generation": "generation", "members": "members", "previous": "previous",
          "phase": "phase", "peer_listen": "peer_listen", "warmup_seconds": "warmup_seconds",
          "owner_down": "owner_down", "down_after": "down_after", "peer_connections": "peer_connections",
-         "probe_interval": "probe_interval", "peer_tls_cert": "peer_tls_cert", "peer_tls_key": "peer_tls_key",
+         "probe_interval": "probe_interval", "down_wait": "down_wait", "peer_tls_cert": "peer_tls_cert",
+         "peer_tls_key": "peer_tls_key",
          "peer_tls_ca": "peer_tls_ca"}
 PEER_TLS_KEYS = ("peer_tls_cert", "peer_tls_key", "peer_tls_ca")
 
@@ -99,7 +103,7 @@ def parse(data: Any, self_override: str | None = None, peer_listen_override: str
         elif key in ("generation", "down_after", "peer_connections"):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"ring.{key} must be an integer, not {value!r}")
-        elif key in ("warmup_seconds", "probe_interval"):
+        elif key in ("warmup_seconds", "probe_interval", "down_wait"):
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"ring.{key} must be a number of seconds, not {value!r}")
             value = float(value)
@@ -126,8 +130,8 @@ def validate(s: RingSettings) -> RingSettings:
         raise ValueError(f"ring.owner_down must be one of {OWNER_DOWN}, not {s.owner_down!r}")
     if s.generation < 0:
         raise ValueError("ring.generation must not be negative")
-    if s.warmup_seconds < 0:
-        raise ValueError("ring.warmup_seconds must not be negative")
+    if s.warmup_seconds < 0 or s.down_wait < 0:
+        raise ValueError("ring.warmup_seconds and ring.down_wait must not be negative")
     if s.down_after < 1 or s.peer_connections < 1 or s.probe_interval <= 0:
         raise ValueError("ring.down_after and ring.peer_connections must be >= 1, ring.probe_interval > 0")
     try:

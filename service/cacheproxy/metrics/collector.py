@@ -177,6 +177,12 @@ def _ring_families(s: dict) -> Iterable:
     for answer, n in sorted(s.get("ring_owner_down", {}).items()):
         c.add_metric([answer], n)
     yield c
+    c = CounterMetricFamily("cacheproxy_ring_waits", "Requests that waited for a member that went down (parked), "
+                            "and how the wait ended: sent once it was back (resumed) or failed (expired)",
+                            labels=["event"])
+    for event, n in sorted(s.get("ring_waits", {}).items()):
+        c.add_metric([event], n)
+    yield c
     c = CounterMetricFamily("cacheproxy_ring_warmup", "Warm-up reads of previous owners (read_hit, read_miss), "
                             "fills of new owners (fill) and fills undone by a racing delete (fill_undone)",
                             labels=["event"])

@@ -95,6 +95,7 @@ class Stats:
         self.ring_generation = 0
         self.ring_changes = 0
         self.ring_owner_down: defaultdict[str, int] = defaultdict(int)
+        self.ring_waits: defaultdict[str, int] = defaultdict(int)  # parked, resumed, expired
         self.ring_warmup: defaultdict[str, int] = defaultdict(int)  # read_hit, read_miss, fill
         self.ring_invalidations = 0
         self.config_reloads: defaultdict[str, int] = defaultdict(int)  # ok, refused
@@ -140,6 +141,7 @@ class Stats:
             "ring_generation": self.ring_generation,
             "ring_changes": self.ring_changes,
             "ring_owner_down": dict(self.ring_owner_down),
+            "ring_waits": dict(self.ring_waits),
             "ring_warmup": dict(self.ring_warmup),
             "ring_invalidations": self.ring_invalidations,
             "config_reloads": dict(self.config_reloads),

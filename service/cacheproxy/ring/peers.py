@@ -8,6 +8,12 @@ answers ``MN``, which marks it up again. Its host name is resolved (getaddrinfo)
 connect, so a member whose address changed is found again when its connections are redone.
 With the ring's peer TLS configured, every connection to a peer (the probe's too) is mutual TLS
 with the client context of :func:`cacheproxy.security.tls.peer_contexts`.
+
+A member that restarts (a rolling update replaces its pod) is away for seconds. For ``down_wait``
+seconds after it was marked down, the router parks (:meth:`Peer.park`) the requests that must reach it
+(see :mod:`cacheproxy.ring.router`); they are resumed when the probe finds it back, or told to give
+up when the wait ends, at most ``MAX_PARKED`` of them at a time. After that, until it is back,
+requests are answered at once again.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+from collections.abc import Callable
 from functools import partial
 
 from ..backends.address import parse_address
@@ -30,13 +37,18 @@ log = logging.getLogger("cacheproxy.ring")
 
 # A peer proxy answering about its own backend (not a per-request refusal like "object too large").
 _PEER_BACKEND_ERROR = b"SERVER_ERROR backend"
+MAX_PARKED = 100_000  # requests waiting for one member; beyond it they are answered at once
+FLAP_SECONDS = 1.0  # down again within this long of coming back: the same outage, the same wait
+
+Resume = Callable[[bool], None]  # a parked request: True when its member is back, False when the wait ended
 
 
 class Peer:
     """One other member: its pool, its up/down state and the probe that brings it back."""
 
     def __init__(self, member: Member, *, timeout: float, connections: int, down_after: int,
-                 probe_interval: float, max_batch: int = 64, ssl_context: ssl.SSLContext | None = None) -> None:
+                 probe_interval: float, max_batch: int = 64, ssl_context: ssl.SSLContext | None = None,
+                 down_wait: float = 0.0) -> None:
         self.name, self.peer = member.name, member.peer
         self.ssl_context = ssl_context
         self.address = parse_address(member.peer)
@@ -49,6 +61,12 @@ class Peer:
         self.failures = 0
         self.retired = False
         self._probe: asyncio.Task | None = None
+        self.down_wait = down_wait  # how long requests wait for it after it went down (0: not at all)
+        self.down_since = self.up_since = 0.0
+        self.wait_over = False  # the wait for it since it went down has ended (until it is back)
+        self.waitable = False  # it went away (refused, closed, reset), as a restarting member does
+        self._parked: list[Resume] = []
+        self._wait_timer: asyncio.TimerHandle | None = None
         STATS.ring_member_up[self.name] = 1
 
     def connection(self) -> BackendConnection:
@@ -84,6 +102,12 @@ class Peer:
     def mark_down(self, why: str) -> None:
         self.up = False
         self.epoch += 1
+        now = clock()
+        if not self.down_since or now - self.up_since >= FLAP_SECONDS:  # else a flap: the wait goes on
+            self.down_since, self.wait_over = now, False
+            # A member that hangs (timeout) or whose memcached fails is not waited for: only one
+            # whose connections went away, as a restarting pod's do.
+            self.waitable = why not in ("timeout", "member_backend")
         STATS.ring_member_up[self.name] = 0
         log.warning("ring member %s (%s) is down (%s); probing every %.2fs", self.name, self.peer, why,
                     self.probe_interval)
@@ -94,9 +118,51 @@ class Peer:
             self._probe = asyncio.get_running_loop().create_task(self._probe_until_up())
 
     def mark_up(self) -> None:
-        self.up, self.failures = True, 0
+        self.up, self.failures, self.up_since = True, 0, clock()
         STATS.ring_member_up[self.name] = 1
-        log.info("ring member %s (%s) is up", self.name, self.peer)
+        log.info("ring member %s (%s) is up%s", self.name, self.peer,
+                 f"; sending the {len(self._parked)} requests that waited for it" if self._parked else "")
+        self._release(True)
+
+    # -- requests waiting for the member ------------------------------------------------------
+
+    def may_wait(self) -> bool:
+        """Whether a request that needs this member may wait for it now: it is up (and about to be
+        marked down by the caller), or it went away less than ``down_wait`` ago."""
+        if self.down_wait <= 0 or self.retired or len(self._parked) >= MAX_PARKED:
+            return False
+        return self.up or (self.waitable and not self.wait_over and clock() < self.down_since + self.down_wait)
+
+    def park(self, resume: Resume) -> None:
+        """RESUME(True) once the member is back, or RESUME(False) when the wait ends (call
+        :meth:`may_wait` first). Parking marks a member that is still up down, so the probe
+        looks for its return."""
+        if self.up:
+            self.mark_down("connection lost")
+        self._parked.append(resume)
+        STATS.ring_waits["parked"] += 1
+        if self._wait_timer is None:
+            loop = asyncio.get_running_loop()
+            delay = max(0.0, self.down_since + self.down_wait - clock())
+            self._wait_timer = loop.call_later(delay, self._release, False)
+
+    def _release(self, up: bool) -> None:
+        if self._wait_timer is not None:
+            self._wait_timer.cancel()
+            self._wait_timer = None
+        parked, self._parked = self._parked, []
+        if not up and not self.up:
+            self.wait_over = True
+        if parked:
+            STATS.ring_waits["resumed" if up else "expired"] += len(parked)
+            if not up:
+                log.warning("ring member %s did not come back within %.1fs: %d waiting requests failed",
+                            self.name, self.down_wait, len(parked))
+        for resume in parked:
+            try:
+                resume(up)
+            except Exception:  # one request's failure must not strand the others
+                log.exception("resuming a request that waited for %s", self.name)
 
     async def _probe_until_up(self) -> None:
         conn = BackendConnection(self.address, f"ring:{self.name}-probe", self.timeout, ssl_context=self.ssl_context)
@@ -125,6 +191,7 @@ class Peer:
         if self._probe is not None:
             self._probe.cancel()
         loop = asyncio.get_running_loop()
+        loop.call_soon(self._release, False)  # after the new view is in place: they are routed by it
         loop.call_later(max(self.timeout * 2, 5.0), self.pool.close)
 
 

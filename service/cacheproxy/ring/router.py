@@ -13,7 +13,15 @@ one memcached would answer it.
   plain forwarder, whose owner's proxy serves the client's ``set`` as written); while preparing or
   warming up it takes the routes below like any read or plain set.
 * A member marked down (see :mod:`cacheproxy.ring.peers`): reads of its keys answer a miss
-  (``owner_down: miss``, counted) or ``SERVER_ERROR``; writes and deletes ``SERVER_ERROR`` at once.
+  (``owner_down: miss``, counted) or ``SERVER_ERROR``; writes and deletes ``SERVER_ERROR``.
+* A member that goes away (its connection refused, closed or reset: a pod being replaced) is
+  waited for, for ``down_wait`` seconds after it went down: a request that must reach it and would
+  get ``SERVER_ERROR`` (writes, deletes, arithmetic; reads under ``owner_down: error``) is parked
+  and sent once the member is back (to the key's owner by the ring then in use), or answered as
+  above when the wait ends. A request that was on the wire when the connection ended may have run:
+  it is sent again only when running it twice changes nothing (reads, plain sets, deletes without
+  a CAS); others answer ``SERVER_ERROR`` (see :data:`AGAIN` and :data:`ONCE`). A read under
+  ``owner_down: miss`` answers the miss as soon as its member fails. A timeout is not waited for.
 * ``flush_all`` reaches every member (OK only when all answered OK); other text commands
   (stats, version, verbosity) are answered by the local orca.
 * Phase ``prepare``: reads by the previous ring (a miss there is asked of the new owner: a proxy
@@ -27,6 +35,7 @@ one memcached would answer it.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -47,6 +56,32 @@ Op = Callable[[Handler, Callback], None]
 
 _OK = b"OK\r\n"
 MIRRORED = object()  # the mirror's answer in prepare: not the one the client hears
+
+# What a request forwarded to a peer does when its connection fails under it (RoutedForward):
+ANSWER = 0  # the client hears the error (secondary requests of a ring change, flush_all)
+MISS = 1  # a read under owner_down: miss: the client hears the miss
+AGAIN = 2  # may run twice (reads, plain sets, deletes): waits for the member, sent again
+ONCE = 3  # must not run twice: waits for the member and is sent again only if it never left
+
+
+class RoutedForward(Forwarded):
+    """A forwarded request that knows how to be sent again (OP, by the router) when its member
+    fails under it; see :meth:`RingRouter._failed`."""
+
+    __slots__ = ("miss", "op", "policy", "router")
+
+    def __init__(self, peer: Peer, cb: Callback, router: RingRouter, op: Op, policy: int,
+                 miss: MetaResponse | None) -> None:
+        super().__init__(peer, cb)
+        self.router, self.op, self.policy, self.miss = router, op, policy, miss
+
+    def done(self, resp: MetaResponse | BackendError) -> None:
+        if isinstance(resp, BackendError):
+            with contextlib.suppress(Exception):  # accounting must never keep the client's answer
+                self.peer.answered(resp, self.started)
+            self.router._failed(self, resp)
+        else:
+            super().done(resp)
 
 
 class RingRouter:
@@ -84,6 +119,42 @@ class RingRouter:
     def _cb(target: Target, cb: Callback) -> Callback:
         return cb if target is None else Forwarded(target, cb).done
 
+    def _send(self, target: Target, handler: Handler, op: Op, cb: Callback, policy: int,
+              miss: MetaResponse | None = None) -> None:
+        """OP on HANDLER (TARGET's); a peer's failure is handled by POLICY (see RoutedForward)."""
+        if target is None:
+            op(handler, cb)
+        else:
+            op(handler, RoutedForward(target, cb, self, op, policy, miss).done)
+
+    def _failed(self, fwd: RoutedForward, error: BackendError) -> None:
+        """FWD's member failed under it: the miss, a wait for the member, or the error."""
+        peer, policy = fwd.peer, fwd.policy
+        if policy == MISS:
+            STATS.ring_owner_down["miss"] += 1
+            fwd.cb(fwd.miss)  # type: ignore[arg-type]  # None: a quiet mg's swallowed miss
+            return
+        timed_out = "timeout" in error.reason  # a member that hangs is not waited for again
+        if policy == ANSWER or timed_out or (error.written and policy != AGAIN) or not peer.may_wait():
+            fwd.cb(error)
+            return
+
+        def resume(up: bool) -> None:
+            handler = self._handler(peer) if up else None
+            if handler is not None:
+                self._send(peer, handler, fwd.op, fwd.cb, policy, fwd.miss)
+            elif up and peer.may_wait():  # down again at once: wait again, within its own window
+                peer.park(resume)
+            else:
+                STATS.ring_owner_down["error"] += 1
+                fwd.cb(self._down_error(peer))
+
+        peer.park(resume)
+
+    def _waits(self, target: Target) -> bool:
+        """Whether a request for TARGET, a member marked down, waits for it (then parked by the caller)."""
+        return target is not None and target.may_wait()
+
     def _view(self) -> View:
         view = self.state.view
         assert view is not None  # a router is made only once a ring is applied
@@ -110,6 +181,10 @@ class RingRouter:
         target = view.read_owner(point)
         handler = self._handler(target)
         if handler is None:
+            if not view.owner_down_miss and self._waits(target):
+                assert target is not None
+                target.park(lambda up: self._read(hash_key, token, b64, op, cb, is_miss, miss))
+                return
             self._read_down(view, target, cb, miss)
             return
         if view.prepare:  # a miss on the previous owner may have been written by a proxy already serving
@@ -130,7 +205,7 @@ class RingRouter:
         prev = view.warm_owner(point, target)
         prev_handler = None if isinstance(prev, _NoTarget) else self._handler(prev)
         if prev_handler is None:
-            op(handler, self._cb(target, cb))
+            self._send(target, handler, op, cb, MISS if view.owner_down_miss else AGAIN, miss)
             return
 
         def first(resp: Any) -> None:
@@ -190,7 +265,7 @@ class RingRouter:
     # -- writes -------------------------------------------------------------------------------
 
     def _write(self, hash_key: bytes, token: bytes, b64: bool, op: Op, cb: Callback, *,
-               dependent: bool, mirror: bool, delete: bool = False) -> None:
+               dependent: bool, mirror: bool, delete: bool = False, again: bool = False) -> None:
         """OP on the key's owner. With a second owner (prepare, or warming up) the client hears
         the owner's answer once both owners are done:
 
@@ -202,18 +277,30 @@ class RingRouter:
 
         Previous owner first, then new, for deletes: a warm-up fill that read the previous copy
         before it was deleted re-checks it after filling (see warmup.pull) and so cannot bring it
-        back; a set lands on the new owner first, so a read in between never finds neither."""
+        back; a set lands on the new owner first, so a read in between never finds neither.
+
+        AGAIN: running OP twice changes nothing (a plain set, a delete without CAS), so it may be
+        sent again after its member failed with it on the wire."""
         view = self._view()
         point = key_point(hash_key)
         owner, other = view.write_owners(point)
         handler = self._handler(owner)
         if handler is None:
+            if self._waits(owner):
+                assert owner is not None
+
+                def resume(up: bool) -> None:
+                    self._write(hash_key, token, b64, op, cb, dependent=dependent, mirror=mirror, delete=delete,
+                                again=again)
+
+                owner.park(resume)
+                return
             STATS.ring_owner_down["error"] += 1
             cb(self._down_error(owner))
             return
         other_handler = None if isinstance(other, _NoTarget) else self._handler(other)
         if other_handler is None:
-            op(handler, self._cb(owner, cb))
+            self._send(owner, handler, op, cb, AGAIN if again else ONCE)
             return
         assert not isinstance(other, _NoTarget)
         if view.prepare and mirror:
@@ -273,13 +360,14 @@ class RingRouter:
             h.store(mode, key, flags, exptime, data, cas_unique, done)
 
         plain_set = mode == b"S"
-        self._write(key, key, False, op, cb, dependent=not plain_set, mirror=plain_set)
+        self._write(key, key, False, op, cb, dependent=not plain_set, mirror=plain_set, again=plain_set)
 
     def delete(self, key: bytes, cb: Callback, *, base64: bool = False) -> None:
         def op(h: Handler, done: Callback) -> None:
             h.delete(key, done, base64=base64)
 
-        self._write(decode_key(key, base64), key, base64, op, cb, dependent=False, mirror=False, delete=True)
+        self._write(decode_key(key, base64), key, base64, op, cb, dependent=False, mirror=False, delete=True,
+                    again=True)
 
     def touch(self, key: bytes, exptime: int, cb: Callback) -> None:
         def op(h: Handler, done: Callback) -> None:
@@ -312,11 +400,12 @@ class RingRouter:
             miss = None if quiet else meta_miss(flags, token)
             self._read(hash_key, token, b64, op, cb, _is_get_miss if verb == b"mg" else _never, miss)
         elif verb == b"md":
-            self._write(hash_key, token, b64, op, cb, dependent=False, mirror=False, delete=True)
+            self._write(hash_key, token, b64, op, cb, dependent=False, mirror=False, delete=True,
+                        again=not any(f[:1] == b"C" for f in flags))
         elif verb == b"ms":
             plain_set = not any(f[:1] == b"C" or (f[:1] == b"M" and f[1:2] not in (b"S", b"s")) or f[:1] == b"I"
                                 for f in flags)
-            self._write(hash_key, token, b64, op, cb, dependent=not plain_set, mirror=plain_set)
+            self._write(hash_key, token, b64, op, cb, dependent=not plain_set, mirror=plain_set, again=plain_set)
         else:  # ma
             self._write(hash_key, token, b64, op, cb, dependent=True, mirror=False)
 

@@ -109,12 +109,13 @@ class RingState:
     def _peer(self, member: Member, s: RingSettings) -> Peer:
         peer = self.peers.get(member.name)
         if peer is not None and peer.peer == member.peer:
-            peer.down_after, peer.probe_interval = s.down_after, s.probe_interval
+            peer.down_after, peer.probe_interval, peer.down_wait = s.down_after, s.probe_interval, s.down_wait
             return peer
         if peer is not None:
             peer.retire()
         peer = Peer(member, timeout=self.timeout, connections=s.peer_connections, down_after=s.down_after,
-                    probe_interval=s.probe_interval, max_batch=self.max_batch, ssl_context=self.ssl_context)
+                    probe_interval=s.probe_interval, max_batch=self.max_batch, ssl_context=self.ssl_context,
+                    down_wait=s.down_wait)
         self.peers[member.name] = peer
         return peer
 

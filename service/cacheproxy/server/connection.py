@@ -97,9 +97,9 @@ class Slot:
 
 
 class ClientConnection(asyncio.Protocol):
-    __slots__ = ("_out", "_reading_paused", "_write_scheduled", "_writing_paused", "closing", "context", "head",
-                 "last_activity", "loop", "orca", "partial_since", "rejected", "session", "slots", "start_session",
-                 "transport")
+    __slots__ = ("_out", "_reading_paused", "_write_scheduled", "_writing_paused", "closing", "context", "draining",
+                 "head", "last_activity", "loop", "orca", "partial_since", "rejected", "session", "slots",
+                 "start_session", "transport")
 
     def __init__(self, context: ServerContext, start_session: SessionFactory) -> None:
         self.context = context
@@ -120,6 +120,7 @@ class ClientConnection(asyncio.Protocol):
         self._reading_paused = False
         self._writing_paused = False
         self.closing = False
+        self.draining = False  # close as soon as an answer leaves nothing in flight (see drain)
         self.rejected = False
         self.last_activity = 0.0
         self.partial_since: float | None = None  # when an unfinished request started to arrive
@@ -249,6 +250,8 @@ class ClientConnection(asyncio.Protocol):
                 elif not self._write_scheduled:
                     self._write_scheduled = True
                     outbox.mark(self)
+        if self.draining and self.head is None and self.close_if_idle():
+            return
         if self._reading_paused:
             self._maybe_resume_reading()
 
@@ -296,6 +299,20 @@ class ClientConnection(asyncio.Protocol):
         slot = self.slot()
         slot.close_after = True
         self.complete(slot, b"")
+
+    def drain(self) -> None:
+        """The proxy is stopping: close right after the answer that leaves nothing in flight. A
+        client that waits for each answer before its next request reads the close with that answer,
+        so none of its requests is on the wire when the connection ends (see app.Runtime.drain)."""
+        self.draining = True
+
+    def close_if_idle(self) -> bool:
+        """Close if nothing is in flight, half-read or waiting to be dispatched; True if closed."""
+        session = self.session
+        if self.head is not None or (session is not None and (session.backlog or session.parser.buffered)):
+            return False
+        self.close()
+        return True
 
     def close(self) -> None:
         if self.transport is not None and not self.closing:

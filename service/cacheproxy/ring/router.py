@@ -9,9 +9,9 @@ request in the order the client sent them, so a multi-key get split over owners 
 one memcached would answer it.
 
 * A plain text ``get``/``set`` (the servers' shortcuts) keeps its shortcut when the local orca
-  offers them: on a settled ring it goes straight to the owner's (the local plain handler, or the
-  plain forwarder, whose owner's proxy serves the client's ``set`` as written); while preparing or
-  warming up it takes the routes below like any read or plain set.
+  offers them: this member's own key on a settled ring goes straight to the local plain handler;
+  any other takes the routes below like any read or plain set, on the owner's plain forwarder (a
+  ``set`` travels as the client wrote it, and the owner's proxy serves it by its own shortcut).
 * A member marked down (see :mod:`cacheproxy.ring.peers`): reads of its keys answer a miss
   (``owner_down: miss``, counted) or ``SERVER_ERROR``; writes and deletes ``SERVER_ERROR``.
 * A member that goes away (its connection refused, closed or reset: a pod being replaced) is
@@ -175,9 +175,10 @@ class RingRouter:
     # -- reads --------------------------------------------------------------------------------
 
     def _read(self, hash_key: bytes, token: bytes, b64: bool, op: Op, cb: Callback,
-              is_miss: Callable[[Any], bool], miss: MetaResponse | None) -> None:
+              is_miss: Callable[[Any], bool], miss: MetaResponse | None, point: int | None = None) -> None:
         view = self._view()
-        point = key_point(hash_key)
+        if point is None:
+            point = key_point(hash_key)
         target = view.read_owner(point)
         handler = self._handler(target)
         if handler is None:
@@ -232,40 +233,40 @@ class RingRouter:
         return cast(TextShortcuts, handler)  # a plain forwarder (see ``shortcuts``)
 
     def get_text(self, key: bytes, cb: Callback) -> None:
-        """Straight to the owner's shortcut on a settled ring (the local orca's, or the plain
-        forwarder's: the owner's proxy answers ``mg`` as memcached does); else as any read."""
+        """This member's own key on a settled ring: straight to the local orca's shortcut. Any
+        other: as any read, through the owner's plain forwarder (the owner's proxy answers ``mg``
+        as memcached does), so a member that fails under it is waited for or missed as above."""
+        point = key_point(key)
         view = self._view()
-        if view.settled():
-            target = view.current.owner(key_point(key))
-            handler = self._handler(target)
-            if handler is not None:
-                self._shortcuts(handler).get_text(key, self._cb(target, cb))
-                return
+        if view.settled() and view.current.owner(point) is None:
+            self._shortcuts(self.local).get_text(key, cb)
+            return
 
         def op(h: Handler, done: Callback) -> None:
             self._shortcuts(h).get_text(key, done)
 
-        self._read(key, key, False, op, cb, _is_get_miss, META_MISS)
+        self._read(key, key, False, op, cb, _is_get_miss, META_MISS, point=point)
 
     def set_text(self, key: bytes, request: bytes, cb: Callback) -> None:
-        """The client's set as written, to the owner (both owners in prepare, as a plain set)."""
+        """The client's set as written: this member's own key on a settled ring straight to the
+        local shortcut; any other as a plain set (both owners in prepare; sent again after a
+        member failed under it, since running it twice changes nothing)."""
+        point = key_point(key)
         view = self._view()
-        if view.settled():
-            target = view.current.owner(key_point(key))
-            handler = self._handler(target)
-            if handler is not None:
-                self._shortcuts(handler).set_text(key, request, self._cb(target, cb))
-                return
+        if view.settled() and view.current.owner(point) is None:
+            self._shortcuts(self.local).set_text(key, request, cb)
+            return
 
         def op(h: Handler, done: Callback) -> None:
             self._shortcuts(h).set_text(key, request, done)
 
-        self._write(key, key, False, op, cb, dependent=False, mirror=True)
+        self._write(key, key, False, op, cb, dependent=False, mirror=True, again=True, point=point)
 
     # -- writes -------------------------------------------------------------------------------
 
     def _write(self, hash_key: bytes, token: bytes, b64: bool, op: Op, cb: Callback, *,
-               dependent: bool, mirror: bool, delete: bool = False, again: bool = False) -> None:
+               dependent: bool, mirror: bool, delete: bool = False, again: bool = False,
+               point: int | None = None) -> None:
         """OP on the key's owner. With a second owner (prepare, or warming up) the client hears
         the owner's answer once both owners are done:
 
@@ -282,7 +283,8 @@ class RingRouter:
         AGAIN: running OP twice changes nothing (a plain set, a delete without CAS), so it may be
         sent again after its member failed with it on the wire."""
         view = self._view()
-        point = key_point(hash_key)
+        if point is None:
+            point = key_point(hash_key)
         owner, other = view.write_owners(point)
         handler = self._handler(owner)
         if handler is None:

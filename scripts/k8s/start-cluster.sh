@@ -39,9 +39,17 @@ $KAS --etcd-servers=http://127.0.0.1:$ETCD_PORT --advertise-address=127.0.0.1 --
      --service-account-signing-key-file=$D/sa.key --token-auth-file=$D/tokens.csv \
      --authorization-mode=RBAC --disable-admission-plugins=ServiceAccount --endpoint-reconciler-type=none > $D/kas.log 2>&1 &
 echo $! > $D/kas.pid
-for i in $(seq 1 240); do
-  if curl -skf -H "Authorization: Bearer admin-token" https://127.0.0.1:$KAS_PORT/readyz >/dev/null 2>&1; then
-    cat > $D/kubeconfig <<KC
+fail() { echo "start-cluster.sh: $1" >&2; tail -${3:-30} $D/$2.log >&2; bash "$H/stop-cluster.sh" >&2; exit 1; }
+deadline=$(( $(date +%s) + 60 ))
+while true; do
+  curl -skf --max-time 2 -H "Authorization: Bearer admin-token" https://127.0.0.1:$KAS_PORT/readyz >/dev/null 2>&1 && break
+  kill -0 "$(cat $D/etcd.pid)" 2>/dev/null || fail "etcd exited" etcd 3
+  kill -0 "$(cat $D/kas.pid)" 2>/dev/null || fail "kube-apiserver exited" kas
+  [ $(date +%s) -lt $deadline ] || fail "kube-apiserver not ready after 60 s" kas
+  sleep 0.25
+done
+ready_kas=$(( $(date +%s%3N) - t0 ))
+cat > $D/kubeconfig <<KC
 apiVersion: v1
 kind: Config
 clusters: [{name: local, cluster: {server: "https://127.0.0.1:$KAS_PORT", certificate-authority: "$D/certs/apiserver.crt"}}]
@@ -49,18 +57,19 @@ users: [{name: admin, user: {token: admin-token}}]
 contexts: [{name: local, context: {cluster: local, user: admin, namespace: default}}]
 current-context: local
 KC
-    $KCM --kubeconfig=$D/kubeconfig --authentication-kubeconfig=$D/kubeconfig \
-      --authorization-kubeconfig=$D/kubeconfig --leader-elect=false --bind-address=127.0.0.1 \
-      --secure-port=$KCM_PORT \
-      --controllers=namespace-controller,garbage-collector-controller,serviceaccount-controller,serviceaccount-token-controller,deployment-controller,replicaset-controller,statefulset-controller \
-      --service-account-private-key-file=$D/sa.key --root-ca-file=$D/certs/apiserver.crt > $D/kcm.log 2>&1 &
-    echo $! > $D/kcm.pid
-    echo "kube-apiserver $("$KAS" --version | cut -d' ' -f2) ready after $(( $(date +%s%3N) - t0 )) ms"
-    exit 0
-  fi
-  kill -0 "$(cat $D/kas.pid)" 2>/dev/null || break
-  kill -0 "$(cat $D/etcd.pid)" 2>/dev/null || { echo "etcd exited:" >&2; tail -3 $D/etcd.log >&2; break; }
+$KCM --kubeconfig=$D/kubeconfig --authentication-kubeconfig=$D/kubeconfig \
+  --authorization-kubeconfig=$D/kubeconfig --leader-elect=false --bind-address=127.0.0.1 \
+  --secure-port=$KCM_PORT \
+  --controllers=namespace-controller,garbage-collector-controller,serviceaccount-controller,serviceaccount-token-controller,deployment-controller,replicaset-controller,statefulset-controller \
+  --service-account-private-key-file=$D/sa.key --root-ca-file=$D/certs/apiserver.crt > $D/kcm.log 2>&1 &
+echo $! > $D/kcm.pid
+# healthz is open without credentials on the controller-manager's secure port: it answers once serving
+deadline=$(( $(date +%s) + 60 ))
+while true; do
+  curl -skf --max-time 2 https://127.0.0.1:$KCM_PORT/healthz >/dev/null 2>&1 && break
+  kill -0 "$(cat $D/kcm.pid)" 2>/dev/null || fail "kube-controller-manager exited" kcm
+  [ $(date +%s) -lt $deadline ] || fail "kube-controller-manager not healthy after 60 s" kcm
   sleep 0.25
 done
-echo "apiserver not ready" >&2; tail -30 $D/kas.log >&2
-bash "$H/stop-cluster.sh"; exit 1
+echo "Kubernetes $("$KAS" --version | cut -d' ' -f2) control plane on 127.0.0.1:$KAS_PORT:" \
+  "apiserver ready after $ready_kas ms, controller-manager after $(( $(date +%s%3N) - t0 )) ms"

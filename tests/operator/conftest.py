@@ -9,6 +9,7 @@ by PID with scripts/k8s/stop-cluster.sh. It shares no port, directory or lock wi
 run in one test session. Missing binaries FAIL the tests: CI builds them first (`scripts/setup.sh
 --test`), and a skipped cluster test must never count as a pass.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -54,11 +54,9 @@ fi
 env -u CACHEPROXY_PURE_PYTHON .venv/bin/python -m cacheproxy --version
 
 if [ "$want_test" = --test ]; then
-  # The test node's binaries (cached: seconds when built; ~25 min cold on 2 cores, see README)
+  # Kubernetes for the test node and for the operator tests' kubelet-less control plane (the same
+  # binaries; cached: seconds when built; ~25 min cold on 2 cores, see README)
   PATH="$PATH:/usr/local/go/bin" bash scripts/k8s/build.sh
-  # The operator's reconcile tests drive pod readiness themselves, on a control plane without a
-  # kubelet (kube-apiserver 1.20 built from Debian's source; cached in ~/.cache/k8s-1.20.2).
-  bash scripts/k8s/build-control-plane.sh
   [ -x "$HOME/.cache/k8s/helm" ] || bash scripts/k8s/get-helm.sh
   bash bench/build.sh >/dev/null 2>&1 || true
   # pylibmc (built against libmemcached-dev): the ring's golden test against a real client library.

@@ -1,13 +1,15 @@
 """kopf wiring, kept thin: every trigger asks for a reconcile of one CacheProxy by name.
 
-Triggers: create/update/resume of the CacheProxy, events on the children (a child deleted or edited
-by hand, a StatefulSet or pod changing readiness), and one background loop: every few seconds it
-reconciles the CacheProxies in the middle of a ring change (their proxies' GET /ring decides the
-next step), and every RESYNC_SECONDS all of them (catches anything missed, e.g. the ServiceMonitor
-API appearing). The loop is not a kopf timer: kopf puts a finalizer on every object with a timer,
-and a finalizer outliving the operator makes deleting a CacheProxy hang. Requests for the same
-CacheProxy are coalesced: while one reconcile runs, further requests mark it dirty and it runs once
-more afterwards.
+Triggers: create/update/resume of the CacheProxy, events on the built-in children (a child deleted
+or edited by hand, a StatefulSet or pod changing readiness), and one background loop: every few
+seconds it reconciles the CacheProxies in the middle of a ring change (their proxies' GET /ring
+decides the next step), and every RESYNC_SECONDS all of them (catches anything missed, e.g. the
+ServiceMonitor API appearing). The children whose kinds come from other projects' CRDs
+(ServiceMonitor, Certificate) are not watched, only resynced: kopf stops the whole operator when a
+watched kind's CRD is deleted and its re-watch answers 404 before kopf has noticed the deletion.
+The loop is not a kopf timer: kopf puts a finalizer on every object with a timer, and a finalizer
+outliving the operator makes deleting a CacheProxy hang. Requests for the same CacheProxy are
+coalesced: while one reconcile runs, further requests mark it dirty and it runs once more afterwards.
 """
 
 from __future__ import annotations
@@ -43,8 +45,6 @@ CHILD_RESOURCES = [
     ("apps/v1", "statefulsets"),
     ("policy", "poddisruptionbudgets"),
     ("networking.k8s.io/v1", "networkpolicies"),
-    ("monitoring.coreos.com/v1", "servicemonitors"),
-    ("cert-manager.io/v1", "certificates"),
 ]
 
 

@@ -197,9 +197,3 @@ class Kube:
             "count": 1,
         }
         return self.request("POST", object_path("v1", "Event", meta["namespace"]), body=event)
-
-    def server_version(self) -> tuple[int, int]:
-        """(major, minor) of the API server, e.g. (1, 31); "31+" style minors count as 31."""
-        info = retrying(lambda: self.request("GET", "/version"))
-        digits = "".join(ch for ch in str(info.get("minor", "0")) if ch.isdigit()) or "0"
-        return int(info.get("major", "1")), int(digits)

@@ -145,8 +145,6 @@ def prune(kube: Kube, api_version: str, kind: str, owner: Owner) -> list[str]:
 
 def discover(kube: Kube) -> Capabilities:
     return Capabilities(
-        pdb=kube.serves("policy/v1"),
-        native_sidecars=kube.server_version() >= (1, 29),
         service_monitor=kube.serves(SERVICE_MONITOR_API),
         cert_manager=kube.serves(CERT_MANAGER_API),
     )

@@ -1,7 +1,8 @@
 """The test session's one Kubernetes cluster: a real single node, and kubectl/helm bound to it.
 
-`session_cluster()` returns the same running cluster to every caller in the process (the chart, operator
-and e2e tests share it). It uses $CACHEPROXY_TEST_KUBECONFIG when that points at a reachable test
+`session_cluster()` returns the same running cluster to every caller in the process (the chart and e2e
+tests share it; the operator tests run on their own kubelet-less control plane, see
+tests/operator/conftest.py). It uses $CACHEPROXY_TEST_KUBECONFIG when that points at a reachable test
 cluster (never plain $KUBECONFIG: the tests install and delete things; a node started by hand with
 start-node.sh is $D/kubeconfig, and its $D/env lets the e2e tests load images into it); otherwise it starts the
 project's own node once with scripts/k8s/start-node.sh (Kubernetes built by scripts/k8s/build.sh:

@@ -3,9 +3,11 @@ no kubelet: the tests drive pod readiness themselves by patching pod status, whi
 overwrite. (The chart and the tier in running pods are tested on the node, tests/chart and tests/e2e.)
 
 With KUBECONFIG set, that cluster is used as it is. Otherwise the project's own control plane is
-started on loopback by scripts/k8s/start-cluster.sh (free ports, a temp state dir) and stopped by PID
-with scripts/k8s/stop-cluster.sh. Missing binaries FAIL the tests: CI builds them first
-(scripts/k8s/build-control-plane.sh), and a skipped cluster test must never count as a pass.
+started on loopback by scripts/k8s/start-cluster.sh (free ports, a temp state dir), from the same
+Kubernetes build the node runs (scripts/k8s/build.sh, ~/.cache/k8s/kubernetes-<version>), and stopped
+by PID with scripts/k8s/stop-cluster.sh. It shares no port, directory or lock with the node, so both
+run in one test session. Missing binaries FAIL the tests: CI builds them first (`scripts/setup.sh
+--test`), and a skipped cluster test must never count as a pass.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ os.environ.setdefault("CACHEPROXY_RESYNC_SECONDS", "2")
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "scripts/k8s"
 CRD_FILE = ROOT / "operator/cacheproxy_operator/crd/cacheproxies.yaml"
-BIN = Path(os.environ.get("BIN", Path.home() / ".cache/k8s-1.20.2"))
+KVER = os.environ.get("KVER", "v1.37.2")  # as scripts/k8s/build.sh
+BIN = Path(os.environ.get("BIN", Path.home() / ".cache/k8s" / f"kubernetes-{KVER}"))
+START_ATTEMPTS = 3
 T = TypeVar("T")
 
 
@@ -48,6 +52,30 @@ def kubectl(*args: str, check: bool = True, stdin: str | None = None) -> subproc
     return subprocess.run(["kubectl", *args], input=stdin, capture_output=True, text=True, check=check, timeout=60)
 
 
+def start_control_plane(state: str) -> None:
+    """start-cluster.sh with its state in STATE, on free ports. The ports are free when chosen, but
+    another process (the node's components open many connections) may take one before the control plane
+    binds it: on "address already in use" it starts again on new ports, at most START_ATTEMPTS times."""
+    for attempt in range(1, START_ATTEMPTS + 1):
+        ports = dict(
+            zip(
+                ["KAS_PORT", "ETCD_PORT", "ETCD_PEER_PORT", "KCM_PORT"],
+                map(str, distinct_free_ports(4)),
+                strict=True,
+            )
+        )
+        env = {**os.environ, **ports, "D": state, "BIN": str(BIN)}
+        started = subprocess.run(
+            ["bash", str(SCRIPTS / "start-cluster.sh")], env=env, capture_output=True, text=True, timeout=180
+        )
+        if started.returncode == 0:
+            return
+        subprocess.run(["bash", str(SCRIPTS / "stop-cluster.sh")], env=env, capture_output=True, timeout=60)
+        output = f"{started.stdout}\n{started.stderr}"
+        if "address already in use" not in output or attempt == START_ATTEMPTS:
+            pytest.fail(f"start-cluster.sh failed (attempt {attempt}):\n{output}", pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[str]:
     """Path of a kubeconfig for a cluster with the CacheProxy CRD installed."""
@@ -59,24 +87,11 @@ def cluster() -> Iterator[str]:
         if missing:
             pytest.fail(
                 f"control-plane binaries missing in {BIN} ({', '.join(missing)}): run "
-                "`bash scripts/k8s/build-control-plane.sh` first (or set KUBECONFIG)",
+                "`bash scripts/k8s/build.sh` first (or set KUBECONFIG)",
                 pytrace=False,
             )
         state = tempfile.mkdtemp(prefix="cacheproxy-kas-")
-        ports = dict(
-            zip(
-                ["KAS_PORT", "ETCD_PORT", "ETCD_PEER_PORT", "KCM_PORT"],
-                map(str, distinct_free_ports(4)),
-                strict=True,
-            )
-        )
-        env = {**os.environ, **ports, "D": state, "BIN": str(BIN)}
-        started = subprocess.run(
-            ["bash", str(SCRIPTS / "start-cluster.sh")], env=env, capture_output=True, text=True, timeout=120
-        )
-        if started.returncode != 0:
-            subprocess.run(["bash", str(SCRIPTS / "stop-cluster.sh")], env=env, timeout=60)
-            pytest.fail(f"start-cluster.sh failed:\n{started.stdout}\n{started.stderr}", pytrace=False)
+        start_control_plane(state)
         kubeconfig = f"{state}/kubeconfig"
         os.environ["KUBECONFIG"] = kubeconfig
         # kopf logs in with load_kube_config(), whose default path was read from the env at import time

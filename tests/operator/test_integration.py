@@ -64,12 +64,7 @@ def children(kube: Any, namespace: str, name: str) -> dict[str, list[dict[str, A
     ]
     if kube.serves("monitoring.coreos.com/v1"):
         kinds.append(("monitoring.coreos.com/v1", "ServiceMonitor"))
-    # policy/v1 is served from Kubernetes 1.21 on; before it the operator makes no PDB
-    pdb = discover(kube).pdb
-    return {
-        kind: kube.list(api, kind, namespace, selector) if pdb or kind != "PodDisruptionBudget" else []
-        for api, kind in kinds
-    }
+    return {kind: kube.list(api, kind, namespace, selector) for api, kind in kinds}
 
 
 def pod_containers(pod: dict[str, Any]) -> list[str]:
@@ -173,7 +168,7 @@ def test_create_makes_every_child_with_the_right_content(kube: Any, namespace: s
         "ConfigMap": ["basic-config"],
         "StatefulSet": ["basic"],
         "Service": ["basic", "basic-headless"],
-        "PodDisruptionBudget": ["basic"] if discover(kube).pdb else [],  # policy/v1: Kubernetes >= 1.21
+        "PodDisruptionBudget": ["basic"],
         "NetworkPolicy": [],
         "ServiceAccount": ["basic"],  # the pods' identity: they may read basic-config, nothing else
         "Role": ["basic-read-config"],
@@ -202,12 +197,10 @@ def test_create_makes_every_child_with_the_right_content(kube: Any, namespace: s
     assert condition(cr, "Ready") == ("False", "ReplicasNotReady")
     if not has_sm:
         assert condition(cr, "Monitoring") == ("False", "APINotServed")
-    if discover(kube).pdb:
-        pdb = kube.get("policy/v1", "PodDisruptionBudget", namespace, "basic")
-        assert pdb["spec"]["maxUnavailable"] == 1
-    if discover(kube).native_sidecars:  # Kubernetes >= 1.29; the 1.20 test control plane has none
-        assert [c["name"] for c in template["spec"]["initContainers"]] == ["memcached"]
-        assert template["spec"]["initContainers"][0]["restartPolicy"] == "Always"
+    pdb = kube.get("policy/v1", "PodDisruptionBudget", namespace, "basic")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert [c["name"] for c in template["spec"]["initContainers"]] == ["memcached"]
+    assert template["spec"]["initContainers"][0]["restartPolicy"] == "Always"
     assert any(e["reason"] == "Created" for e in events(namespace, "basic"))
     printed = kubectl("get", "cproxy", "-n", namespace, "basic").stdout
     assert printed.split()[:6] == ["NAME", "REPLICAS", "READY", "PHASE", "RING", "AGE"]
@@ -641,7 +634,7 @@ def test_operator_killed_mid_reconcile_converges_without_duplicates(cluster: str
             "ConfigMap": 1,
             "StatefulSet": 1,
             "Service": 2,
-            "PodDisruptionBudget": 1 if discover(kube).pdb else 0,
+            "PodDisruptionBudget": 1,
             "NetworkPolicy": 0,
             "ServiceAccount": 1,
             "Role": 1,
@@ -698,17 +691,7 @@ def restricted_kubeconfig(kube: Any, namespace: str, admin_kubeconfig: str, path
         },
     ]
     kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests}))
-    # Kubernetes < 1.24 mints a token Secret for every ServiceAccount; newer ones use the TokenRequest API.
-    token = kubectl("create", "token", "-n", namespace, sa, check=False).stdout.strip()
-    if not token:
-        secret = poll(
-            lambda: (kube.get("v1", "ServiceAccount", namespace, sa).get("secrets") or [None])[0],
-            what="ServiceAccount token secret",
-        )
-        import base64
-
-        data = kube.request("GET", f"/api/v1/namespaces/{namespace}/secrets/{secret['name']}")["data"]
-        token = base64.b64decode(data["token"]).decode()
+    token = kubectl("create", "token", "-n", namespace, sa).stdout.strip()  # the TokenRequest API
     view = json.loads(kubectl("config", "view", "--raw", "--minify", "-o", "json").stdout)
     view["users"] = [{"name": sa, "user": {"token": token}}]
     view["contexts"][0]["context"]["user"] = sa

@@ -295,11 +295,9 @@ def test_optional_children_follow_capabilities_and_switches() -> None:
     assert "ServiceMonitor" not in kinds
     assert kinds["PodDisruptionBudget"]["apiVersion"] == "policy/v1"
     assert kinds["PodDisruptionBudget"]["spec"]["maxUnavailable"] == 1
-    old = build(OWNER, with_defaults({}), Capabilities(pdb=False, native_sidecars=False))
-    assert "PodDisruptionBudget" not in {m["kind"] for m in old.desired}  # no policy/v1beta1 any more
-    assert ("policy/v1", "PodDisruptionBudget") not in old.absent
-    pod = {m["kind"]: m for m in old.desired}["StatefulSet"]["spec"]["template"]["spec"]
-    assert "initContainers" not in pod and [c["name"] for c in pod["containers"]] == ["memcached", "cacheproxy"]
+    pod = kinds["StatefulSet"]["spec"]["template"]["spec"]
+    assert [(c["name"], c["restartPolicy"]) for c in pod["initContainers"]] == [("memcached", "Always")]
+    assert [c["name"] for c in pod["containers"]] == ["cacheproxy"]
     off = build(
         OWNER,
         with_defaults(

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 from cacheproxy_operator import rbac
-from cacheproxy_operator.handlers import Coalescer
+from cacheproxy_operator.handlers import CHILD_RESOURCES, Coalescer
 from cacheproxy_operator.kube import retrying
 from cacheproxy_operator.reconcile import is_subset, with_applied_hash
 from cacheproxy_operator.spec import with_defaults
@@ -206,6 +206,13 @@ def test_rbac_rules_cover_every_child_kind_and_grant_no_wildcards() -> None:
     assert granted[("", "secrets")] == {"get"}
     assert granted[("cert-manager.io", "certificates")] == set(rbac.CHILD_VERBS)
     assert rbac.RULES == rbac.NAMESPACED_RULES + rbac.CLUSTER_RULES
+
+
+def test_kopf_watches_only_built_in_child_kinds() -> None:
+    """kopf stops the operator when a watched kind's CRD is deleted under its watch (the re-watch answers
+    404): ServiceMonitors and Certificates are kept right by the resync instead."""
+    groups = {"" if api == "v1" else api.split("/")[0] for api, _ in CHILD_RESOURCES}
+    assert groups == {"", "apps", "policy", "networking.k8s.io"}
 
 
 def waiting_pod(name: str, container: str, reason: str, message: str = "", init: bool = False) -> dict:

@@ -32,8 +32,6 @@ __all__ = [
 class Capabilities:
     """What the API server serves, as far as the children are concerned."""
 
-    pdb: bool = True  # policy/v1 served (Kubernetes >= 1.21)
-    native_sidecars: bool = True  # init containers with restartPolicy Always (Kubernetes >= 1.29)
     service_monitor: bool = True
     cert_manager: bool = True  # cert-manager.io/v1 served (cert-manager installed)
 
@@ -71,13 +69,13 @@ def build(
         absent.append((CERT_MANAGER_API, "Certificate"))
     desired += access(owner, spec)  # the pods' ServiceAccount, Role and RoleBinding, before the pods
     desired += [
-        statefulset(owner, spec, pods, native_sidecars=caps.native_sidecars),
+        statefulset(owner, spec, pods),
         client_service(owner, spec),
         headless_service(owner, spec),
     ]
-    if spec["podDisruptionBudget"]["enabled"] and caps.pdb:
+    if spec["podDisruptionBudget"]["enabled"]:
         desired.append(pod_disruption_budget(owner, spec))
-    elif caps.pdb:
+    else:
         absent.append(("policy/v1", "PodDisruptionBudget"))
     if spec["monitoring"]["serviceMonitor"]["enabled"] and caps.service_monitor:
         desired.append(service_monitor(owner, spec))

@@ -1,4 +1,4 @@
-"""The PodDisruptionBudget (policy/v1; made only where the server serves it)."""
+"""The PodDisruptionBudget (policy/v1): at most maxUnavailable of the tier's pods evicted at once."""
 
 from __future__ import annotations
 

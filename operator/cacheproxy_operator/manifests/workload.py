@@ -7,11 +7,10 @@ memcached's extstore starts empty on every start: the claim saves provisioning, 
 
 memcached listens only on unix sockets in an emptyDir shared with the proxy, so the proxy is the
 pod's one network entry point. memcached runs as a native sidecar (an init container with
-restartPolicy Always, Kubernetes >= 1.29): the kubelet starts it before the proxy and stops it only
-after the proxy has exited. On termination the proxy gets a short preStop pause (endpoints drop the
-pod first), then SIGTERM and drains; memcached serves the drain and exits right after it, so a pod
-takes as long to stop as its drain, not a fixed sleep. On older API servers (only the project's test
-control plane; not a supported target) memcached is a plain container.
+restartPolicy Always): the kubelet starts it before the proxy and stops it only after the proxy has
+exited. On termination the proxy gets a short preStop pause (endpoints drop the pod first), then
+SIGTERM and drains; memcached serves the drain and exits right after it, so a pod takes as long to
+stop as its drain, not a fixed sleep.
 """
 
 from __future__ import annotations
@@ -219,15 +218,11 @@ def termination_grace_seconds(spec: dict[str, Any]) -> int:
     return _drain_seconds(spec) + DRAIN_SLACK_SECONDS
 
 
-def pod_spec(owner: Owner, spec: dict[str, Any], native_sidecars: bool = True) -> dict[str, Any]:
+def pod_spec(owner: Owner, spec: dict[str, Any]) -> dict[str, Any]:
     memcached = [memcached_l1_container(spec)]
     if spec["l2"]["enabled"]:
         memcached.append(memcached_l2_container(spec))
-    if native_sidecars:
-        sidecars = [{**c, "restartPolicy": "Always"} for c in memcached]
-        containers = [proxy_container(owner, spec)]
-    else:
-        sidecars, containers = [], [*memcached, proxy_container(owner, spec)]
+    sidecars = [{**c, "restartPolicy": "Always"} for c in memcached]
     volumes: list[dict[str, Any]] = [
         {"name": "sockets", "emptyDir": {"sizeLimit": "1Mi"}},
         {"name": "config", "configMap": {"name": config_map_name(owner)}},
@@ -238,8 +233,8 @@ def pod_spec(owner: Owner, spec: dict[str, Any], native_sidecars: bool = True) -
     if spec["l2"]["enabled"] and not _l2_on_claim(spec):
         volumes.append({"name": "l2-data", "emptyDir": {"sizeLimit": l2_volume_size(spec)}})
     pod: dict[str, Any] = {
-        **({"initContainers": sidecars} if sidecars else {}),
-        "containers": containers,
+        "initContainers": sidecars,
+        "containers": [proxy_container(owner, spec)],
         "volumes": volumes,
         "securityContext": _pod_security(spec),
         "terminationGracePeriodSeconds": termination_grace_seconds(spec),
@@ -266,7 +261,7 @@ def pod_spec(owner: Owner, spec: dict[str, Any], native_sidecars: bool = True) -
     return pod
 
 
-def statefulset(owner: Owner, spec: dict[str, Any], replicas: int, *, native_sidecars: bool = True) -> dict[str, Any]:
+def statefulset(owner: Owner, spec: dict[str, Any], replicas: int) -> dict[str, Any]:
     """REPLICAS pods (the ring decides the count; it can differ from spec.replicas mid-change).
 
     The pod template carries only the restart-relevant config hash: membership and live settings
@@ -283,7 +278,7 @@ def statefulset(owner: Owner, spec: dict[str, Any], replicas: int, *, native_sid
         "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}},
         "template": {
             "metadata": {"labels": pod_labels, "annotations": pod_annotations},
-            "spec": pod_spec(owner, spec, native_sidecars),
+            "spec": pod_spec(owner, spec),
         },
     }
     if _l2_on_claim(spec):

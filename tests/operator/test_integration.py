@@ -144,6 +144,7 @@ class FakeProxies:
         self.kube = kube
         self.held: dict[str, int] = {}
         self.silent: set[str] = set()
+        self.last: dict[tuple[str, str], dict[str, Any]] = {}
         self.asked: set[str] = set()
 
     def __call__(self, pod: dict[str, Any], port: int) -> dict[str, Any] | None:
@@ -154,8 +155,12 @@ class FakeProxies:
         if meta["name"] in self.held:
             return {"generation": self.held[meta["name"]], "phase": "serve"}
         config = self.kube.get("v1", "ConfigMap", meta["namespace"], f"{meta['labels'][INSTANCE]}-config")
+        if config is None:  # deleted by hand: a proxy keeps the file it has
+            return self.last.get((meta["namespace"], meta["name"]))
         ring = yaml.safe_load(config["data"]["config.yaml"])["ring"]
-        return {"generation": ring["generation"], "phase": ring["phase"]}
+        answer = self.last[(meta["namespace"], meta["name"])] = {"generation": ring["generation"],
+                                                                  "phase": ring["phase"]}
+        return answer
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -10,10 +10,11 @@ step's generation: the proxies read the ring from a mounted ConfigMap, which rea
   reports its generation, so the new pods have read the config before anything is routed to them.
 - Preparing: the new ring in phase prepare with the old one as `previous` (reads by the old ring,
   writes and deletes on both owners), until every pod reports it.
-- WarmingUp: phase serve (reads by the new ring, a miss on a new owner filled from the previous one).
-  The window is counted from the moment every pod reports this generation, and it ends only once it
-  has passed and no proxy reports a window still open (`warmup_until`), so no proxy still reads
-  previous owners when the ring drops them.
+- WarmingUp: phase serve (reads by the new ring, a miss on a new owner filled from the previous one,
+  writes remove the previous copy). The proxies are told to hold their window open (a proxy counts
+  it from when it read the serve phase, and one that closed early would stop removing previous
+  copies while a late one still reads them); the operator counts `warmupSeconds` from the moment
+  every pod reports this generation, and ends the window for all by publishing the next ring.
 - Settling: the settled ring (`previous` cleared) with every pod kept, until every pod reports it.
 - RemovingPods (scale-in, or a withdrawn scale-out): the StatefulSet shrinks only now; the step ends
   when the leaving pods are gone (or terminating), so a pod that was a member never rejoins with the
@@ -25,7 +26,8 @@ step's generation: the proxies read the ring from a mounted ConfigMap, which rea
 Ordering rules (tests/operator/test_membership.py has one test per rule):
 - the StatefulSet shrinks only after every pod reports a ring without the leaving members;
 - reads move to a new ring (serve) only after every pod reports its prepare phase;
-- `previous` is dropped only after every proxy's warm-up window has closed;
+- `previous` is dropped only `warmupSeconds` after every proxy serves the new ring, every proxy's
+  window held open until then;
 - a size change waits for the current change except: AddingPods follows it at once (pods only),
   AddingPods may start during a scale-out's warm-up, and a scale-out is withdrawn from AddingPods
   (never-members: shrunk at once) or Preparing (Withdrawing); a scale-in cannot be withdrawn once
@@ -87,7 +89,8 @@ class RingState:
 
     @property
     def view(self) -> RingView:
-        return RingView(generation=self.generation, phase=self.phase, members=self.members, previous=self.previous)
+        return RingView(generation=self.generation, phase=self.phase, members=self.members, previous=self.previous,
+                        hold_warmup=self.warming)
 
     def waits_on(self) -> range:
         """Ordinals whose proxy must report this generation before the next step (empty: none)."""
@@ -181,14 +184,10 @@ def _stable(state: RingState, now: float) -> Decision:
     return Decision(nxt, [_event(nxt, "RingStable", f"every proxy serves the ring of {state.members}")])
 
 
-def _warm_up_over(state: RingState, observed: Observed, now: float) -> bool:
-    """The window has passed and no pod's proxy reports one still open."""
-    if state.warmup_ends is None or now < state.warmup_ends:
-        return False
-    return all(
-        (report := observed.reports.get(i)) is not None and (report.warmup_until or 0.0) <= now
-        for i in range(state.pods)
-    )
+def _warm_up_over(state: RingState, now: float) -> bool:
+    """The window has passed since every pod served the ring (each proxy's own window is held open
+    by the config until the next ring is published: RingView.hold_warmup)."""
+    return state.warmup_ends is not None and now >= state.warmup_ends
 
 
 def _warm_up_confirmed(state: RingState, now: float, timing: Timing) -> Decision:
@@ -214,7 +213,7 @@ def _step(state: RingState, target: int, observed: Observed, now: float, timing:
         if state.warming:  # started during a warm-up: the previous ring may be dropped only once it is over
             if state.warmup_ends is None:
                 return _warm_up_confirmed(state, now, timing)
-            if not _warm_up_over(state, observed, now):
+            if not _warm_up_over(state, now):
                 return Decision(state)
         return _prepare(state, state.pods, now)
     if state.step == PREPARING:
@@ -236,7 +235,7 @@ def _step(state: RingState, target: int, observed: Observed, now: float, timing:
         leaving = state.previous > state.members
         if not leaving and target > state.members:  # pods only: the ring keeps warming up meanwhile
             return _add_pods(state, target, now)
-        if lagging or not _warm_up_over(state, observed, now):
+        if lagging or not _warm_up_over(state, now):
             return Decision(state, [], lagging)
         if not leaving and target < state.members:
             return _prepare(state, target, now)

@@ -65,6 +65,7 @@ class Verdict:
     reads: int = 0
     writes: int = 0
     stale: list[str] = field(default_factory=list)
+    stale_at: list[float] = field(default_factory=list)  # seconds into the run
     hits: int = 0
     misses: int = 0
     windows: list[tuple[float, int, int]] = field(default_factory=list)  # (start, hits, misses)
@@ -102,6 +103,7 @@ class Model:
                 if index is None or index < last or (index > last and history.sent[index] >= read.answered):
                     out.stale.append(f"{read.key}: read {read.value!r} at {read.sent - start:.3f}s, "
                                      f"last answered write {history.values[last]!r}")
+                    out.stale_at.append(read.sent - start)
                     continue
             if last < 0 or history.values[last] is None or overlapping:
                 continue  # deleted, or a write under way: no hit or miss to count

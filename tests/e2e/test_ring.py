@@ -158,6 +158,7 @@ def test_scale_two_three_two_under_load_reads_nothing_stale(tier: Tier, capsys: 
     try:
         poll(load.preloaded.is_set, timeout=120, what="the keys preloaded")
         poll(lambda: load.requests >= CLIENTS, timeout=120, what="every client under way")
+        scaled_at = time.monotonic() - load.started_at
         out = follow_scale(tier, load, 3, SCALE_TIMEOUT)
         back = follow_scale(tier, load, 2, SCALE_TIMEOUT)
         tail = load.requests
@@ -176,6 +177,9 @@ def test_scale_two_three_two_under_load_reads_nothing_stale(tier: Tier, capsys: 
         print(f"stale reads {len(verdict.stale)}, dropped connections {len(load.dropped)}, error answers "
               f"{len(load.errors)}, hit ratio {verdict.hit_ratio:.4f} overall, "
               f"{verdict.worst_window():.4f} in the worst {WINDOW_SECONDS:g}s window")
+        if verdict.stale_at:
+            print(f"stale reads at {verdict.stale_at[0] - scaled_at:.1f}..{verdict.stale_at[-1] - scaled_at:.1f}s "
+                  "after the first scale command")
     assert verdict.stale == [], verdict.stale[:10]
     assert load.dropped == [], load.dropped[:10]
     assert load.errors == [], load.errors[:10]

@@ -143,8 +143,8 @@ def test_adding_pods_waits_until_the_new_pods_answer() -> None:
 
 
 def test_the_warm_up_counts_from_when_every_proxy_serves_the_ring() -> None:
-    """A proxy that reads the serve phase late warms up late: its window, not the publication,
-    decides when the previous ring may be dropped."""
+    """A proxy that reads the serve phase late starts warming up late: the window is counted from
+    when every pod serves the ring, not from its publication."""
     serving = warming(3, 2, confirmed_at=None)
     late = advance(serving, 3, prompt(serving, behind=(1,)), 100.0, TIMING)
     assert late.state == serving and late.waiting_for == [1]
@@ -153,11 +153,20 @@ def test_the_warm_up_counts_from_when_every_proxy_serves_the_ring() -> None:
     assert [e[1] for e in confirmed.events] == ["RingWarmingUp"]
     state = confirmed.state
     assert advance(state, 3, prompt(state), 150.0 + WARMUP - 1, TIMING).state == state
-    # one proxy restarted meanwhile and opened its window later: its warmup_until holds the ring
-    reopened = prompt(state, open_until=150.0 + WARMUP + 30)
-    assert advance(state, 3, reopened, 150.0 + WARMUP, TIMING).state == state
-    assert advance(state, 3, prompt(state, silent=(0,)), 150.0 + WARMUP + 31, TIMING).state == state
-    assert advance(state, 3, reopened, 150.0 + WARMUP + 30, TIMING).state.step == SETTLING
+    assert advance(state, 3, prompt(state, silent=(0,)), 150.0 + WARMUP, TIMING).state == state
+    assert advance(state, 3, prompt(state), 150.0 + WARMUP, TIMING).state.step == SETTLING
+
+
+def test_every_proxys_window_is_held_open_until_the_settled_ring() -> None:
+    """Each proxy counts its window from when it read the serve phase: a window of its own length
+    would close early on a proxy that read it early, and that proxy would stop removing previous
+    copies while a late one still reads them. So the config holds it open while the ring warms up."""
+    steps = run_until_stable(initial(3, 0.0), 2, 1.0)
+    held = [(s.step, s.view.hold_warmup) for s in steps]
+    assert held == [(PREPARING, False), (WARMING_UP, True), (WARMING_UP, True), (SETTLING, False),
+                    (REMOVING_PODS, False), (STABLE, False)]
+    adding = advance(warming(3, 2), 4, prompt(warming(3, 2)), 10.0, TIMING).state
+    assert adding.step == ADDING_PODS and adding.view.hold_warmup  # pods added during a warm-up
 
 
 def test_a_size_change_mid_prepare_of_a_scale_in_waits_for_it() -> None:

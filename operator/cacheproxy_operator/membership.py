@@ -53,10 +53,9 @@ Event = tuple[str, str, str]  # (type, reason, message)
 
 @dataclass(frozen=True)
 class Report:
-    """One pod's proxy's GET /ring: the generation it applies, and when its warm-up window ends."""
+    """One pod's proxy's GET /ring: the ring generation it applies."""
 
     generation: int
-    warmup_until: float | None = None  # unix seconds; None: no window began under its config
 
 
 @dataclass(frozen=True)

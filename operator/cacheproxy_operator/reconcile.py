@@ -268,12 +268,9 @@ def ordinal_of(owner: Owner, pod: dict[str, Any]) -> int | None:
 
 def _report(answer: dict[str, Any] | None) -> Report | None:
     """A GET /ring answer as the machine's Report (None: no answer, or no integer generation)."""
-    answer = answer or {}
-    generation, until = answer.get("generation"), answer.get("warmup_until")
+    generation = (answer or {}).get("generation")
     if not isinstance(generation, int) or isinstance(generation, bool):
         return None
-    if isinstance(until, int | float) and not isinstance(until, bool):
-        return Report(generation, float(until))
     return Report(generation)
 
 

@@ -28,15 +28,14 @@ TIMING = Timing(WARMUP, DEADLINE)
 
 
 def prompt(state: RingState, silent: tuple[int, ...] = (), behind: tuple[int, ...] = (),
-           open_until: float | None = None, extra_pods: tuple[int, ...] = ()) -> Observed:
+           extra_pods: tuple[int, ...] = ()) -> Observed:
     """The StatefulSet has STATE's pods (plus EXTRA_PODS not yet gone); each proxy reports STATE's
-    generation, except SILENT (no answer) and BEHIND (the generation before); OPEN_UNTIL is every
-    proxy's warm-up window end, as GET /ring's warmup_until."""
+    generation, except SILENT (no answer) and BEHIND (the generation before)."""
     reports = {}
     for i in range(state.pods):
         if i in silent:
             continue
-        reports[i] = Report(state.generation - (i in behind), open_until)
+        reports[i] = Report(state.generation - (i in behind))
     return Observed(reports, frozenset(range(state.pods)) | frozenset(extra_pods))
 
 

@@ -276,7 +276,7 @@ def test_observe_reads_each_waited_pods_ring_and_treats_silence_as_not_yet() -> 
         return answers[pod["status"]["podIP"]]
 
     seen = observe(owner, preparing, [*pods, other], 9150, fetch)
-    assert seen == Observed({0: Report(2, 1796190000.5)}, frozenset({0, 1, 2}))
+    assert seen == Observed({0: Report(2)}, frozenset({0, 1, 2}))
     assert sorted(asked) == [("10.0.0.0", 9150), ("10.0.0.1", 9150), ("10.0.0.2", 9150)]
     without = observe(owner, preparing, [*pods[:2], gone], 9150, fetch)
     assert 2 not in without.reports and without.pods == {0, 1}  # a terminating pod does not count

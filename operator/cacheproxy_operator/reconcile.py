@@ -35,9 +35,9 @@ from cacheproxy_operator.manifests.security import (
     tls_secret_name,
     wants_certificate,
 )
-from cacheproxy_operator.membership import RingState, advance
+from cacheproxy_operator.membership import REMOVING_PODS, Decision, Observed, Report, RingState, Timing, advance
 from cacheproxy_operator.spec import ImageDefaults, parse_quantity, semantic_errors, with_defaults
-from cacheproxy_operator.status import Observation, compute_status, transitions
+from cacheproxy_operator.status import Observation, compute_status, pod_problems, transitions
 
 log = logging.getLogger(__name__)
 Emit = Callable[[str, str, str], None]  # (event type, reason, message)
@@ -232,11 +232,12 @@ def state_from_status(ring: dict[str, Any] | None) -> RingState | None:
         previous=len(ring.get("previous") or []),
         pods=ring.get("pods", members),
         since=_timestamp(ring.get("stepStartedAt")),
+        warmup_ends=_timestamp(ring["warmupEndsAt"]) if ring.get("warmupEndsAt") else None,
     )
 
 
 def ring_status(owner: Owner, state: RingState, waiting_for: list[int]) -> dict[str, Any]:
-    return {
+    status = {
         "generation": state.generation,
         "phase": state.phase,
         "step": state.step,
@@ -246,28 +247,75 @@ def ring_status(owner: Owner, state: RingState, waiting_for: list[int]) -> dict[
         "pods": state.pods,
         "waitingFor": [pod_name(owner, i) for i in waiting_for],
     }
+    if state.warmup_ends is not None:
+        status["warmupEndsAt"] = _rfc3339_ceil(state.warmup_ends)
+    return status
+
+
+def _rfc3339_ceil(seconds: float) -> str:
+    """Rounded up to the second: the stored time is never earlier than the one the machine computed."""
+    return _rfc3339(float(-(-seconds // 1)))
+
+
+def ordinal_of(owner: Owner, pod: dict[str, Any]) -> int | None:
+    prefix = f"{owner.name}-"
+    name = pod["metadata"].get("name", "")
+    rest = name[len(prefix):] if name.startswith(prefix) else ""
+    return int(rest) if rest.isdigit() else None
+
+
+def _report(answer: dict[str, Any] | None) -> Report | None:
+    """A GET /ring answer as the machine's Report (None: no answer, or no integer generation)."""
+    generation = (answer or {}).get("generation")
+    if not isinstance(generation, int) or isinstance(generation, bool):
+        return None
+    return Report(generation)
 
 
 def observe(
     owner: Owner, state: RingState | None, pods: list[dict[str, Any]], port: int, fetch: RingFetch
-) -> dict[int, int | None]:
-    """The ring generation each pod the current step waits on reports (None: no answer)."""
+) -> Observed:
+    """Which pod ordinals exist (not being deleted), and the GET /ring of each the step waits on."""
+    live = [pod for pod in pods if not pod["metadata"].get("deletionTimestamp")]
+    present = frozenset(o for o in (ordinal_of(owner, pod) for pod in live) if o is not None)
     if state is None:
-        return {}
-    by_name = {pod["metadata"]["name"]: pod for pod in pods if not pod["metadata"].get("deletionTimestamp")}
+        return Observed({}, present)
+    by_name = {pod["metadata"]["name"]: pod for pod in live}
 
-    def generation_of(ordinal: int) -> int | None:
+    def report_of(ordinal: int) -> Report | None:
         pod = by_name.get(pod_name(owner, ordinal))
-        report = fetch(pod, port) if pod is not None else None
-        generation = report.get("generation") if report else None
-        return generation if isinstance(generation, int) and not isinstance(generation, bool) else None
+        return _report(fetch(pod, port)) if pod is not None else None
 
     ordinals = list(state.waits_on())
     if not ordinals:
-        return {}
+        return Observed({}, present)
     # in parallel: a pod that does not answer costs one timeout, not one per pod
     with ThreadPoolExecutor(max_workers=min(OBSERVE_WORKERS, len(ordinals))) as pool:
-        return dict(zip(ordinals, pool.map(generation_of, ordinals), strict=True))
+        answers = dict(zip(ordinals, pool.map(report_of, ordinals), strict=True))
+    return Observed({i: report for i, report in answers.items() if report is not None}, present)
+
+
+def ring_stall(owner: Owner, decision: Decision, deadline: float, pods: list[dict[str, Any]]) -> str | None:
+    """The Degraded message for a ring change held past the deadline (None: not stalled)."""
+    if not decision.stalled:
+        return None
+    state = decision.state
+    names = [pod_name(owner, i) for i in decision.waiting_for]
+    waited = "to be removed" if state.step == REMOVING_PODS else f"to report generation {state.generation} on GET /ring"
+    message = (f"ring change held in {state.step} for over {deadline:g}s: waiting for "
+               f"{', '.join(names)} {waited}")
+    causes = [text for _, text in pod_problems([p for p in pods if p["metadata"].get("name") in names])]
+    return message + (f" ({'; '.join(causes)})" if causes else "")
+
+
+def merge_patch(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch turning BEFORE into AFTER: keys AFTER no longer has are set to null (a merge
+    patch leaves absent keys alone), in nested objects too (e.g. status.ring.warmupEndsAt)."""
+    patch: dict[str, Any] = {key: None for key in before if key not in after}
+    for key, value in after.items():
+        old = before.get(key)
+        patch[key] = merge_patch(old, value) if isinstance(value, dict) and isinstance(old, dict) else value
+    return patch
 
 
 def migrate_deployment(kube: Kube, owner: Owner, statefulset: dict[str, Any] | None, pods: int) -> list[str]:
@@ -307,6 +355,7 @@ def reconcile(
     spec_errors = semantic_errors(spec)
     pod_list = kube.list("v1", "Pod", owner.namespace, selector_labels(owner))
     decision = None
+    stall: str | None = None
     pods = spec["replicas"]
     problems: list[tuple[str, str]] = []
     if not spec_errors:
@@ -315,8 +364,10 @@ def reconcile(
         except ApiException as exc:  # e.g. 403: the operator may only get the Secrets it names
             problems = [("SecretUnreadable", f"the Secrets the pods mount cannot be read: {_describe(exc)}")]
         state = state_from_status(previous.get("ring"))
-        reports = observe(owner, state, pod_list, spec["proxy"]["ports"]["metrics"], fetch_ring)
-        decision = advance(state, spec["replicas"], reports, clock(), spec["ring"]["warmupSeconds"])
+        observed = observe(owner, state, pod_list, spec["proxy"]["ports"]["metrics"], fetch_ring)
+        timing = Timing(spec["ring"]["warmupSeconds"], spec["ring"]["progressDeadlineSeconds"])
+        decision = advance(state, spec["replicas"], observed, clock(), timing)
+        stall = ring_stall(owner, decision, timing.deadline_seconds, pod_list)
         pods = decision.state.pods
         plan = build(owner, spec, caps, decision.state.view, pods)
         try:
@@ -355,6 +406,7 @@ def reconcile(
         monitoring=monitoring_state(spec, caps),
         tls=tls_state(owner, spec, caps),
         secret_problems=problems,
+        ring_stall=stall if outcome.error is None else None,
         config_hash="" if spec_errors else config_hash(spec),
     )
     outcome.status = compute_status(observation, previous, now())
@@ -374,7 +426,8 @@ def reconcile(
     if outcome.status != previous:
         try:
             kube.merge_patch(
-                object_path(CR_API, KIND, owner.namespace, owner.name) + "/status", {"status": outcome.status}
+                object_path(CR_API, KIND, owner.namespace, owner.name) + "/status",
+                {"status": merge_patch(previous, outcome.status)},
             )
         except ApiException as exc:
             if exc.status != 404:  # deleted meanwhile: nothing left to report on

@@ -42,6 +42,7 @@ class Observation:
     # (reason, message) for each Secret the pods mount that is missing or lacks a key
     secret_problems: list[tuple[str, str]] = field(default_factory=list)
     config_hash: str = ""
+    ring_stall: str | None = None  # a ring change held past its deadline: the pods it waits on
 
 
 def _condition(type_: str, status: str, reason: str, message: str, generation: int) -> dict[str, Any]:
@@ -147,6 +148,8 @@ def conditions_for(obs: Observation) -> list[dict[str, Any]]:
         conds.append(_condition(DEGRADED, "True", obs.secret_problems[0][0], message, gen))
     elif failure:
         conds.append(_condition(DEGRADED, "True", "WorkloadFailing", failure, gen))
+    elif obs.ring_stall:  # names the pods and, when the kubelet says why, their own problem
+        conds.append(_condition(DEGRADED, "True", "RingStalled", obs.ring_stall, gen))
     elif problems := pod_problems(obs.pods):
         shown = "; ".join(message for _, message in problems[:SHOWN_PROBLEMS])
         more = len(problems) - SHOWN_PROBLEMS

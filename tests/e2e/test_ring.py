@@ -1,27 +1,35 @@
 """The ring in real pods: each proxy routes a key to its owner pod, so every key written through any
 pod reads back through every other pod and through the Service; `kubectl scale` of the CacheProxy
-2 -> 3 -> 2 changes the ring without losing a key written before (reads fall back to the previous
-owner while the ring moves, and fill the new one).
+2 -> 3 -> 2 under 1,000 client connections changes the ring with no stale read, no dropped
+connection, no error answer and the hit ratio kept (tests/e2e/ringload.py), and prints how long the
+proxies took to have the new ring and the change to settle.
 """
 
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 import uuid
+from dataclasses import dataclass, field
 
 import pytest
 
-from tests.e2e.conftest import Tier, get_json
+from tests.e2e.conftest import Tier, get_json, is_ready
 from tests.e2e.load import get, set_and_get
+from tests.e2e.ringload import WINDOW_SECONDS, RingLoad
 from tests.support.wait import poll
 
 # The first test also builds the image (minutes when cold) and starts the tier, inside its timeout.
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
 KEYS_PER_POD = 40
-SCALE_TIMEOUT = 240.0
+SCALE_TIMEOUT = 420.0
 WARMUP_SECONDS = 20
+CLIENTS = 1000  # connections, spread over every ready pod
+KEYS = 2000  # preloaded; each written and deleted by one client, read by all
+PACE = 1.0  # seconds between one client's requests: about 1,000 requests per second in all
+LOAD_SECONDS = 1200.0  # upper bound; the test stops the load once the ring is back to two
 
 
 def write_through_each_pod(tier: Tier, tag: str) -> dict[str, bytes]:
@@ -85,25 +93,95 @@ def test_every_key_written_through_any_pod_reads_back_through_every_other(tier: 
         assert get(tier.service_address(), key) == value
 
 
-def test_scale_two_three_two_keeps_every_key_readable_through_every_pod(tier: Tier) -> None:
+def ready_addresses(pods: list[dict]) -> list[str]:
+    return sorted(f"{pod['status']['podIP']}:11211" for pod in pods if is_ready(pod))
+
+
+def ring_of_pod(pod: dict) -> dict | None:
+    try:
+        with urllib.request.urlopen(f"http://{pod['status']['podIP']}:9150/ring", timeout=2) as response:
+            return json.load(response)
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+@dataclass
+class Milestones:
+    """Seconds from the scale command until: every proxy reports the new ring's members (prepare),
+    every proxy serves by it (reads moved), and the change is settled (status Stable, every proxy on
+    the settled ring with no previous, only the wanted pods left)."""
+
+    new_ring: float | None = None
+    serving: float | None = None
+    settled: float | None = None
+    steps: list[tuple[float, str, int]] = field(default_factory=list)  # (seconds, step, generation)
+
+
+def follow_scale(tier: Tier, load: RingLoad, replicas: int, timeout: float) -> Milestones:
+    """`kubectl scale` to REPLICAS, then until settled: point the load at the ready, non-terminating
+    pods and poll every pod's GET /ring and the status (about twice a second)."""
+    seen = Milestones()
+    start = time.monotonic()
+    tier.cluster.kubectl("scale", "cacheproxy", tier.name, "-n", tier.namespace, f"--replicas={replicas}")
+    while time.monotonic() - start < timeout:
+        now = time.monotonic() - start
+        pods = [pod for pod in tier.pods() if not pod["metadata"].get("deletionTimestamp")]
+        load.set_addresses(ready_addresses(pods))
+        ring = get_json(tier.cluster, "cacheproxy", tier.name, "-n", tier.namespace).get("status", {}).get("ring", {})
+        if not seen.steps or seen.steps[-1][1:] != (ring.get("step"), ring.get("generation")):
+            seen.steps.append((round(now, 1), ring.get("step", "?"), ring.get("generation", 0)))
+        answers = [ring_of_pod(pod) for pod in pods]
+        if answers and all(answers):
+            if all(len(a["members"]) == replicas for a in answers):
+                seen.new_ring = seen.new_ring if seen.new_ring is not None else now
+                if all(a["phase"] == "serve" for a in answers):
+                    seen.serving = seen.serving if seen.serving is not None else now
+            if (ring.get("step") == "Stable" and len(pods) == replicas and len(tier.pods()) == replicas
+                    and all(a["generation"] == ring["generation"] and not a["previous"] for a in answers)):
+                seen.settled = now
+                return seen
+        time.sleep(0.5)
+    raise AssertionError(f"no settled ring of {replicas} within {timeout}s: {seen}")
+
+
+def test_scale_two_three_two_under_load_reads_nothing_stale(tier: Tier, capsys: pytest.CaptureFixture) -> None:
+    """1,000 client connections over every pod write, delete and read preloaded keys while the tier
+    scales 2 -> 3 -> 2: no stale read, no dropped connection, no error answer, hits kept."""
     tier.wait_ready(2)
     poll(lambda: proxies_agree(tier, 2), timeout=SCALE_TIMEOUT, what="both proxies on one two-member ring")
-    before = write_through_each_pod(tier, "scale")
     # pods leaving the ring serve as previous owners for warmupSeconds (default 600) before they go
     tier.cluster.kubectl("patch", "cacheproxy", tier.name, "-n", tier.namespace, "--type=merge", "-p",
                          json.dumps({"spec": {"ring": {"warmupSeconds": WARMUP_SECONDS}}}))
-
-    tier.cluster.kubectl("scale", "cacheproxy", tier.name, "-n", tier.namespace, "--replicas=3")
-    poll(lambda: ring_settled(tier, 3), timeout=SCALE_TIMEOUT, what="a three-member ring")
-    assert unreadable(tier, before) == []
-    grown = write_through_each_pod(tier, "grown")
-    assert unreadable(tier, grown) == []
-
-    tier.cluster.kubectl("scale", "cacheproxy", tier.name, "-n", tier.namespace, "--replicas=2")
-    everything = {**before, **grown}
-    # while the ring shrinks, reads through the remaining pods fill their copies from the leaving one
-    poll(lambda: not unreadable(tier, everything) or None, timeout=SCALE_TIMEOUT, what="keys readable")
-    # the leaving pod goes after the warm-up; then every proxy must drop it (the kubelet delivers the
-    # ConfigMap change within about a minute), leaving the tier as it was for the other tests
-    poll(lambda: proxies_agree(tier, 2), timeout=SCALE_TIMEOUT, what="back to one two-member ring")
-    assert unreadable(tier, everything) == []
+    load = RingLoad(ready_addresses(tier.ready_pods()), clients=CLIENTS, keys=KEYS, seconds=LOAD_SECONDS,
+                    pace=PACE)
+    load.start()
+    try:
+        poll(load.preloaded.is_set, timeout=120, what="the keys preloaded")
+        poll(lambda: load.requests >= CLIENTS, timeout=120, what="every client under way")
+        scaled_at = time.monotonic() - load.started_at
+        out = follow_scale(tier, load, 3, SCALE_TIMEOUT)
+        back = follow_scale(tier, load, 2, SCALE_TIMEOUT)
+        tail = load.requests
+        poll(lambda: load.requests >= tail + CLIENTS, timeout=120, what="load on the settled ring")
+    finally:
+        load.stop()
+    assert load.error is None, repr(load.error)
+    verdict = load.model.verdict(load.started_at)
+    with capsys.disabled():
+        print(f"\nring under load: {CLIENTS} clients, {KEYS} preloaded keys, {load.requests} requests "
+              f"({verdict.reads} reads judged, {verdict.writes} writes), {load.connects} connects, "
+              f"{load.moves} moves")
+        for name, seen in (("2 -> 3", out), ("3 -> 2", back)):
+            print(f"scale {name}: every proxy on the new ring after {seen.new_ring:.1f}s, serving it after "
+                  f"{seen.serving:.1f}s, settled after {seen.settled:.1f}s; steps {seen.steps}")
+        print(f"stale reads {len(verdict.stale)}, dropped connections {len(load.dropped)}, error answers "
+              f"{len(load.errors)}, hit ratio {verdict.hit_ratio:.4f} overall, "
+              f"{verdict.worst_window():.4f} in the worst {WINDOW_SECONDS:g}s window")
+        if verdict.stale_at:
+            print(f"stale reads at {verdict.stale_at[0] - scaled_at:.1f}..{verdict.stale_at[-1] - scaled_at:.1f}s "
+                  "after the first scale command")
+    assert verdict.stale == [], verdict.stale[:10]
+    assert load.dropped == [], load.dropped[:10]
+    assert load.errors == [], load.errors[:10]
+    assert verdict.hit_ratio >= 0.95 and verdict.worst_window() >= 0.95, verdict.windows
+    assert verdict.reads > 10 * CLIENTS

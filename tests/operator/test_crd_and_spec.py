@@ -96,7 +96,8 @@ def test_defaults_fill_nested_objects_without_touching_given_values() -> None:
     assert spec["replicas"] == 2
     assert spec["proxy"]["logLevel"] == "debug"
     assert spec["proxy"]["ports"] == {"client": 11211, "metrics": 9150, "batch": 11213, "peer": 11212}
-    assert spec["ring"] == {"warmupSeconds": 600, "ownerDown": "miss", "downWaitSeconds": 30}
+    assert spec["ring"] == {"warmupSeconds": 600, "progressDeadlineSeconds": 300, "ownerDown": "miss",
+                            "downWaitSeconds": 30}
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert spec["monitoring"]["serviceMonitor"]["interval"] == "30s"
     check_against_crd({"spec": spec})

@@ -79,6 +79,12 @@ def condition(cr: dict[str, Any], type_: str) -> tuple[str, str] | None:
     return None
 
 
+def condition_of(kube: Any, namespace: str, name: str, type_: str) -> dict[str, Any]:
+    """The CacheProxy's condition TYPE_ as stored ({} before the first status)."""
+    conditions = get_cr(kube, namespace, name).get("status", {}).get("conditions", [])
+    return next((c for c in conditions if c["type"] == type_), {})
+
+
 def converged(kube: Any, namespace: str, name: str) -> dict[str, Any] | None:
     cr = get_cr(kube, namespace, name)
     status = cr.get("status", {})
@@ -129,22 +135,30 @@ def mark_pods_ready(kube: Any, namespace: str, name: str) -> list[str]:
 
 class FakeProxies:
     """What each pod's GET /ring answers once the kubelet has synced the ConfigMap and its proxy has
-    reloaded it (there is no kubelet here): the ConfigMap's ring generation. `hold` pins one pod's
-    answer, as a proxy that has not yet reloaded."""
+    reloaded it (there is no kubelet here): the ConfigMap's ring generation. `held` pins a pod's
+    answer, as a proxy that has not yet reloaded; `silent` pods do not answer at all."""
 
     def __init__(self, kube: Any) -> None:
         self.kube = kube
         self.held: dict[str, int] = {}
+        self.silent: set[str] = set()
+        self.last: dict[tuple[str, str], dict[str, Any]] = {}
         self.asked: set[str] = set()
 
     def __call__(self, pod: dict[str, Any], port: int) -> dict[str, Any] | None:
         meta = pod["metadata"]
         self.asked.add(meta["name"])
+        if meta["name"] in self.silent:
+            return None
         if meta["name"] in self.held:
             return {"generation": self.held[meta["name"]], "phase": "serve"}
         config = self.kube.get("v1", "ConfigMap", meta["namespace"], f"{meta['labels'][INSTANCE]}-config")
+        if config is None:  # deleted by hand: a proxy keeps the file it has
+            return self.last.get((meta["namespace"], meta["name"]))
         ring = yaml.safe_load(config["data"]["config.yaml"])["ring"]
-        return {"generation": ring["generation"], "phase": ring["phase"]}
+        answer = self.last[(meta["namespace"], meta["name"])] = {"generation": ring["generation"],
+                                                                  "phase": ring["phase"]}
+        return answer
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -350,13 +364,18 @@ def test_scale_changes_the_ring_in_phases_without_rolling_the_pods(
     assert len(ring["members"]) == 2 and len(ring["previous"]) == 3
     assert kube.get("apps/v1", "StatefulSet", namespace, "cache")["spec"]["replicas"] == 3
     poll(lambda: ring_of(kube, namespace, "cache")["waitingFor"] == ["cache-2"], what="waiting for cache-2")
-    del proxies.held["cache-2"]
+    # cache-2's proxy reads the serve phase, then lags on the settled ring: the pod must stay
+    proxies.held["cache-2"] = g + 5
     ring = poll(
-        lambda: (r := ring_of(kube, namespace, "cache"))["step"] == "WarmingUp" and r,
-        what="serving the 2-member ring",
+        lambda: (r := ring_of(kube, namespace, "cache"))["step"] == "Settling" and r,
+        timeout=60,
+        what="the settled 2-member ring published",
     )
+    assert (ring["generation"], ring["previous"], ring["pods"]) == (g + 6, [], 3)
+    assert config_ring(kube, namespace, "cache")["previous"] == []
+    poll(lambda: ring_of(kube, namespace, "cache")["waitingFor"] == ["cache-2"], what="waiting for cache-2")
     assert kube.get("apps/v1", "StatefulSet", namespace, "cache")["spec"]["replicas"] == 3  # cache-2 still serves
-    assert config_ring(kube, namespace, "cache")["phase"] == "serve"
+    del proxies.held["cache-2"]
     ring = poll(
         lambda: (r := ring_of(kube, namespace, "cache"))["step"] == "Stable" and r,
         timeout=60,
@@ -364,21 +383,65 @@ def test_scale_changes_the_ring_in_phases_without_rolling_the_pods(
     )
     assert ring["generation"] == g + 6 and len(ring["members"]) == 2
     assert kube.get("apps/v1", "StatefulSet", namespace, "cache")["spec"]["replicas"] == 2
+    assert kube.get("v1", "Pod", namespace, "cache-2") is None  # Stable: the leaving pod is gone
     poll(lambda: get_cr(kube, namespace, "cache")["status"]["replicas"] == 2, what="status.replicas follows")
     assert kube.get("apps/v1", "StatefulSet", namespace, "cache")["spec"]["template"] == template
     expected = [
         (g, "RingAddingPods"),
         (g + 1, "RingPrepare"),
         (g + 2, "RingServe"),
+        (g + 2, "RingWarmingUp"),
         (g + 3, "RingSettled"),
+        (g + 3, "RingStable"),
         (g + 4, "RingPrepare"),
         (g + 5, "RingServe"),
+        (g + 5, "RingWarmingUp"),
+        (g + 6, "RingRemovingPods"),
         (g + 6, "RingSettled"),
+        (g + 6, "RingStable"),
     ]
     seen = poll(lambda: (found := ring_events(namespace, "cache")) and found[-1] == expected[-1] and found,
                 what="the last ring event")
     assert (1, "RingCreated") in seen
-    assert [e for e in seen if e[1] != "RingCreated"][-7:] == expected
+    assert [e for e in seen if e[1] != "RingCreated"][-len(expected):] == expected, str(seen)
+
+
+def test_a_scale_out_whose_pod_never_reports_stalls_visibly_and_is_withdrawn(
+    kube: Any, namespace: str, operator: Any, proxies: FakeProxies
+) -> None:
+    """A new pod that never answers GET /ring holds the change (nothing is routed to it), makes the
+    tier Degraded with reason RingStalled naming it after ring.progressDeadlineSeconds, and scaling
+    back withdraws the change: the pod goes, the ring stays, the condition clears."""
+    kubectl("apply", "-n", namespace, "-f", str(ROOT / "examples/cacheproxy.yaml"))
+    poll(lambda: converged(kube, namespace, "cache"), what="example reconciled")
+    patch_spec(kube, namespace, "cache", {"ring": {"progressDeadlineSeconds": 3}})
+    g = ring_of(kube, namespace, "cache")["generation"]
+    proxies.silent.add("cache-2")
+    try:
+        kubectl("scale", "-n", namespace, "cproxy/cache", "--replicas=3")
+        degraded = poll(
+            lambda: (c := condition_of(kube, namespace, "cache", "Degraded"))["reason"] == "RingStalled" and c,
+            timeout=60,
+            what="the stalled ring change in the conditions",
+        )
+        assert degraded["status"] == "True" and "AddingPods" in degraded["message"]
+        assert "cache-2 to report generation" in degraded["message"]
+        assert any(e["reason"] == "RingStalled" and e["type"] == "Warning" for e in events(namespace, "cache"))
+        ring = ring_of(kube, namespace, "cache")
+        assert (ring["step"], ring["generation"], ring["waitingFor"]) == ("AddingPods", g, ["cache-2"])
+        assert len(config_ring(kube, namespace, "cache")["members"]) == 2  # nothing routed to it
+        kubectl("scale", "-n", namespace, "cproxy/cache", "--replicas=2")
+        ring = poll(
+            lambda: (r := ring_of(kube, namespace, "cache"))["step"] == "Stable" and r,
+            timeout=60,
+            what="the scale-out withdrawn",
+        )
+        assert (ring["generation"], len(ring["members"])) == (g, 2)
+        assert kube.get("apps/v1", "StatefulSet", namespace, "cache")["spec"]["replicas"] == 2
+        poll(lambda: condition_of(kube, namespace, "cache", "Degraded")["status"] == "False",
+             what="the stall cleared")
+    finally:
+        proxies.silent.discard("cache-2")
 
 
 def test_a_deployment_from_the_previous_version_is_replaced(kube: Any, namespace: str, operator: Any) -> None:

@@ -12,7 +12,7 @@ import yaml
 from cacheproxy_operator.manifests import Capabilities, Owner, RingView, build
 from cacheproxy_operator.manifests.common import APP_NAME, CONFIG_HASH_ANNOTATION
 from cacheproxy_operator.manifests.config import L1_SOCKET, L2_SOCKET, config_hash, proxy_config
-from cacheproxy_operator.manifests.ring import member_names
+from cacheproxy_operator.manifests.ring import WARMUP_HOLD_SECONDS, member_names
 from cacheproxy_operator.spec import with_defaults
 
 from tests.operator.specs import MAXIMAL_SPEC
@@ -194,6 +194,8 @@ def test_ring_section_follows_the_ring_contract() -> None:
         {"name": "CACHEPROXY_RING_SELF", "value": "$(POD_NAME).cache-headless.apps.svc"},
         {"name": "CACHEPROXY_CONFIGMAP", "value": "cache-config"},
     ]
+    held = build(OWNER, spec, ring=RingView(generation=8, phase="serve", members=3, previous=2, hold_warmup=True))
+    assert yaml.safe_load(held.desired[0]["data"]["config.yaml"])["ring"]["warmup_seconds"] == WARMUP_HOLD_SECONDS
 
 
 def test_statefulset_gives_stable_identity() -> None:

@@ -266,24 +266,54 @@ def test_default_logging_is_quiet_and_verbose_is_not() -> None:
 
 def test_observe_reads_each_waited_pods_ring_and_treats_silence_as_not_yet() -> None:
     from cacheproxy_operator.manifests import Owner
-    from cacheproxy_operator.membership import advance, initial
+    from cacheproxy_operator.membership import Observed, Report, Timing, advance, initial
     from cacheproxy_operator.reconcile import observe
 
     owner = Owner(name="cache", namespace="apps", uid="u")
-    preparing = advance(initial(3, 0.0), 2, {}, 1.0, 600).state
+    preparing = advance(initial(3, 0.0), 2, Observed(), 1.0, Timing(600)).state
     pods = [{"metadata": {"name": f"cache-{i}"}, "status": {"podIP": f"10.0.0.{i}"}} for i in range(3)]
     gone = {"metadata": {"name": "cache-2", "deletionTimestamp": "2030-01-01T00:00:00Z"}, "status": {}}
-    answers = {"10.0.0.0": {"generation": 2}, "10.0.0.1": {"generation": "2"}, "10.0.0.2": None}
+    other = {"metadata": {"name": "cache-web-0"}, "status": {}}
+    answers = {"10.0.0.0": {"generation": 2, "warmup_until": 1796190000.5}, "10.0.0.1": {"generation": "2"},
+               "10.0.0.2": None}
     asked = []
 
     def fetch(pod: dict, port: int) -> dict | None:
         asked.append((pod["status"]["podIP"], port))
         return answers[pod["status"]["podIP"]]
 
-    assert observe(owner, preparing, pods, 9150, fetch) == {0: 2, 1: None, 2: None}
+    seen = observe(owner, preparing, [*pods, other], 9150, fetch)
+    assert seen == Observed({0: Report(2)}, frozenset({0, 1, 2}))
     assert sorted(asked) == [("10.0.0.0", 9150), ("10.0.0.1", 9150), ("10.0.0.2", 9150)]
-    assert observe(owner, preparing, [*pods[:2], gone], 9150, fetch)[2] is None  # a terminating pod does not count
-    assert observe(owner, initial(3, 0.0), pods, 9150, fetch) == {}  # Stable waits on nobody
+    without = observe(owner, preparing, [*pods[:2], gone], 9150, fetch)
+    assert 2 not in without.reports and without.pods == {0, 1}  # a terminating pod does not count
+    stable = observe(owner, initial(3, 0.0), pods, 9150, fetch)
+    assert stable == Observed({}, frozenset({0, 1, 2}))  # Stable asks nobody
+
+
+def test_a_ring_change_held_past_its_deadline_is_degraded_naming_the_pods() -> None:
+    from cacheproxy_operator.manifests import Owner
+    from cacheproxy_operator.membership import Observed, Report, Timing, advance, initial
+    from cacheproxy_operator.reconcile import ring_stall
+
+    owner = Owner(name="cache", namespace="apps", uid="u")
+    timing = Timing(600, 300)
+    preparing = advance(initial(3, 0.0), 2, Observed(), 0.0, timing).state
+    silent = Observed({0: Report(2), 1: Report(2)}, frozenset({0, 1, 2}))
+    crashing = {"metadata": {"name": "cache-2"}, "status": {"containerStatuses": [
+        {"name": "cacheproxy", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}}
+    assert ring_stall(owner, advance(preparing, 2, silent, 299.0, timing), 300, [crashing]) is None
+    message = ring_stall(owner, advance(preparing, 2, silent, 300.0, timing), 300, [crashing])
+    assert message == ("ring change held in Preparing for over 300s: waiting for cache-2 to report generation 2 "
+                       "on GET /ring (pod cache-2 container cacheproxy: CrashLoopBackOff)")
+    healthy = compute_status(Observation(1, SPEC, deployment(2), []), {}, T0)
+    stalled = compute_status(Observation(1, SPEC, deployment(2), [], ring_stall=message), healthy, T1)
+    assert conditions(stalled)["Degraded"] == ("True", "RingStalled") and stalled["phase"] == "Degraded"
+    assert ("Warning", "RingStalled", message) in transitions(healthy, stalled)
+    assert transitions(stalled, compute_status(Observation(1, SPEC, deployment(2), [], ring_stall=message),
+                                               stalled, T1)) == []  # said once
+    cleared = compute_status(Observation(1, SPEC, deployment(2), []), stalled, T1)
+    assert conditions(cleared)["Degraded"] == ("False", "AsExpected")
 
 
 def test_the_http_fetcher_reads_a_pods_admin_endpoint() -> None:
@@ -321,3 +351,15 @@ def test_the_http_fetcher_reads_a_pods_admin_endpoint() -> None:
         server.server_close()
         thread.join(5)
     assert fetch_ring_http(pod, server.server_address[1], timeout=1) is None  # nothing listening
+
+
+def test_the_status_patch_removes_what_the_new_status_no_longer_has() -> None:
+    """A merge patch leaves absent keys alone: a warm-up's end left in status.ring would make the next
+    change's warm-up look over before it began."""
+    from cacheproxy_operator.reconcile import merge_patch
+
+    before = {"phase": "Ready", "ring": {"step": "WarmingUp", "warmupEndsAt": "2030-01-01T00:00:00Z"}, "old": 1}
+    after = {"phase": "Ready", "ring": {"step": "Settling"}}
+    assert merge_patch(before, after) == {"old": None, "phase": "Ready", "ring": {"warmupEndsAt": None,
+                                                                                  "step": "Settling"}}
+    assert merge_patch({}, after) == after

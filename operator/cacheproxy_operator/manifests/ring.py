@@ -15,6 +15,10 @@ from cacheproxy_operator.manifests.common import Owner, headless_name
 
 MEMBER_PORT = 11211
 PHASE_PREPARE, PHASE_SERVE = "prepare", "serve"
+# While the operator holds a warm-up open: each proxy counts its window from when it read the serve
+# phase, so a fixed window would close early on a proxy that read it early, which would then stop
+# removing previous copies while a late proxy still reads them. The window is ended by the settled ring.
+WARMUP_HOLD_SECONDS = 86400
 
 
 def member_name(owner: Owner, ordinal: int) -> str:
@@ -41,12 +45,14 @@ def self_name_template(owner: Owner) -> str:
 
 @dataclass(frozen=True)
 class RingView:
-    """What the proxies are told: generation, phase, and the member counts of the new and old rings."""
+    """What the proxies are told: generation, phase, the member counts of the new and old rings, and
+    whether the warm-up window is held open (until the operator publishes the settled ring)."""
 
     generation: int = 1
     phase: str = PHASE_SERVE
     members: int = 0
     previous: int = 0
+    hold_warmup: bool = False
 
 
 def ring_section(owner: Owner, spec: dict[str, Any], view: RingView) -> dict[str, Any]:
@@ -58,7 +64,7 @@ def ring_section(owner: Owner, spec: dict[str, Any], view: RingView) -> dict[str
         "previous": members(owner, view.previous, peer_port),
         "phase": view.phase,
         "peer_listen": f"0.0.0.0:{peer_port}",
-        "warmup_seconds": spec["ring"]["warmupSeconds"],
+        "warmup_seconds": WARMUP_HOLD_SECONDS if view.hold_warmup else spec["ring"]["warmupSeconds"],
         "owner_down": spec["ring"]["ownerDown"],
         "down_wait": spec["ring"]["downWaitSeconds"],
     }

@@ -212,7 +212,7 @@ def test_kopf_watches_only_built_in_child_kinds() -> None:
     """kopf stops the operator when a watched kind's CRD is deleted under its watch (the re-watch answers
     404): ServiceMonitors and Certificates are kept right by the resync instead."""
     groups = {"" if api == "v1" else api.split("/")[0] for api, _ in CHILD_RESOURCES}
-    assert groups == {"", "apps", "policy", "networking.k8s.io"}
+    assert groups == {"", "apps", "policy", "networking.k8s.io", "rbac.authorization.k8s.io"}
 
 
 def waiting_pod(name: str, container: str, reason: str, message: str = "", init: bool = False) -> dict:

@@ -32,6 +32,7 @@ from .orcas.l1l2 import L1L2, L1L2Batch, StripedLocks
 from .orcas.l1only import L1Only
 from .ring.router import RingRouter
 from .ring.state import RingState
+from .ring.sweep import OrphanSweep
 
 OrcaFactory = Callable[[], Orca]
 
@@ -52,7 +53,9 @@ class Composition:
         self.locks = StripedLocks() if config.locked else None
         self.ring: RingState | None = None
         if config.ring is not None:
-            self.ring = RingState(config.backend_timeout, max_batch=config.batching.max_batch, ssl_context=peer_ssl)
+            own = [config.address("l1"), *([config.address("l2")] if config.l2 else [])]
+            self.ring = RingState(config.backend_timeout, max_batch=config.batching.max_batch, ssl_context=peer_ssl,
+                                  sweep=OrphanSweep(own))
             self.ring.apply(config.ring)
             STATS.ring_view = self.ring.describe  # GET /ring
 

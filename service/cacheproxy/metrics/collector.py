@@ -184,7 +184,8 @@ def _ring_families(s: dict) -> Iterable:
         c.add_metric([event], n)
     yield c
     c = CounterMetricFamily("cacheproxy_ring_warmup", "Warm-up reads of previous owners (read_hit, read_miss), "
-                            "fills of new owners (fill) and fills undone by a racing delete (fill_undone)",
+                            "fills of new owners (fill), fills undone by a racing delete (fill_undone); the orphan "
+                            "sweep's keys listed (sweep_scanned) and deleted as another member's (sweep_deleted)",
                             labels=["event"])
     for event, n in sorted(s.get("ring_warmup", {}).items()):
         c.add_metric([event], n)

@@ -13,6 +13,7 @@ member that is not this proxy. :meth:`RingState.apply` installs new settings:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 import time
@@ -20,8 +21,9 @@ from collections.abc import Sequence
 
 from ..config.ring import Member, RingSettings
 from ..metrics.stats import STATS, clock
-from .ketama import Continuum
+from .ketama import Continuum, key_point
 from .peers import Peer
+from .sweep import OrphanSweep
 
 log = logging.getLogger("cacheproxy.ring")
 
@@ -100,8 +102,11 @@ class View:
 class RingState:
     """The current view plus the peers it routes to; replaced as a whole on reload."""
 
-    def __init__(self, timeout: float, max_batch: int = 64, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, timeout: float, max_batch: int = 64, ssl_context: ssl.SSLContext | None = None,
+                 sweep: OrphanSweep | None = None) -> None:
         self.timeout, self.max_batch = timeout, max_batch
+        self.sweep = sweep  # deletes this member's orphans once a ring settles (ring/sweep.py)
+        self._sweep_requested = 0  # the generation a sweep was last asked for
         self.ssl_context = ssl_context  # the peer port's client side (mTLS), or None: plain
         self.peers: dict[str, Peer] = {}
         self.view: View | None = None
@@ -155,9 +160,31 @@ class RingState:
                      f", previous {len(s.previous)}" if s.previous else "",
                      f", warming up for {s.warmup_seconds:.0f}s" if warm and until > now else "")
         self.view = view
+        self._request_sweep(view, now)
         STATS.ring_members = len(s.members)
         STATS.ring_generation = s.generation
         return view
+
+    def _request_sweep(self, view: View, now: float) -> None:
+        """A settled ring (serve, no previous): sweep once its warm-up window is over."""
+        s = view.settings
+        if self.sweep is None or s.phase != "serve" or s.previous or self._sweep_requested == s.generation:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # composed before the loop runs (at start, a restarted memcached is empty anyway)
+        self._sweep_requested = s.generation
+        generation, placement = s.generation, view.current
+
+        def owned(key: bytes) -> bool:
+            return placement.owner(key_point(key)) is None
+
+        def current() -> bool:
+            return self.view is not None and self.view.generation == generation
+
+        delay = view.warm_until - now if view.warm is not None else 0.0
+        self.sweep.request(generation, owned, current, delay)
 
     def set_timeout(self, timeout: float) -> None:
         self.timeout = timeout
@@ -184,4 +211,5 @@ class RingState:
             "members": [{"name": m.name, "peer": m.peer, "state": state(m)} for m in s.members],
             "previous": [{"name": m.name, "peer": m.peer} for m in s.previous],
             "warmup_until": view.warm_until_unix,
+            "swept_generation": self.sweep.swept_generation if self.sweep is not None else None,
         }

@@ -264,11 +264,24 @@ def ordinal_of(owner: Owner, pod: dict[str, Any]) -> int | None:
     return int(rest) if rest.isdigit() else None
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _report(answer: dict[str, Any] | None) -> Report | None:
-    """A GET /ring answer as the machine's Report (None: no answer, or no integer generation)."""
-    generation = (answer or {}).get("generation")
-    if not isinstance(generation, int) or isinstance(generation, bool):
+    """A GET /ring answer as the machine's Report (None: no answer, or no integer generation).
+    A settled ring (serve, no previous) counts once the proxy's orphan sweep for it has finished
+    (``swept_generation``): until then its memcached may still hold copies of keys another member
+    owns, which the next change could hand back. (A proxy that does not report sweeps counts at
+    once.)"""
+    answer = answer or {}
+    generation = answer.get("generation")
+    if not _is_int(generation):
         return None
+    swept = answer.get("swept_generation")
+    settled = answer.get("phase") == "serve" and not answer.get("previous")
+    if settled and _is_int(swept) and swept < generation:
+        return Report(swept)
     return Report(generation)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from cacheproxy_operator import rbac
+from cacheproxy_operator import rbac, reconcile
 from cacheproxy_operator.handlers import CHILD_RESOURCES, Coalescer
 from cacheproxy_operator.kube import retrying
 from cacheproxy_operator.reconcile import is_subset, with_applied_hash
@@ -363,3 +363,22 @@ def test_the_status_patch_removes_what_the_new_status_no_longer_has() -> None:
     assert merge_patch(before, after) == {"old": None, "phase": "Ready", "ring": {"warmupEndsAt": None,
                                                                                   "step": "Settling"}}
     assert merge_patch({}, after) == after
+
+
+@pytest.mark.parametrize(
+    ("answer", "counted"),
+    [
+        ({"generation": 7, "phase": "serve", "previous": [], "swept_generation": 5}, 5),
+        ({"generation": 7, "phase": "serve", "previous": [], "swept_generation": 7}, 7),
+        ({"generation": 7, "phase": "serve", "previous": [{"name": "a"}], "swept_generation": 5}, 7),
+        ({"generation": 7, "phase": "prepare", "previous": [{"name": "a"}], "swept_generation": 5}, 7),
+        ({"generation": 7, "phase": "serve", "previous": []}, 7),
+        ({"generation": True}, None),
+        (None, None),
+    ],
+    ids=["settled, sweep running", "settled, swept", "warming up", "preparing", "no sweep reported",
+         "not a generation", "no answer"],
+)
+def test_a_settled_ring_counts_once_its_orphan_sweep_is_done(answer, counted) -> None:
+    report = reconcile._report(answer)
+    assert (report.generation if report is not None else None) == counted

@@ -148,18 +148,20 @@ class StatsCollector(Collector):
         yield g
 
 
+def _counts(name: str, doc: str, labels: list[str], counts: dict) -> CounterMetricFamily:
+    """A counter family with a sample per key of COUNTS (a tuple key fills several labels)."""
+    c = CounterMetricFamily(name, doc, labels=labels)
+    for key, n in sorted(counts.items()):
+        c.add_metric(list(key) if isinstance(key, tuple) else [key], n)
+    return c
+
+
 def _ring_families(s: dict) -> Iterable:
     """The ring's families (service/cacheproxy/ring); absent keys (an older worker) read as empty."""
-    c = CounterMetricFamily("cacheproxy_ring_forwarded", "Requests forwarded to a ring member's peer port",
-                            labels=["member"])
-    for name, n in sorted(s.get("ring_forwarded", {}).items()):
-        c.add_metric([name], n)
-    yield c
-    c = CounterMetricFamily("cacheproxy_ring_errors", "Forwarded requests that failed, by member and kind",
-                            labels=["member", "kind"])
-    for (name, kind), n in sorted(s.get("ring_errors", {}).items()):
-        c.add_metric([name, kind], n)
-    yield c
+    yield _counts("cacheproxy_ring_forwarded", "Requests forwarded to a ring member's peer port", ["member"],
+                  s.get("ring_forwarded", {}))
+    yield _counts("cacheproxy_ring_errors", "Forwarded requests that failed, by member and kind", ["member", "kind"],
+                  s.get("ring_errors", {}))
     yield _histogram("cacheproxy_ring_forward_duration_seconds", "Time from forwarding to the member's answer",
                      "member", s.get("ring_latency", {}))
     g = GaugeMetricFamily("cacheproxy_ring_member_up", "1 while a ring member answers, 0 while marked down",
@@ -172,46 +174,25 @@ def _ring_families(s: dict) -> Iterable:
                             value=s.get("ring_generation", 0))
     yield CounterMetricFamily("cacheproxy_ring_changes", "Ring changes applied (members, generation or phase)",
                               value=s.get("ring_changes", 0))
-    c = CounterMetricFamily("cacheproxy_ring_owner_down", "Requests for keys of a member marked down, by answer",
-                            labels=["answer"])
-    for answer, n in sorted(s.get("ring_owner_down", {}).items()):
-        c.add_metric([answer], n)
-    yield c
-    c = CounterMetricFamily("cacheproxy_ring_waits", "Requests that waited for a member that went down (parked), "
-                            "and how the wait ended: sent once it was back (resumed) or failed (expired)",
-                            labels=["event"])
-    for event, n in sorted(s.get("ring_waits", {}).items()):
-        c.add_metric([event], n)
-    yield c
-    c = CounterMetricFamily("cacheproxy_ring_warmup", "Warm-up reads of previous owners (read_hit, read_miss), "
-                            "fills of new owners (fill), fills undone by a racing delete (fill_undone); the orphan "
-                            "sweep's keys listed (sweep_scanned) and deleted as another member's (sweep_deleted)",
-                            labels=["event"])
-    for event, n in sorted(s.get("ring_warmup", {}).items()):
-        c.add_metric([event], n)
-    yield c
+    yield _counts("cacheproxy_ring_owner_down", "Requests for keys of a member marked down, by answer", ["answer"],
+                  s.get("ring_owner_down", {}))
+    yield _counts("cacheproxy_ring_waits", "Requests that waited for a member that went down (parked), and how "
+                  "the wait ended: sent once it was back (resumed) or failed (expired)", ["event"],
+                  s.get("ring_waits", {}))
+    yield _counts("cacheproxy_ring_warmup", "Warm-up reads of previous owners (read_hit, read_miss), fills of new "
+                  "owners (fill), fills undone by a racing delete (fill_undone); the orphan sweep's keys listed "
+                  "(sweep_scanned) and deleted as another member's (sweep_deleted)", ["event"],
+                  s.get("ring_warmup", {}))
     yield CounterMetricFamily("cacheproxy_ring_previous_invalidations",
                               "Previous owners' copies removed by writes during warm-up or prepare",
                               value=s.get("ring_invalidations", 0))
-    c = CounterMetricFamily("cacheproxy_config_reloads", "Config reloads by result (ok, refused)",
-                            labels=["result"])
-    for result, n in sorted(s.get("config_reloads", {}).items()):
-        c.add_metric([result], n)
-    yield c
-    c = CounterMetricFamily("cacheproxy_config_updates", "Config texts offered, by source (file, signal, watch) "
-                            "and result (applied, unchanged, superseded, refused)", labels=["source", "result"])
-    for (source, result), n in sorted(s.get("config_updates", {}).items()):
-        c.add_metric([source, result], n)
-    yield c
-    c = CounterMetricFamily("cacheproxy_config_watch_events", "Events of the config ConfigMap's watch, by type",
-                            labels=["type"])
-    for kind, n in sorted(s.get("config_watch_events", {}).items()):
-        c.add_metric([kind], n)
-    yield c
-    c = CounterMetricFamily("cacheproxy_config_watch_reconnects", "Reconnects of the config ConfigMap's watch, "
-                            "by reason", labels=["reason"])
-    for reason, n in sorted(s.get("config_watch_reconnects", {}).items()):
-        c.add_metric([reason], n)
-    yield c
+    yield _counts("cacheproxy_config_reloads", "Config reloads by result (ok, refused)", ["result"],
+                  s.get("config_reloads", {}))
+    yield _counts("cacheproxy_config_updates", "Config texts offered, by source (file, signal, watch) and result "
+                  "(applied, unchanged, superseded, refused)", ["source", "result"], s.get("config_updates", {}))
+    yield _counts("cacheproxy_config_watch_events", "Events of the config ConfigMap's watch, by type", ["type"],
+                  s.get("config_watch_events", {}))
+    yield _counts("cacheproxy_config_watch_reconnects", "Reconnects of the config ConfigMap's watch, by reason",
+                  ["reason"], s.get("config_watch_reconnects", {}))
     yield GaugeMetricFamily("cacheproxy_config_watch_up", "1 while the config ConfigMap's watch is open "
                             "(with --workers: in every worker)", value=s.get("config_watch_up", 0))

@@ -84,11 +84,23 @@ class View:
         if self.prepare and self.previous is not None:
             old = self.previous.owner(point)
             return old, (new if new is not old else NO_TARGET)
-        return new, self.warm_owner(point, new)
+        return new, self.invalidated_owner(point, new)
 
     def settled(self) -> bool:
-        """Every request has one owner by ``members`` (not preparing, not warming up)."""
-        return not self.prepare and (self.warm is None or clock() >= self.warm_until)
+        """Every request has one owner by ``members``: not preparing, no ``previous`` listed, the
+        warm-up window over."""
+        return not self.prepare and not self.settings.previous and (self.warm is None or clock() >= self.warm_until)
+
+    def invalidated_owner(self, point: int, new: Target) -> Target | _NoTarget:
+        """The previous owner whose copy a write removes: while warming up, and as long as
+        ``previous`` is listed even once the window is over. The operator ends the window (reads
+        of previous owners) everywhere before it clears ``previous``, so no proxy still reads a
+        previous copy that another proxy has stopped removing."""
+        warm = self.warm
+        if warm is None or (clock() >= self.warm_until and not self.settings.previous):
+            return NO_TARGET
+        old = warm.owner(point)
+        return NO_TARGET if old is new else old
 
     def warm_owner(self, point: int, new: Target) -> Target | _NoTarget:
         """The previous owner to read a miss from (and to remove copies from), while warming."""

@@ -15,7 +15,12 @@ step's generation: the proxies read the ring from a mounted ConfigMap, which rea
   it from when it read the serve phase, and one that closed early would stop removing previous
   copies while a late one still reads them); the operator counts `warmupSeconds` from the moment
   every pod reports this generation, and ends the window for all by publishing the next ring.
-- Settling: the settled ring (`previous` cleared) with every pod kept, until every pod reports it.
+- ClosingWarmUp: the window is over: the same ring is published with the window closed
+  (`warmup_seconds: 0`, `previous` still listed): proxies stop reading previous owners, but writes
+  still remove their copies, until every pod reports it. (Were `previous` cleared at once, a proxy
+  already settled would stop removing previous copies while one still warming reads them.)
+- Settling: the settled ring (`previous` cleared) with every pod kept, until every pod reports it
+  and its orphan sweep is done (reconcile counts a settled report once swept).
 - RemovingPods (scale-in, or a withdrawn scale-out): the StatefulSet shrinks only now; the step ends
   when the leaving pods are gone (or terminating), so a pod that was a member never rejoins with the
   values it held: a later scale-out gets fresh pods.
@@ -45,8 +50,8 @@ from dataclasses import dataclass, field, replace
 from cacheproxy_operator.manifests.ring import PHASE_PREPARE, PHASE_SERVE, RingView
 
 STABLE, ADDING_PODS, PREPARING, WARMING_UP = "Stable", "AddingPods", "Preparing", "WarmingUp"
-SETTLING, REMOVING_PODS, WITHDRAWING = "Settling", "RemovingPods", "Withdrawing"
-STEPS = (STABLE, ADDING_PODS, PREPARING, WARMING_UP, SETTLING, REMOVING_PODS, WITHDRAWING)
+CLOSING_WARM_UP, SETTLING, REMOVING_PODS, WITHDRAWING = "ClosingWarmUp", "Settling", "RemovingPods", "Withdrawing"
+STEPS = (STABLE, ADDING_PODS, PREPARING, WARMING_UP, CLOSING_WARM_UP, SETTLING, REMOVING_PODS, WITHDRAWING)
 DEFAULT_DEADLINE_SECONDS = 300.0
 Event = tuple[str, str, str]  # (type, reason, message)
 
@@ -88,12 +93,13 @@ class RingState:
 
     @property
     def view(self) -> RingView:
+        closing = self.step == CLOSING_WARM_UP
         return RingView(generation=self.generation, phase=self.phase, members=self.members, previous=self.previous,
-                        hold_warmup=self.warming)
+                        hold_warmup=self.warming and not closing, close_warmup=closing)
 
     def waits_on(self) -> range:
         """Ordinals whose proxy must report this generation before the next step (empty: none)."""
-        if self.step in (ADDING_PODS, PREPARING, WARMING_UP, SETTLING):
+        if self.step in (ADDING_PODS, PREPARING, WARMING_UP, CLOSING_WARM_UP, SETTLING):
             return range(self.pods)
         if self.step == WITHDRAWING:
             return range(self.members)
@@ -157,6 +163,12 @@ def _start(state: RingState, target: int, now: float) -> Decision | None:
     if target < state.members:
         return _prepare(state, target, now)
     return None
+
+
+def _close_warm_up(state: RingState, now: float) -> Decision:
+    nxt = replace(state, generation=state.generation + 1, step=CLOSING_WARM_UP, since=now)
+    text = "warm-up over: previous owners are no longer read; writes remove their copies until every proxy stops"
+    return Decision(nxt, [_event(nxt, "RingWarmUpClosing", text)], list(nxt.waits_on()))
 
 
 def _settle(state: RingState, now: float) -> Decision:
@@ -236,9 +248,9 @@ def _step(state: RingState, target: int, observed: Observed, now: float, timing:
             return _add_pods(state, target, now)
         if lagging or not _warm_up_over(state, now):
             return Decision(state, [], lagging)
-        if not leaving and target < state.members:
-            return _prepare(state, target, now)
-        return _settle(state, now)
+        return _close_warm_up(state, now)  # a scale-in wanted meanwhile starts once the ring is settled
+    if state.step == CLOSING_WARM_UP:
+        return Decision(state, [], lagging) if lagging else _settle(state, now)
     if state.step == SETTLING:
         if lagging:
             return Decision(state, [], lagging)

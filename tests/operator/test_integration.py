@@ -351,11 +351,11 @@ def test_scale_changes_the_ring_in_phases_without_rolling_the_pods(
         timeout=60,
         what="the 3-member ring settled",
     )
-    assert ring["generation"] == g + 3 and len(ring["members"]) == 3 and ring["previous"] == []
-    assert config_ring(kube, namespace, "cache")["generation"] == g + 3
+    assert ring["generation"] == g + 4 and len(ring["members"]) == 3 and ring["previous"] == []
+    assert config_ring(kube, namespace, "cache")["generation"] == g + 4
 
     # 3 -> 2: the leaving member is taken out of the ring first; the StatefulSet shrinks last
-    proxies.held["cache-2"] = g + 3
+    proxies.held["cache-2"] = g + 4
     kubectl("scale", "-n", namespace, "cproxy/cache", "--replicas=2")
     ring = poll(
         lambda: (r := ring_of(kube, namespace, "cache"))["step"] == "Preparing" and r,
@@ -364,14 +364,14 @@ def test_scale_changes_the_ring_in_phases_without_rolling_the_pods(
     assert len(ring["members"]) == 2 and len(ring["previous"]) == 3
     assert kube.get("apps/v1", "StatefulSet", namespace, "cache")["spec"]["replicas"] == 3
     poll(lambda: ring_of(kube, namespace, "cache")["waitingFor"] == ["cache-2"], what="waiting for cache-2")
-    # cache-2's proxy reads the serve phase, then lags on the settled ring: the pod must stay
-    proxies.held["cache-2"] = g + 5
+    # cache-2's proxy reads the closed window, then lags on the settled ring: the pod must stay
+    proxies.held["cache-2"] = g + 7
     ring = poll(
         lambda: (r := ring_of(kube, namespace, "cache"))["step"] == "Settling" and r,
         timeout=60,
         what="the settled 2-member ring published",
     )
-    assert (ring["generation"], ring["previous"], ring["pods"]) == (g + 6, [], 3)
+    assert (ring["generation"], ring["previous"], ring["pods"]) == (g + 8, [], 3)
     assert config_ring(kube, namespace, "cache")["previous"] == []
     poll(lambda: ring_of(kube, namespace, "cache")["waitingFor"] == ["cache-2"], what="waiting for cache-2")
     assert kube.get("apps/v1", "StatefulSet", namespace, "cache")["spec"]["replicas"] == 3  # cache-2 still serves
@@ -381,7 +381,7 @@ def test_scale_changes_the_ring_in_phases_without_rolling_the_pods(
         timeout=60,
         what="the 2-member ring settled",
     )
-    assert ring["generation"] == g + 6 and len(ring["members"]) == 2
+    assert ring["generation"] == g + 8 and len(ring["members"]) == 2
     assert kube.get("apps/v1", "StatefulSet", namespace, "cache")["spec"]["replicas"] == 2
     assert kube.get("v1", "Pod", namespace, "cache-2") is None  # Stable: the leaving pod is gone
     poll(lambda: get_cr(kube, namespace, "cache")["status"]["replicas"] == 2, what="status.replicas follows")
@@ -391,14 +391,16 @@ def test_scale_changes_the_ring_in_phases_without_rolling_the_pods(
         (g + 1, "RingPrepare"),
         (g + 2, "RingServe"),
         (g + 2, "RingWarmingUp"),
-        (g + 3, "RingSettled"),
-        (g + 3, "RingStable"),
-        (g + 4, "RingPrepare"),
-        (g + 5, "RingServe"),
-        (g + 5, "RingWarmingUp"),
-        (g + 6, "RingRemovingPods"),
-        (g + 6, "RingSettled"),
-        (g + 6, "RingStable"),
+        (g + 3, "RingWarmUpClosing"),
+        (g + 4, "RingSettled"),
+        (g + 4, "RingStable"),
+        (g + 5, "RingPrepare"),
+        (g + 6, "RingServe"),
+        (g + 6, "RingWarmingUp"),
+        (g + 7, "RingWarmUpClosing"),
+        (g + 8, "RingRemovingPods"),
+        (g + 8, "RingSettled"),
+        (g + 8, "RingStable"),
     ]
     seen = poll(lambda: (found := ring_events(namespace, "cache")) and found[-1] == expected[-1] and found,
                 what="the last ring event")

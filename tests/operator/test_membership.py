@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from cacheproxy_operator.membership import (
     ADDING_PODS,
+    CLOSING_WARM_UP,
     PREPARING,
     REMOVING_PODS,
     SETTLING,
@@ -82,8 +83,9 @@ def test_scale_out_adds_pods_prepares_serves_warms_up_settles() -> None:
         (PREPARING, "prepare", 2, 3, 2, 3),  # reads by the old ring, writes to both owners
         (WARMING_UP, "serve", 3, 3, 2, 3),  # reads by the new ring; the window not counted yet
         (WARMING_UP, "serve", 3, 3, 2, 3),  # every proxy serves it: the window counts from now
-        (SETTLING, "serve", 4, 3, 0, 3),  # previous cleared, published
-        (STABLE, "serve", 4, 3, 0, 3),  # every proxy has it
+        (CLOSING_WARM_UP, "serve", 4, 3, 2, 3),  # the window closed, previous copies still removed
+        (SETTLING, "serve", 5, 3, 0, 3),  # previous cleared, published
+        (STABLE, "serve", 5, 3, 0, 3),  # every proxy has it
     ]
     assert steps[2].warmup_ends is None and steps[3].warmup_ends is not None
 
@@ -94,23 +96,26 @@ def test_scale_in_publishes_the_settled_ring_before_the_statefulset_shrinks() ->
         (PREPARING, "prepare", 2, 2, 3, 3),
         (WARMING_UP, "serve", 3, 2, 3, 3),  # the leaving pod keeps serving as a previous owner
         (WARMING_UP, "serve", 3, 2, 3, 3),
-        (SETTLING, "serve", 4, 2, 0, 3),  # the ring without it, every pod kept
-        (REMOVING_PODS, "serve", 4, 2, 0, 2),  # only now does the StatefulSet shrink
-        (STABLE, "serve", 4, 2, 0, 2),
+        (CLOSING_WARM_UP, "serve", 4, 2, 3, 3),
+        (SETTLING, "serve", 5, 2, 0, 3),  # the ring without it, every pod kept
+        (REMOVING_PODS, "serve", 5, 2, 0, 2),  # only now does the StatefulSet shrink
+        (STABLE, "serve", 5, 2, 0, 2),
     ]
 
 
 def test_the_statefulset_shrinks_only_after_every_pod_reports_the_settled_ring() -> None:
     """The scale-in window: a proxy still holding the leaving member in `previous` writes and
     deletes there, so the leaving pod must outlive every proxy's old config, its own included."""
-    settling = advance(warming(2, 3), 2, prompt(warming(2, 3)), WARMUP, TIMING).state
-    assert shape(settling) == (SETTLING, "serve", 4, 2, 0, 3)
+    closing = advance(warming(2, 3), 2, prompt(warming(2, 3)), WARMUP, TIMING).state
+    assert shape(closing) == (CLOSING_WARM_UP, "serve", 4, 2, 3, 3)
+    settling = advance(closing, 2, prompt(closing), WARMUP, TIMING).state
+    assert shape(settling) == (SETTLING, "serve", 5, 2, 0, 3)
     for lagging in ({"behind": (1,)}, {"behind": (2,)}, {"silent": (2,)}):
         held = advance(settling, 2, prompt(settling, **lagging), WARMUP + 1, TIMING)
         assert held.state == settling and held.state.pods == 3, lagging
         assert held.waiting_for == list(next(iter(lagging.values())))
     shrinking = advance(settling, 2, prompt(settling), WARMUP + 2, TIMING)
-    assert shape(shrinking.state) == (REMOVING_PODS, "serve", 4, 2, 0, 2)
+    assert shape(shrinking.state) == (REMOVING_PODS, "serve", 5, 2, 0, 2)
     assert [e[1] for e in shrinking.events] == ["RingRemovingPods"]
 
 
@@ -153,7 +158,7 @@ def test_the_warm_up_counts_from_when_every_proxy_serves_the_ring() -> None:
     state = confirmed.state
     assert advance(state, 3, prompt(state), 150.0 + WARMUP - 1, TIMING).state == state
     assert advance(state, 3, prompt(state, silent=(0,)), 150.0 + WARMUP, TIMING).state == state
-    assert advance(state, 3, prompt(state), 150.0 + WARMUP, TIMING).state.step == SETTLING
+    assert advance(state, 3, prompt(state), 150.0 + WARMUP, TIMING).state.step == CLOSING_WARM_UP
 
 
 def test_every_proxys_window_is_held_open_until_the_settled_ring() -> None:
@@ -161,9 +166,10 @@ def test_every_proxys_window_is_held_open_until_the_settled_ring() -> None:
     would close early on a proxy that read it early, and that proxy would stop removing previous
     copies while a late one still reads them. So the config holds it open while the ring warms up."""
     steps = run_until_stable(initial(3, 0.0), 2, 1.0)
-    held = [(s.step, s.view.hold_warmup) for s in steps]
-    assert held == [(PREPARING, False), (WARMING_UP, True), (WARMING_UP, True), (SETTLING, False),
-                    (REMOVING_PODS, False), (STABLE, False)]
+    held = [(s.step, s.view.hold_warmup, s.view.close_warmup) for s in steps]
+    assert held == [(PREPARING, False, False), (WARMING_UP, True, False), (WARMING_UP, True, False),
+                    (CLOSING_WARM_UP, False, True), (SETTLING, False, False), (REMOVING_PODS, False, False),
+                    (STABLE, False, False)]
     adding = advance(warming(3, 2), 4, prompt(warming(3, 2)), 10.0, TIMING).state
     assert adding.step == ADDING_PODS and adding.view.hold_warmup  # pods added during a warm-up
 
@@ -212,12 +218,20 @@ def test_scale_out_during_a_scale_out_warm_up_adds_pods_at_once_and_prepares_aft
     assert shape(back) == (WARMING_UP, "serve", 3, 3, 2, 3) and back.warmup_ends == WARMUP
 
 
-def test_a_new_ring_is_published_during_a_warm_up_only_after_it() -> None:
+def test_a_new_ring_is_published_during_a_warm_up_only_after_it_settles() -> None:
     """Dropping `previous` while a proxy still fills from it would let that proxy read a copy the
-    others no longer delete."""
+    others no longer delete: a scale-in wanted during a scale-out's warm-up waits for the window to
+    close everywhere and the ring to settle."""
     state = warming(3, 2, confirmed_at=0.0)
     assert advance(state, 2, prompt(state), 10.0, TIMING).state == state
-    assert shape(advance(state, 2, prompt(state), WARMUP, TIMING).state) == (PREPARING, "prepare", 4, 2, 3, 3)
+    steps = [state]
+    now = WARMUP
+    while steps[-1].step != PREPARING:
+        steps.append(advance(steps[-1], 2, prompt(steps[-1]), now, TIMING).state)
+        now += 1
+        assert len(steps) < 10
+    assert [s.step for s in steps[1:]] == [CLOSING_WARM_UP, SETTLING, STABLE, PREPARING]
+    assert shape(steps[-1]) == (PREPARING, "prepare", 6, 2, 3, 3)
     unconfirmed = warming(3, 2, confirmed_at=None)
     assert advance(unconfirmed, 4, prompt(unconfirmed, behind=(0,)), 10.0, TIMING).state == unconfirmed
 
@@ -231,8 +245,8 @@ def test_a_size_change_during_a_scale_in_warm_up_or_settling_waits_for_the_pods_
         seen.append(advance(seen[-1], 3, prompt(seen[-1]), now, TIMING).state)
         now += 1
         assert len(seen) < 10
-    assert [s.step for s in seen[1:]] == [SETTLING, REMOVING_PODS, STABLE, ADDING_PODS]
-    assert [s.pods for s in seen[1:]] == [3, 2, 2, 3]  # the old pod-2 goes before a new one comes
+    assert [s.step for s in seen[1:]] == [CLOSING_WARM_UP, SETTLING, REMOVING_PODS, STABLE, ADDING_PODS]
+    assert [s.pods for s in seen[1:]] == [3, 3, 2, 2, 3]  # the old pod-2 goes before a new one comes
 
 
 def test_a_silent_pod_stalls_the_step_after_the_deadline_and_holds_it() -> None:
@@ -266,7 +280,8 @@ def test_every_change_gets_an_event_and_generations_only_grow() -> None:
             if state.step == STABLE and state.members == target:
                 break
     assert reasons == [
-        "RingAddingPods", "RingPrepare", "RingServe", "RingWarmingUp", "RingSettled", "RingStable",
-        "RingPrepare", "RingServe", "RingWarmingUp", "RingSettled", "RingRemovingPods", "RingStable",
+        "RingAddingPods", "RingPrepare", "RingServe", "RingWarmingUp", "RingWarmUpClosing", "RingSettled",
+        "RingStable", "RingPrepare", "RingServe", "RingWarmingUp", "RingWarmUpClosing", "RingSettled",
+        "RingRemovingPods", "RingStable",
     ]
     assert generations == sorted(generations)

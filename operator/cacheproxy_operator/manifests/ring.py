@@ -53,6 +53,13 @@ class RingView:
     members: int = 0
     previous: int = 0
     hold_warmup: bool = False
+    close_warmup: bool = False  # the window is over for every proxy (previous still listed)
+
+
+def _warmup_seconds(spec: dict[str, Any], view: RingView) -> float:
+    if view.close_warmup:
+        return 0
+    return WARMUP_HOLD_SECONDS if view.hold_warmup else spec["ring"]["warmupSeconds"]
 
 
 def ring_section(owner: Owner, spec: dict[str, Any], view: RingView) -> dict[str, Any]:
@@ -64,7 +71,7 @@ def ring_section(owner: Owner, spec: dict[str, Any], view: RingView) -> dict[str
         "previous": members(owner, view.previous, peer_port),
         "phase": view.phase,
         "peer_listen": f"0.0.0.0:{peer_port}",
-        "warmup_seconds": WARMUP_HOLD_SECONDS if view.hold_warmup else spec["ring"]["warmupSeconds"],
+        "warmup_seconds": _warmup_seconds(spec, view),
         "owner_down": spec["ring"]["ownerDown"],
         "down_wait": spec["ring"]["downWaitSeconds"],
     }

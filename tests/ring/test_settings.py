@@ -12,6 +12,7 @@ from cacheproxy_operator.manifests import Owner, RingView
 from cacheproxy_operator.manifests.config import config_text
 from cacheproxy_operator.spec import with_defaults
 
+from tests.ring.load import deadline_poll
 from tests.ring.tier import Tier
 
 M = [{"name": "a", "peer": "127.0.0.1:1"}, {"name": "b", "peer": "127.0.0.1:2"}]
@@ -52,10 +53,11 @@ def test_self_overrides(tmp_path, monkeypatch) -> None:
 def test_ring_endpoint_answers_the_contract() -> None:
     tier = Tier.start(2)
     try:
+        deadline_poll(lambda: tier.ring_json(0)["swept_generation"] == 1, 10)  # settled at start: swept
         view = tier.ring_json(0)
         assert view == {"generation": 1, "phase": "serve", "self": tier.pairs[0].name,
                         "members": [{**tier.member_entry(0), "state": "self"}, {**tier.member_entry(1), "state": "up"}],
-                        "previous": [], "warmup_until": None}
+                        "previous": [], "warmup_until": None, "swept_generation": 1}
         with urllib.request.urlopen(f"http://{tier.pairs[0].admin}/metrics", timeout=5) as r:
             body = r.read().decode()
         assert "cacheproxy_ring_members 2.0" in body and "cacheproxy_ring_generation 1.0" in body

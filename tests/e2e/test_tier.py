@@ -2,7 +2,7 @@
 reconciles `examples/cacheproxy.yaml` into pods that start, pass their probes, share memcached's unix
 socket with the proxy, run the proxy non-root on a read-only root filesystem, answer clients through
 the Service (kube-proxy) and on each pod's address, and survive `kubectl delete pod` of one member under
-load without dropping the other pod's clients.
+load from 1,000 clients without dropping the other pod's clients.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
 LOAD_SECONDS = 20.0
 DELETE_AFTER_SECONDS = 4.0
-CLIENTS_ON_SURVIVOR = 100
-CLIENTS_ON_VICTIM = 50
-CLIENTS_THROUGH_SERVICE = 50
+CLIENTS_ON_SURVIVOR = 500  # 1,000 clients in all
+CLIENTS_ON_VICTIM = 250
+CLIENTS_THROUGH_SERVICE = 250
 
 IN_POD_CHECK = """
 import errno, os, socket

@@ -25,8 +25,9 @@ one memcached would answer it.
 * ``flush_all`` reaches every member (OK only when all answered OK); other text commands
   (stats, version, verbosity) are answered by the local orca.
 * Phase ``prepare``: reads by the previous ring (a miss there is asked of the new owner: a proxy
-  that already serves may have written it there); a plain set goes to both owners, any other
-  write to the previous owner while the new owner's copy is deleted.
+  that already serves may have written it there); every write goes to the previous owner and the
+  new owner's copy is deleted (proxies still on the old ring write there alone: a copy on the new
+  owner could only go stale).
 * Warm-up (phase ``serve``): a read that misses on the new owner is filled from the previous owner
   (:mod:`cacheproxy.ring.warmup`); writes, deletes, touches and arithmetic also delete the
   previous owner's copy before the client hears the answer, and those that depend on the current

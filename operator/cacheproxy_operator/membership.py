@@ -33,8 +33,8 @@ Ordering rules (tests/operator/test_membership.py has one test per rule):
 - reads move to a new ring (serve) only after every pod reports its prepare phase;
 - `previous` is dropped only `warmupSeconds` after every proxy serves the new ring, every proxy's
   window held open until then;
-- a size change waits for the current change except: AddingPods follows it at once (pods only),
-  AddingPods may start during a scale-out's warm-up, and a scale-out is withdrawn from AddingPods
+- a size change waits for the current change (until the ring is settled and swept) except: a
+  scale-out is withdrawn from AddingPods
   (never-members: shrunk at once) or Preparing (Withdrawing); a scale-in cannot be withdrawn once
   prepared (the staying owners may hold copies written for it), so a scale-out waits for it to end.
 
@@ -173,7 +173,7 @@ def _close_warm_up(state: RingState, now: float) -> Decision:
 
 def _settle(state: RingState, now: float) -> Decision:
     nxt = replace(state, generation=state.generation + 1, step=SETTLING, previous=0, since=now, warmup_ends=None)
-    leaving = state.pods - state.members
+    leaving = state.pods - state.members if state.previous > state.members else 0
     text = f"warm-up over, settling the ring of {state.members}"
     if leaving > 0:
         text += f"; {leaving} pod(s) kept until every proxy has it"
@@ -221,11 +221,12 @@ def _step(state: RingState, target: int, observed: Observed, now: float, timing:
             return Decision(replace(state, pods=target), [], _lagging(replace(state, pods=target), observed))
         if lagging:
             return Decision(state, [], lagging)
-        if state.warming:  # started during a warm-up: the previous ring may be dropped only once it is over
+        if state.warming:  # started during a warm-up: that ring settles first, the new pods kept
             if state.warmup_ends is None:
                 return _warm_up_confirmed(state, now, timing)
             if not _warm_up_over(state, now):
                 return Decision(state)
+            return _close_warm_up(state, now)
         return _prepare(state, state.pods, now)
     if state.step == PREPARING:
         if state.members > state.previous and target < state.members:
@@ -243,9 +244,6 @@ def _step(state: RingState, target: int, observed: Observed, now: float, timing:
     if state.step == WARMING_UP:
         if state.warmup_ends is None:
             return Decision(state, [], lagging) if lagging else _warm_up_confirmed(state, now, timing)
-        leaving = state.previous > state.members
-        if not leaving and target > state.members:  # pods only: the ring keeps warming up meanwhile
-            return _add_pods(state, target, now)
         if lagging or not _warm_up_over(state, now):
             return Decision(state, [], lagging)
         return _close_warm_up(state, now)  # a scale-in wanted meanwhile starts once the ring is settled

@@ -56,6 +56,18 @@ def run_until_stable(state: RingState, target: int, now: float) -> list[RingStat
     raise AssertionError(f"no settled ring after 12 steps: {seen}")
 
 
+def run_until_step(state: RingState, target: int, step: str, now: float) -> list[RingState]:
+    """Drive the machine with prompt proxies, a second apart, until STEP; the states passed through."""
+    seen = []
+    for _ in range(10):
+        state = advance(state, target, prompt(state), now, TIMING).state
+        seen.append(state)
+        now += 1
+        if state.step == step:
+            return seen
+    raise AssertionError(f"no {step} after 10 steps: {seen}")
+
+
 def warming(members: int, previous: int, confirmed_at: float | None = 0.0) -> RingState:
     """A WarmingUp state (confirmed at CONFIRMED_AT, or not yet when None)."""
     ends = None if confirmed_at is None else confirmed_at + WARMUP
@@ -209,13 +221,8 @@ def test_scale_out_during_a_scale_out_warm_up_waits_for_the_ring_to_settle() -> 
     owner is gone before the second can hand the key back."""
     state = warming(3, 2, confirmed_at=0.0)
     assert advance(state, 4, prompt(state), 10.0, TIMING).state == state  # the warm-up runs on
-    steps = [state]
-    now = WARMUP
-    while steps[-1].step != PREPARING:
-        steps.append(advance(steps[-1], 4, prompt(steps[-1]), now, TIMING).state)
-        now += 1
-        assert len(steps) < 10
-    assert [(s.step, s.pods) for s in steps[1:]] == [(CLOSING_WARM_UP, 3), (SETTLING, 3), (STABLE, 3),
+    steps = run_until_step(state, 4, PREPARING, WARMUP)
+    assert [(s.step, s.pods) for s in steps] == [(CLOSING_WARM_UP, 3), (SETTLING, 3), (STABLE, 3),
                                                      (ADDING_PODS, 4), (PREPARING, 4)]
     assert shape(steps[-1]) == (PREPARING, "prepare", 6, 4, 3, 4)
 
@@ -226,13 +233,8 @@ def test_a_new_ring_is_published_during_a_warm_up_only_after_it_settles() -> Non
     close everywhere and the ring to settle."""
     state = warming(3, 2, confirmed_at=0.0)
     assert advance(state, 2, prompt(state), 10.0, TIMING).state == state
-    steps = [state]
-    now = WARMUP
-    while steps[-1].step != PREPARING:
-        steps.append(advance(steps[-1], 2, prompt(steps[-1]), now, TIMING).state)
-        now += 1
-        assert len(steps) < 10
-    assert [s.step for s in steps[1:]] == [CLOSING_WARM_UP, SETTLING, STABLE, PREPARING]
+    steps = run_until_step(state, 2, PREPARING, WARMUP)
+    assert [s.step for s in steps] == [CLOSING_WARM_UP, SETTLING, STABLE, PREPARING]
     assert shape(steps[-1]) == (PREPARING, "prepare", 6, 2, 3, 3)
     unconfirmed = warming(3, 2, confirmed_at=None)
     assert advance(unconfirmed, 4, prompt(unconfirmed, behind=(0,)), 10.0, TIMING).state == unconfirmed
@@ -241,14 +243,9 @@ def test_a_new_ring_is_published_during_a_warm_up_only_after_it_settles() -> Non
 def test_a_size_change_during_a_scale_in_warm_up_or_settling_waits_for_the_pods_to_go() -> None:
     state = warming(2, 3, confirmed_at=0.0)
     assert advance(state, 3, prompt(state), 10.0, TIMING).state == state
-    seen = [state]
-    now = WARMUP
-    while seen[-1].step != ADDING_PODS:
-        seen.append(advance(seen[-1], 3, prompt(seen[-1]), now, TIMING).state)
-        now += 1
-        assert len(seen) < 10
-    assert [s.step for s in seen[1:]] == [CLOSING_WARM_UP, SETTLING, REMOVING_PODS, STABLE, ADDING_PODS]
-    assert [s.pods for s in seen[1:]] == [3, 3, 2, 2, 3]  # the old pod-2 goes before a new one comes
+    seen = run_until_step(state, 3, ADDING_PODS, WARMUP)
+    assert [s.step for s in seen] == [CLOSING_WARM_UP, SETTLING, REMOVING_PODS, STABLE, ADDING_PODS]
+    assert [s.pods for s in seen] == [3, 3, 2, 2, 3]  # the old pod-2 goes before a new one comes
 
 
 def test_a_silent_pod_stalls_the_step_after_the_deadline_and_holds_it() -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
-import socket
 import threading
 import time
 
@@ -15,7 +14,7 @@ from tests.monitoring.prometheus import ScrapeTarget, finite_values, query, star
 from tests.monitoring.test_prometheus import DASHBOARD, substitute
 from tests.ring.load import deadline_poll
 from tests.ring.tier import Tier
-from tests.support.procs import recv_until, start_memcached
+from tests.support.procs import start_memcached, talk
 
 QUERY_DEADLINE_SECONDS = 60.0
 TRAFFIC_MAX_SECONDS = 120.0
@@ -26,12 +25,6 @@ def ring_queries() -> list[tuple[str, str]]:
     return [(f"{panel['title']} / {target['refId']}", substitute(target["expr"]))
             for panel in dashboard["panels"] for target in panel["targets"] if panel["title"].startswith("Ring: ")]
 
-
-def talk(addr: str, payload: bytes, terminator: bytes = b"\r\n", timeout: float = 10) -> bytes:
-    host, port = addr.rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=timeout) as s:
-        s.sendall(payload)
-        return recv_until(s, terminator)
 
 
 class Traffic(threading.Thread):

@@ -12,9 +12,8 @@ from cacheproxy.backends.address import parse_address
 from cacheproxy.ring.sweep import sweep_one
 
 from tests.ring.load import deadline_poll
-from tests.ring.test_warmup import talk
 from tests.ring.tier import Tier
-from tests.support.procs import start_memcached
+from tests.support.procs import start_memcached, talk
 
 
 def on_all(tier: Tier, generation: int, phase: str, members: list[int]) -> bool:

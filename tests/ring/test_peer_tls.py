@@ -17,7 +17,7 @@ from cacheproxy.config.ring import parse
 from tests.ring.tier import Tier
 from tests.security.certs import Authority, Issued, serial_of
 from tests.security.support import handshakes, refused, tls_connect, wait_for
-from tests.support.procs import recv_until
+from tests.support.procs import recv_until, talk
 
 
 @dataclass
@@ -50,12 +50,6 @@ def tier(pki: PeerPki) -> Iterator[Tier]:
     yield t
     t.stop()
 
-
-def talk(addr: str, payload: bytes, terminator: bytes) -> bytes:
-    host, port = addr.rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=10) as s:
-        s.sendall(payload)
-        return recv_until(s, terminator)
 
 
 def peer_addr(tier: Tier, i: int) -> str:

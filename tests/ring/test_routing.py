@@ -12,7 +12,7 @@ import struct
 import pytest
 
 from tests.ring.tier import Tier
-from tests.support.procs import recv_until, start_memcached
+from tests.support.procs import start_memcached, talk
 
 
 @pytest.fixture(scope="module")
@@ -21,12 +21,6 @@ def tier():
     yield t
     t.stop()
 
-
-def talk(addr: str, payload: bytes, terminator: bytes) -> bytes:
-    host, port = addr.rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=10) as s:
-        s.sendall(payload)
-        return recv_until(s, terminator)
 
 
 def test_keys_live_on_their_owner(tier: Tier) -> None:

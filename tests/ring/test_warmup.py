@@ -4,21 +4,12 @@ window remove the previous copy, so nothing deleted or overwritten comes back.""
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 from cacheproxy.ring.ketama import Continuum
 
 from tests.ring.load import deadline_poll
 from tests.ring.tier import Tier
-from tests.support.procs import recv_until
-
-
-def talk(addr: str, payload: bytes, terminator: bytes = b"\r\n") -> bytes:
-    host, port = addr.rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=10) as s:
-        s.sendall(payload)
-        return recv_until(s, terminator)
+from tests.support.procs import talk
 
 
 def applied(tier: Tier, generation: int, phase: str) -> bool:

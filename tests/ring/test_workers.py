@@ -5,18 +5,10 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 
 from tests.ring.load import deadline_poll
 from tests.ring.tier import Tier
-from tests.support.procs import recv_until
-
-
-def talk(addr: str, payload: bytes, terminator: bytes = b"\r\n") -> bytes:
-    host, port = addr.rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=10) as s:
-        s.sendall(payload)
-        return recv_until(s, terminator)
+from tests.support.procs import talk
 
 
 def test_workers_route_and_reload_together() -> None:

@@ -199,3 +199,10 @@ def recv_until(sock: socket.socket, terminator: bytes, limit: int = 64 << 20) ->
         if len(buf) > limit:
             raise AssertionError("response larger than limit")
     return bytes(buf)
+
+
+def talk(addr: str, payload: bytes, terminator: bytes = b"\r\n", timeout: float = 10.0) -> bytes:
+    """One connection to ADDR: send PAYLOAD, read until the answer ends with TERMINATOR."""
+    with connect(addr, timeout) as sock:
+        sock.sendall(payload)
+        return recv_until(sock, terminator)

@@ -136,25 +136,25 @@ class Response:
                     raise WatchError("malformed", f"bad chunk size {size_line[:40]!r}") from None
                 if size == 0:
                     return
-                while size > 0:
-                    piece = await self.reader.read(min(size, 1 << 16))
-                    if not piece:
-                        raise WatchError("closed", "connection closed inside a chunk")
-                    size -= len(piece)
+                async for piece in self._exactly(size, "a chunk"):
                     yield piece
                 if await self.reader.readexactly(2) != b"\r\n":
                     raise WatchError("malformed", "chunk not followed by CRLF")
         elif "content-length" in self.headers:
-            left = int(self.headers["content-length"])
-            while left > 0:
-                piece = await self.reader.read(min(left, 1 << 16))
-                if not piece:
-                    raise WatchError("closed", "connection closed inside the body")
-                left -= len(piece)
+            async for piece in self._exactly(int(self.headers["content-length"]), "the body"):
                 yield piece
         else:
             while piece := await self.reader.read(1 << 16):
                 yield piece
+
+    async def _exactly(self, size: int, what: str) -> AsyncIterator[bytes]:
+        """SIZE bytes of the body in pieces as they arrive; the connection ending first is an error."""
+        while size > 0:
+            piece = await self.reader.read(min(size, 1 << 16))
+            if not piece:
+                raise WatchError("closed", f"connection closed inside {what}")
+            size -= len(piece)
+            yield piece
 
     async def lines(self, limit: int = MAX_EVENT_BYTES) -> AsyncIterator[bytes]:
         """Newline-delimited lines of the body (a watch's events), none longer than LIMIT."""

@@ -22,10 +22,16 @@ still has (``mg ... t``) using *add* semantics, and then read once in L1 (``mg <
 L1's copy counts as fetched, as the client's read made it:
   * A plain set could overwrite a newer value that a concurrent writer put in L1 between our L2
     read and our promotion; add only fills an absent key, so the writer's value wins.
-  * One race remains without locks: a reader that read L2 just before a concurrent delete can
-    promote the deleted value into L1 after the delete cleared L1. ``locked: true`` (striped
-    per-key locks, below) closes it, and closes the concurrent-writers race too (set A and set B
-    on one key interleaving as L2=A, L2=B, L1=B, L1=A would leave L1 and L2 different).
+  * A reader that read L2 just before a concurrent delete could promote the deleted value into
+    L1 after the delete cleared L1. So once the add has landed, L2 is asked again (``mg <key>``)
+    and L1's copy is deleted if L2 no longer has the key: a delete ordered after the add clears
+    L1 itself, one ordered before it is seen by the check. (A concurrent set needs no check: it
+    writes L1 after L2, over the added copy or in its way.)
+  * One race remains without locks: two writers of one key (set A and set B interleaving as
+    L2=A, L2=B, L1=B, L1=A would leave L1 and L2 different). ``locked: true`` (striped per-key
+    locks, below) closes it. An *add* is mirrored into L1 as an add, so a write that reached L1
+    first is not overwritten by it (L1 is cleared instead); this is what a ring's warm-up fill
+    (an ``ms ... ME``) racing a client's set relies on.
   * An L2 answer carrying lease state (``W`` won, ``X`` stale, ``Z`` token already sent) is never
     promoted: lease and staleness live only in L2, so L1 never holds an item that has them.
 
@@ -69,7 +75,7 @@ alone; the next read promotes L2's exact item. The same goes for incr/decr. An `
 adds or replaces (with or without ``C``, quiet or not) leaves a fully known item once L2 stored
 it, so L1 is set to the same value, client flags and TTL (binary stores arrive as such ``ms``).
 Text stores (set/add/replace/append/prepend/cas) are mirrored into L1 too (set, or the same mode
-for replace/append/prepend), since their outcome is fully known from L2's answer; touch and gat
+for add/replace/append/prepend), since their outcome is fully known from L2's answer; touch and gat
 touch both levels.
 
 One client's requests keep memcached's per-connection order (see ``_run``). A run of writes is
@@ -213,7 +219,9 @@ class MetaLine:
                 return None
         if mode not in (b"S", b"E", b"R") or len(self.tokens) < 3:
             return None
-        return b"ms %s %s F%s T%s%s" % (self.key, self.tokens[2], client_flags, ttl, b" b" if self.base64 else b"")
+        l1_mode = b" ME" if mode == b"E" else b""  # an add stays an add (see the module docstring)
+        return b"ms %s %s F%s T%s%s%s" % (self.key, self.tokens[2], client_flags, ttl, l1_mode,
+                                          b" b" if self.base64 else b"")
 
     def has(self, names: frozenset[bytes]) -> bool:
         return any(t[:1] in names for t in self.flags)
@@ -363,14 +371,22 @@ class L1L2:
         adding = self.l1.store(ADD, key, flags, 0 if ttl < 0 else ttl, resp.value or b"", 0)
         if fetched:  # pipelined behind the add: marks L1's copy fetched, as the read made L2's
             await self.l1.meta(b"mg " + key, None, False)
-        if code_of(await adding) == b"HD":
-            STATS.l2_promotions += 1
+        if code_of(await adding) != b"HD":
+            return
+        STATS.l2_promotions += 1
+        # A delete may have run between our L2 read and the add (L2, then L1: before the add
+        # landed). Asked after the add, L2 tells: gone there means the copy just added is stale.
+        if code_of(await self.l2.meta(b"mg " + key, None, False)) == b"EN":
+            await self.l1.delete(key)
 
     # -- writes ----------------------------------------------------------------------------
 
     def store(self, mode: bytes, key: bytes, flags: int, exptime: int, data: bytes, cas_unique: int,
               cb: Callback) -> None:
         l1_mode = mode if mode in (APPEND, PREPEND, REPLACE) else self.refresh_mode
+        if mode == ADD and l1_mode == SET:
+            l1_mode = ADD  # an add stays an add (see the module docstring)
+        l1_ok = (b"HD",) if l1_mode == ADD else OK_CODES  # an add L1 refused: L1 held another copy
         l1, l2 = self.l1.handler, self.l2.handler
 
         def start(answer: Reply) -> None:
@@ -380,7 +396,7 @@ class L1L2:
                     return
 
                 def l1_done(r1: Any) -> None:
-                    if code_of(r1) not in OK_CODES:
+                    if code_of(r1) not in l1_ok:
                         l1.delete(key, _ignore)
                     answer(r2)
 

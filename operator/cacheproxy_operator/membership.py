@@ -9,7 +9,7 @@ step's generation: the proxies read the ring from a mounted ConfigMap, which rea
 - AddingPods (scale-out): the StatefulSet grows first; the ring stays as it is until every pod
   reports its generation, so the new pods have read the config before anything is routed to them.
 - Preparing: the new ring in phase prepare with the old one as `previous` (reads by the old ring,
-  a plain set on both owners, other writes and deletes on the previous one), until every pod reports it.
+  writes and deletes on the previous owner, the new owner's copy removed), until every pod reports it.
 - WarmingUp: phase serve (reads by the new ring, a miss on a new owner filled from the previous one,
   writes remove the previous copy). The proxies are told to hold their window open (a proxy counts
   it from when it read the serve phase, and one that closed early would stop removing previous

@@ -25,8 +25,9 @@ one memcached would answer it.
 * ``flush_all`` reaches every member (OK only when all answered OK); other text commands
   (stats, version, verbosity) are answered by the local orca.
 * Phase ``prepare``: reads by the previous ring (a miss there is asked of the new owner: a proxy
-  that already serves may have written it there); a plain set goes to both owners, any other
-  write to the previous owner while the new owner's copy is deleted.
+  that already serves may have written it there); every write goes to the previous owner and the
+  new owner's copy is deleted (proxies still on the old ring write there alone: a copy on the new
+  owner could only go stale).
 * Warm-up (phase ``serve``): a read that misses on the new owner is filled from the previous owner
   (:mod:`cacheproxy.ring.warmup`); writes, deletes, touches and arithmetic also delete the
   previous owner's copy before the client hears the answer, and those that depend on the current
@@ -49,13 +50,12 @@ from ..protocol.meta import MetaResponse, code_of
 from .ketama import key_point
 from .peers import Forwarded, Peer
 from .state import RingState, Target, View, _NoTarget
-from .warmup import META_MISS, decode_key, meta_miss, pull
+from .warmup import META_MISS, decode_key, meta_miss, pull, warm_read
 
 Handler = Orca | HandlerBase  # the local orca, or a forwarding handler to a peer
 Op = Callable[[Handler, Callback], None]
 
 _OK = b"OK\r\n"
-MIRRORED = object()  # the mirror's answer in prepare: not the one the client hears
 
 # What a request forwarded to a peer does when its connection fails under it (RoutedForward):
 ANSWER = 0  # the client hears the error (secondary requests of a ring change, flush_all)
@@ -209,13 +209,7 @@ class RingRouter:
             self._send(target, handler, op, cb, MISS if view.owner_down_miss else AGAIN, miss)
             return
 
-        def first(resp: Any) -> None:
-            if not is_miss(resp):
-                cb(resp)
-                return
-            pull(prev_handler, handler, token, b64, lambda: op(handler, self._cb(target, cb)))
-
-        op(handler, self._cb(target, first))
+        warm_read(prev_handler, handler, token, b64, lambda done: op(handler, self._cb(target, done)), is_miss, cb)
 
     def get(self, key: bytes, cb: Callback, *, cas: bool = False, exptime: int | None = None,
             ttl: bool = False) -> None:
@@ -260,18 +254,19 @@ class RingRouter:
         def op(h: Handler, done: Callback) -> None:
             self._shortcuts(h).set_text(key, request, done)
 
-        self._write(key, key, False, op, cb, dependent=False, mirror=True, again=True, point=point)
+        self._write(key, key, False, op, cb, dependent=False, again=True, point=point)
 
     # -- writes -------------------------------------------------------------------------------
 
     def _write(self, hash_key: bytes, token: bytes, b64: bool, op: Op, cb: Callback, *,
-               dependent: bool, mirror: bool, delete: bool = False, again: bool = False,
+               dependent: bool, delete: bool = False, again: bool = False,
                point: int | None = None) -> None:
         """OP on the key's owner. With a second owner (prepare, or warming up) the client hears
         the owner's answer once both owners are done:
 
-        * prepare: a plain set (MIRROR) runs on both; any other OP runs on the previous owner,
-          then the new owner's copy is deleted;
+        * prepare: OP runs on the previous owner, then the new owner's copy is deleted (a copy
+          there could only be stale: proxies still on the old ring write and delete on the
+          previous owner alone);
         * warming up: OP runs on the new owner, then the previous owner's copy is deleted; a
           DEPENDENT OP (its result depends on the current value) first pulls the previous copy
           over; a DELETE removes the previous copy first.
@@ -292,7 +287,7 @@ class RingRouter:
                 assert owner is not None
 
                 def resume(up: bool) -> None:
-                    self._write(hash_key, token, b64, op, cb, dependent=dependent, mirror=mirror, delete=delete,
+                    self._write(hash_key, token, b64, op, cb, dependent=dependent, delete=delete,
                                 again=again)
 
                 owner.park(resume)
@@ -305,18 +300,6 @@ class RingRouter:
             self._send(owner, handler, op, cb, AGAIN if again else ONCE)
             return
         assert not isinstance(other, _NoTarget)
-        if view.prepare and mirror:
-            answer: list = []
-
-            def both(resp: Any) -> None:
-                answer.append(resp)
-                if len(answer) == 2:
-                    cb(answer[0] if answer[0] is not MIRRORED else answer[1])
-
-            op(handler, self._cb(owner, both))
-            op(other_handler, self._cb(other, lambda resp: both(MIRRORED)))
-            return
-
         def invalidate(then: Callable[[], None]) -> None:
             def done(resp: Any) -> None:
                 if code_of(resp) == b"HD" or (resp is None):
@@ -352,7 +335,7 @@ class RingRouter:
         elif view.prepare:
             owner_then_invalidate()  # the owner here is the previous one: deleted there first
         elif dependent:
-            pull(other_handler, handler, token, b64, owner_then_invalidate)
+            pull(other_handler, handler, token, b64, lambda moved: owner_then_invalidate())
         else:
             owner_then_invalidate()
 
@@ -362,26 +345,26 @@ class RingRouter:
             h.store(mode, key, flags, exptime, data, cas_unique, done)
 
         plain_set = mode == b"S"
-        self._write(key, key, False, op, cb, dependent=not plain_set, mirror=plain_set, again=plain_set)
+        self._write(key, key, False, op, cb, dependent=not plain_set, again=plain_set)
 
     def delete(self, key: bytes, cb: Callback, *, base64: bool = False) -> None:
         def op(h: Handler, done: Callback) -> None:
             h.delete(key, done, base64=base64)
 
-        self._write(decode_key(key, base64), key, base64, op, cb, dependent=False, mirror=False, delete=True,
+        self._write(decode_key(key, base64), key, base64, op, cb, dependent=False, delete=True,
                     again=True)
 
     def touch(self, key: bytes, exptime: int, cb: Callback) -> None:
         def op(h: Handler, done: Callback) -> None:
             h.touch(key, exptime, done)
 
-        self._write(key, key, False, op, cb, dependent=True, mirror=False)
+        self._write(key, key, False, op, cb, dependent=True)
 
     def arith(self, key: bytes, delta: int, incr: bool, cb: Callback) -> None:
         def op(h: Handler, done: Callback) -> None:
             h.arith(key, delta, incr, done)
 
-        self._write(key, key, False, op, cb, dependent=True, mirror=False)
+        self._write(key, key, False, op, cb, dependent=True)
 
     # -- meta ---------------------------------------------------------------------------------
 
@@ -402,14 +385,14 @@ class RingRouter:
             miss = None if quiet else meta_miss(flags, token)
             self._read(hash_key, token, b64, op, cb, _is_get_miss if verb == b"mg" else _never, miss)
         elif verb == b"md":
-            self._write(hash_key, token, b64, op, cb, dependent=False, mirror=False, delete=True,
+            self._write(hash_key, token, b64, op, cb, dependent=False, delete=True,
                         again=not any(f[:1] == b"C" for f in flags))
         elif verb == b"ms":
             plain_set = not any(f[:1] == b"C" or (f[:1] == b"M" and f[1:2] not in (b"S", b"s")) or f[:1] == b"I"
                                 for f in flags)
-            self._write(hash_key, token, b64, op, cb, dependent=not plain_set, mirror=plain_set, again=plain_set)
+            self._write(hash_key, token, b64, op, cb, dependent=not plain_set, again=plain_set)
         else:  # ma
-            self._write(hash_key, token, b64, op, cb, dependent=True, mirror=False)
+            self._write(hash_key, token, b64, op, cb, dependent=True)
 
     # -- the rest -----------------------------------------------------------------------------
 

@@ -1,9 +1,16 @@
 """Moving a key's value from its previous owner to its new one, on demand (warm-up).
 
 While a ring change warms up, a read that misses on the key's new owner asks the previous owner
-(``mg <key> v f t``: value, client flags, remaining TTL) and, on a hit, adds the value to the new
-owner with that remaining TTL (``ms ... ME c``: an *add*, so a write that reached the new owner
-meanwhile is never overwritten); the client's request is then served by the new owner as usual.
+(``mg <key> v f t c``: value, client flags, remaining TTL, CAS) and, on a hit, adds the value to
+the new owner with that remaining TTL (``ms ... ME c``: an *add*, so a write that reached the new
+owner meanwhile is never overwritten); the client's request is then served by the new owner as
+usual (:func:`warm_read`).
+
+Writes by other proxies race a fill: a proxy still preparing writes the previous owner, then
+deletes the new owner's copy; one already serving writes the new owner, then deletes the previous
+copy. So a fill re-reads the previous copy afterwards and undoes itself when that copy changed or
+went (its CAS differs, or it is gone), and a read that still misses after a fill (a racing write
+deleted the filled copy) pulls again, a bounded number of times.
 """
 
 from __future__ import annotations
@@ -21,12 +28,15 @@ Handler = Any  # an Orca (the local orca, or a forwarding handler on a peer conn
 META_MISS = MetaResponse(b"EN", b"EN", None, b"EN\r\n")  # a plain miss, as memcached answers it
 
 
+PULLS = 3  # fills a read may try before it answers the new owner's miss
+
+
 def read_previous(prev: Handler, token: bytes, b64: bool, cb: Callback) -> None:
-    """The previous owner's copy: a VA answer with ``f`` and ``t``, or EN / an error."""
+    """The previous owner's copy: a VA answer with ``f``, ``t`` and ``c``, or EN / an error."""
     if b64:
-        prev.meta(b"mg " + token + b" v f t b", None, False, cb)
+        prev.meta(b"mg " + token + b" v f t c b", None, False, cb)
     else:
-        prev.get(token, cb, ttl=True)
+        prev.get(token, cb, cas=True, ttl=True)
 
 
 def fill(new: Handler, token: bytes, b64: bool, resp: MetaResponse, then: Callable[[int | None], None]) -> None:
@@ -70,41 +80,64 @@ def fill(new: Handler, token: bytes, b64: bool, resp: MetaResponse, then: Callab
     new.meta(line, value + b"\r\n", False, stored)
 
 
-def pull(prev: Handler, new: Handler, token: bytes, b64: bool, then: Callable[[], None]) -> None:
-    """Move the previous owner's copy (if any) to the new owner, then call THEN.
+def pull(prev: Handler, new: Handler, token: bytes, b64: bool, then: Callable[[bool], None]) -> None:
+    """Move the previous owner's copy (if any) to the new owner, then call THEN with whether the
+    previous owner had one.
 
-    After a fill the previous owner is asked again: a delete that ran between the first read and
-    the fill removed the previous copy first (see RingRouter._write), so its absence now means
-    the value may have been deleted meanwhile, and the fill is undone if the new owner still holds
-    exactly the item filled (``md <key> C<cas>``: a write that replaced it since is kept)."""
+    After a fill the previous owner is asked again: a write or delete that ran there between the
+    first read and the fill changed its CAS or removed it, so the filled value may be older than
+    the key's latest, and the fill is undone if the new owner still holds exactly the item filled
+    (``md <key> C<cas>``: a write that replaced it since is kept)."""
 
-    def recheck(cas: int | None) -> None:
+    def recheck(first: MetaResponse, cas: int | None) -> None:
         if not cas:  # nothing filled (a newer write got there first), or no CAS to undo it safely
-            then()
+            then(True)
             return
 
         def still_there(resp: MetaResponse | BackendError | None) -> None:
-            if isinstance(resp, MetaResponse) and resp.code == b"EN":
+            if isinstance(resp, MetaResponse) and (
+                    resp.code == b"EN" or (resp.code == b"VA" and resp.flag(b"c") != first.flag(b"c"))):
                 def undone(r: MetaResponse | BackendError | None) -> None:
                     if code_of(r) == b"HD":
                         STATS.ring_warmup["fill_undone"] += 1
-                    then()
+                    then(True)
 
                 new.meta(b"md %s C%d%s" % (token, cas, b" b" if b64 else b""), None, False, undone)
             else:
-                then()
+                then(True)
 
         read_previous(prev, token, b64, still_there)
 
     def got(resp: MetaResponse | BackendError | None) -> None:
         if isinstance(resp, MetaResponse) and resp.code == b"VA":
             STATS.ring_warmup["read_hit"] += 1
-            fill(new, token, b64, resp, recheck)
+            fill(new, token, b64, resp, lambda cas: recheck(resp, cas))
         else:
             STATS.ring_warmup["read_miss"] += 1
-            then()
+            then(False)
 
     read_previous(prev, token, b64, got)
+
+
+def warm_read(prev: Handler, new: Handler, token: bytes, b64: bool, read: Callable[[Callback], None],
+              is_miss: Callable[[Any], bool], cb: Callback) -> None:
+    """READ on the new owner, answered to CB; a miss pulls the previous owner's copy over and
+    reads again. The second read is needed even when the previous owner had nothing: a write
+    through a proxy already serving lands on the new owner before it deletes the previous copy, so
+    a read that missed both in between finds it there. A read that still misses although the
+    previous owner had a copy lost a race with a write (which deleted the filled copy, or changed
+    the previous one): it pulls again, up to :data:`PULLS` fills in all, then answers the miss."""
+    pulls = PULLS
+
+    def got(resp: Any) -> None:
+        nonlocal pulls
+        if pulls == 0 or not is_miss(resp):
+            cb(resp)
+            return
+        pulls -= 1
+        pull(prev, new, token, b64, lambda moved: read(got if moved else cb))
+
+    read(got)
 
 
 def decode_key(token: bytes, b64: bool) -> bytes:

@@ -146,7 +146,7 @@ def _prepare(state: RingState, new_members: int, now: float) -> Decision:
         since=now,
     )
     text = (f"preparing a ring of {new_members} (was {state.members}); reads follow the old ring, "
-            "writes go to both owners")
+            "writes go to the previous owner and clear the new one")
     return Decision(nxt, [_event(nxt, "RingPrepare", text)], list(nxt.waits_on()))
 
 

@@ -4,7 +4,8 @@
 started with, so a reload never moves a request in flight) and the :class:`Peer` of every
 member that is not this proxy. :meth:`RingState.apply` installs new settings:
 
-* phase ``prepare``: reads are routed by ``previous``, writes go to both owners;
+* phase ``prepare``: reads are routed by ``previous``; writes reach both owners (the previous one
+  written, the new one's copy deleted);
 * phase ``serve``: everything is routed by ``members``; for ``warmup_seconds`` after the proxy
   entered ``serve`` with a non-empty ``previous`` (or saw the member list change on a reload with
   no ``previous`` given, the old list then being the previous ring) a miss on the new owner is

@@ -11,6 +11,10 @@ from typing import Any
 
 CHILD_VERBS = ["get", "list", "watch", "create", "patch", "delete"]
 READ_VERBS = ["get", "list", "watch"]
+# Children of other projects' CRDs (ServiceMonitor, Certificate): not watched, the resync keeps them
+# right (handlers.py), so no watch: get + server-side apply (patch, create) in reconcile.ensure, list
+# + delete in reconcile.prune.
+RESYNCED_VERBS = ["get", "list", "create", "patch", "delete"]
 
 NAMESPACED_RULES: list[dict[str, Any]] = [
     # the CacheProxy itself: kopf keeps its progress in annotations (patch); status via the subresource
@@ -23,12 +27,13 @@ NAMESPACED_RULES: list[dict[str, Any]] = [
     # children: server-side apply is a PATCH that may create; prune deletes
     {"apiGroups": [""], "resources": ["configmaps", "services"], "verbs": CHILD_VERBS},
     {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": CHILD_VERBS},
-    # the Deployment an earlier version made: removed once its StatefulSet replacement is ready
-    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch", "delete"]},
+    # the Deployment an earlier version made: read and removed once its StatefulSet replacement is
+    # ready (reconcile.migrate_deployment); not watched, never listed
+    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "delete"]},
     {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": CHILD_VERBS},
     {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": CHILD_VERBS},
-    {"apiGroups": ["monitoring.coreos.com"], "resources": ["servicemonitors"], "verbs": CHILD_VERBS},
-    {"apiGroups": ["cert-manager.io"], "resources": ["certificates"], "verbs": CHILD_VERBS},
+    {"apiGroups": ["monitoring.coreos.com"], "resources": ["servicemonitors"], "verbs": RESYNCED_VERBS},
+    {"apiGroups": ["cert-manager.io"], "resources": ["certificates"], "verbs": RESYNCED_VERBS},
     # the tier pods' ServiceAccount, and the Role + RoleBinding letting them read their own ConfigMap
     # (the API server lets the operator grant get/list/watch on configmaps because it holds them)
     {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": CHILD_VERBS},

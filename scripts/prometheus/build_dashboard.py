@@ -42,6 +42,13 @@ class Panel:
     extra_defaults: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Row:
+    """A Grafana row: a full-width, collapsible heading over the panels that follow it."""
+
+    title: str
+
+
 def hit_ratio(level: str) -> str:
     """Hits over lookups; 0 (not "no data") while a level has had lookups but never a hit."""
     lookups = f'cacheproxy_cache_lookups_total{{{SEL}, level="{level}"'
@@ -55,7 +62,7 @@ def latency(quantile: str) -> str:
             f"(rate(cacheproxy_request_duration_seconds_bucket{{{SEL}}}[{RATE}])))")
 
 
-PANELS: tuple[Panel, ...] = (
+PANELS: tuple[Panel | Row, ...] = (
     Panel("Requests/s by command and result", "Client requests answered per second.",
           (Target(f"sum by (command, result) (rate(cacheproxy_requests_total{{{SEL}}}[{RATE}]))",
                   "{{command}} {{result}}"),), unit="reqps"),
@@ -99,20 +106,52 @@ PANELS: tuple[Panel, ...] = (
           (Target(f"histogram_quantile(0.99, sum by (le, member) "
                   f"(rate(cacheproxy_ring_forward_duration_seconds_bucket{{{SEL}}}[{RATE}])))", "{{member}}"),),
           unit="s", width=8),
+    Row("Ring changes"),
+    # What an SRE watches during a scale: the config reaching every pod (watch and file), the warm-up,
+    # answers for members that are away, and the orphan sweep that ends a change.
     Panel("Ring: size and generation", "Members in the ring and the generation applied (lowest and highest across "
           "pods: they differ while a change rolls out).",
           (Target(f"max(cacheproxy_ring_members{{{SEL}}})", "members"),
            Target(f"min(cacheproxy_ring_generation{{{SEL}}})", "generation (lowest)"),
            Target(f"max(cacheproxy_ring_generation{{{SEL}}})", "generation (highest)")), width=8),
-    Panel("Ring: warm-up and invalidations /s", "Previous-owner reads (hit/miss) and fills of new owners during "
-          "warm-up; previous owners' copies removed by writes; misses answered for down members.",
-          (Target(f"sum by (event) (rate(cacheproxy_ring_warmup_total{{{SEL}}}[{RATE}]))", "{{event}}"),
-           Target(f"sum(rate(cacheproxy_ring_previous_invalidations_total{{{SEL}}}[{RATE}]))", "invalidations"),
-           Target(f"sum by (answer) (rate(cacheproxy_ring_owner_down_total{{{SEL}}}[{RATE}]))",
-                  "owner down: {{answer}}")), unit="ops", width=8),
+    Panel("Ring: config updates/s by source and result", "Config texts offered per second, by source (watch: "
+          "the ConfigMap through the API; file: the kubelet's copy; signal: SIGHUP) and result (superseded: "
+          "the file held a text the watch had already replaced).",
+          (Target(f"sum by (source, result) (rate(cacheproxy_config_updates_total{{{SEL}}}[{RATE}]))",
+                  "{{source}} {{result}}"),), unit="ops", width=8),
     Panel("Ring: config reloads and ring changes", "Config reloads applied or refused, and ring changes, in 1h.",
           (Target(f"sum by (result) (increase(cacheproxy_config_reloads_total{{{SEL}}}[1h]))", "reload {{result}}"),
            Target(f"sum(increase(cacheproxy_ring_changes_total{{{SEL}}}[1h]))", "ring changes")), width=8),
+    Panel("Ring: warm-up and invalidations /s", "Previous-owner reads (hit/miss) and fills of new owners during "
+          "warm-up (fill_undone: a racing delete won); previous owners' copies removed by writes.",
+          (Target(f'sum by (event) (rate(cacheproxy_ring_warmup_total{{{SEL}, event!~"sweep_.*"}}[{RATE}]))',
+                  "{{event}}"),
+           Target(f"sum(rate(cacheproxy_ring_previous_invalidations_total{{{SEL}}}[{RATE}]))", "invalidations")),
+          unit="ops", width=8),
+    Panel("Ring: owner-down answers and waits /s", "Requests for keys of a member marked down, by answer (miss or "
+          "error), and requests that waited for a member that went away (parked), sent once it was back "
+          "(resumed) or failed at the end of down_wait (expired).",
+          (Target(f"sum by (answer) (rate(cacheproxy_ring_owner_down_total{{{SEL}}}[{RATE}]))",
+                  "owner down: {{answer}}"),
+           Target(f"sum by (event) (rate(cacheproxy_ring_waits_total{{{SEL}}}[{RATE}]))", "wait: {{event}}")),
+          unit="ops", width=8),
+    Panel("Ring: orphan sweep keys in 1h", "Keys the orphan sweep of a settled ring listed (sweep_scanned) and "
+          "deleted as another member's (sweep_deleted), counted when a pod's sweep finishes; GET /ring's "
+          "swept_generation names the generation each pod has swept.",
+          (Target(f'sum by (event) (increase(cacheproxy_ring_warmup_total{{{SEL}, event=~"sweep_.*"}}[1h]))',
+                  "{{event}}"),), width=8),
+    Panel("Ring: ConfigMap watch up", "1 while a pod's watch of its ConfigMap through the API is open (with "
+          "--workers: in every worker); while it is 0 changes arrive only by the kubelet's file sync.",
+          (Target(f"min by (pod) (cacheproxy_config_watch_up{{{SEL}}})", "{{pod}}"),),
+          width=8, extra_defaults={"min": 0, "max": 1}),
+    Panel("Ring: ConfigMap watch reconnects/s by reason", "closed: the API server ended a watch (every 4-6 "
+          "minutes per pod); anything else (forbidden, unauthorized, network, timeout, tls, ...) is a failure.",
+          (Target(f"sum by (reason) (rate(cacheproxy_config_watch_reconnects_total{{{SEL}}}[{RATE}]))",
+                  "{{reason}}"),), unit="ops", width=8),
+    Panel("Ring: ConfigMap watch events/s by type", "Events the API server pushed on the watch (modified: a "
+          "config change; bookmark: progress; error or malformed: a reconnect follows).",
+          (Target(f"sum by (type) (rate(cacheproxy_config_watch_events_total{{{SEL}}}[{RATE}]))", "{{type}}"),),
+          unit="ops", width=8),
 )
 
 
@@ -141,6 +180,11 @@ def panel_json(panel: Panel, panel_id: int, x: int, y: int) -> dict:
     return body
 
 
+def row_json(row: Row, panel_id: int, y: int) -> dict:
+    return {"id": panel_id, "type": "row", "title": row.title, "collapsed": False,
+            "gridPos": {"h": 1, "w": 24, "x": 0, "y": y}, "panels": []}
+
+
 def variables() -> list[dict]:
     ds = {"type": "prometheus", "uid": "${datasource}"}
     return [
@@ -160,6 +204,12 @@ def variables() -> list[dict]:
 def dashboard() -> dict:
     panels, x, y, row_height = [], 0, 0, 0
     for panel_id, panel in enumerate(PANELS, start=1):
+        if isinstance(panel, Row):  # starts a line of its own; its panels follow it
+            if x:
+                x, y, row_height = 0, y + row_height, 0
+            panels.append(row_json(panel, panel_id, y))
+            y += 1
+            continue
         body = panel_json(panel, panel_id, x, y)
         panels.append(body)
         row_height = max(row_height, body["gridPos"]["h"])
@@ -169,7 +219,7 @@ def dashboard() -> dict:
     return {
         "title": "cacheproxy",
         "uid": "cacheproxy-overview",
-        "description": "cacheproxy: traffic, hit ratio, latency, connections, errors and pod health "
+        "description": "cacheproxy: traffic, hit ratio, latency, connections, errors, pod health and the ring "
                        "per namespace and CacheProxy.",
         "tags": ["cacheproxy", "memcached"],
         "editable": True,

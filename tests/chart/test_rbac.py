@@ -51,6 +51,31 @@ def test_single_namespace_mode_grants_the_same_rules_split_by_scope() -> None:
     assert not {(group, resource) for group, resource, _ in namespaced} & CLUSTER_SCOPED
 
 
+def kopf_watched() -> set[str]:
+    """Resources kopf lists and watches: the CacheProxies, the built-in child kinds (handlers.py), and for
+    its own bookkeeping CRDs and namespaces."""
+    from cacheproxy_operator import PLURAL
+    from cacheproxy_operator.handlers import CHILD_RESOURCES
+
+    return {PLURAL, "customresourcedefinitions", "namespaces", *(plural for _, plural in CHILD_RESOURCES)}
+
+
+def verbs(granted: set[Triple], group: str, resource: str) -> set[str]:
+    return {verb for g, r, verb in granted if (g, r) == (group, resource)}
+
+
+def test_watch_is_granted_only_on_what_kopf_watches() -> None:
+    """ServiceMonitors and Certificates (other projects' CRDs, kept right by the resync instead) and the
+    Deployment of an earlier version are never watched: each gets the verbs of the calls made on it."""
+    granted = triples(one(documents(render()), "ClusterRole")["rules"])
+    assert {resource for _, resource, verb in granted if verb == "watch"} == kopf_watched()
+    # reconcile.ensure: get, then server-side apply (a PATCH that creates what is missing); prune: list, delete
+    resynced = {"get", "list", "create", "patch", "delete"}
+    assert verbs(granted, "monitoring.coreos.com", "servicemonitors") == resynced
+    assert verbs(granted, "cert-manager.io", "certificates") == resynced
+    assert verbs(granted, "apps", "deployments") == {"get", "delete"}  # reconcile.migrate_deployment
+
+
 def test_bindings_name_the_operator_service_account() -> None:
     docs = documents(render(values=[VALUES_MAX]))
     account = one(docs, "ServiceAccount")["metadata"]

@@ -46,7 +46,7 @@ def dashboard_queries() -> list[tuple[str, str]]:
     """Every query but the ring's ("Ring: ..." panels have data only where a ring is configured)."""
     dashboard = json.loads(DASHBOARD.read_text())
     return [(f"{panel['title']} / {target['refId']}", substitute(target["expr"]))
-            for panel in dashboard["panels"] for target in panel["targets"]
+            for panel in dashboard["panels"] for target in panel.get("targets", [])
             if not panel["title"].startswith("Ring: ")]
 
 

@@ -1,6 +1,7 @@
-"""A real Prometheus scrapes a real ring (three proxy + memcached pairs) while it forwards,
-warms up after a member is added, loses a member's memcached for a moment and refuses a broken
-config: every query of the dashboard's "Ring:" row returns data."""
+"""A real Prometheus scrapes a real ring (three proxy + memcached pairs) while it forwards, warms up
+after a member is added, refuses a broken config, loses a member's memcached for a moment, settles
+and sweeps, and has requests wait for a member whose proxy went away; one proxy watches its
+ConfigMap through a stand-in API server. Every query of the dashboard's "Ring:" panels returns data."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import signal
 import threading
 import time
 
+from tests.monitoring.apiserver import StandInApiServer
 from tests.monitoring.prometheus import ScrapeTarget, finite_values, query, start_prometheus
 from tests.monitoring.test_prometheus import DASHBOARD, substitute
 from tests.ring.load import deadline_poll
@@ -23,7 +25,7 @@ TRAFFIC_MAX_SECONDS = 120.0
 def ring_queries() -> list[tuple[str, str]]:
     dashboard = json.loads(DASHBOARD.read_text())
     return [(f"{panel['title']} / {target['refId']}", substitute(target["expr"]))
-            for panel in dashboard["panels"] for target in panel["targets"] if panel["title"].startswith("Ring: ")]
+            for panel in dashboard["panels"] if panel["title"].startswith("Ring: ") for target in panel["targets"]]
 
 
 
@@ -47,14 +49,22 @@ class Traffic(threading.Thread):
             self.stopped.wait(0.05)
 
 
+def member_up_everywhere(tier: Tier, member: int) -> bool:
+    name = tier.pairs[member].name
+    return all(m["state"] == "up" for i in tier.members if i != member
+               for m in tier.ring_json(i)["members"] if m["name"] == name)
+
+
 def test_every_ring_panel_query_returns_data() -> None:
     tier = Tier.start(2, spare=1, warmup_seconds=600)
+    apiserver = StandInApiServer()
     prometheus = None
     traffic = None
     try:
         talk(tier.pairs[0].addr, b"".join(b"set pre:%d 0 0 1\r\nv\r\n" % i for i in range(2000)) + b"mn\r\n",
              b"MN\r\n")
-        tier.start_proxy(2)
+        # Member 2 also watches its ConfigMap through the API (the stand-in's watches end at once).
+        tier.start_proxy(2, args=("--config-map", "shop/sessions-config"), env=apiserver.env())
         targets = [ScrapeTarget(p.admin, {"namespace": "shop", "pod": f"sessions-{p.index}",
                                           "app_kubernetes_io_instance": "sessions"}) for p in tier.pairs]
         prometheus = start_prometheus(targets)
@@ -78,6 +88,19 @@ def test_every_ring_panel_query_returns_data() -> None:
         victim.stop(signal.SIGKILL)
         deadline_poll(lambda: finite_values(query(prometheus, "cacheproxy_ring_owner_down_total")), 20, interval=0.5)
         tier.pairs[1].memcached = start_memcached(port=port)
+        # The operator's last step: previous cleared, window over; each member sweeps its orphans.
+        tier.generation += 1
+        tier.extra["warmup_seconds"] = 0
+        tier.write(previous=[], phase="serve")
+        deadline_poll(lambda: all(tier.ring_json(i)["swept_generation"] == tier.generation for i in range(3)), 20)
+        # Member 1's proxy goes away (as in a rolling update): requests for its keys wait for it.
+        deadline_poll(lambda: member_up_everywhere(tier, 1), 20)
+        assert tier.pairs[1].proxy is not None
+        tier.pairs[1].proxy.stop(signal.SIGKILL)
+        deadline_poll(lambda: finite_values(query(prometheus, 'cacheproxy_ring_waits_total{event="parked"}')), 20,
+                      interval=0.5)
+        tier.start_proxy(1)
+        assert apiserver.watches > 0
 
         pending = dict(ring_queries())
         deadline = time.monotonic() + QUERY_DEADLINE_SECONDS
@@ -95,3 +118,4 @@ def test_every_ring_panel_query_returns_data() -> None:
         if prometheus is not None:
             prometheus.stop()
         tier.stop()
+        apiserver.stop()

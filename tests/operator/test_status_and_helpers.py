@@ -196,15 +196,16 @@ def test_rbac_rules_cover_every_child_kind_and_grant_no_wildcards() -> None:
         ("monitoring.coreos.com", "servicemonitors"),
     ]:
         assert {"get", "patch", "delete"} <= granted[key]
-    assert granted[("apps", "deployments")] == {"get", "list", "watch", "delete"}  # migration only
+    assert granted[("apps", "deployments")] == {"get", "delete"}  # migration only
     assert granted[("", "pods")] == {"get", "list", "watch"}
     assert granted[("cacheproxy.io", "cacheproxies/status")] == {"get", "patch"}
     assert all("*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"] for rule in rbac.RULES)
     assert not any("update" in rule["verbs"] for rule in rbac.RULES)
-    # Secrets: get only (each by the name a spec gives), never list or watch; cert-manager's Certificates
-    # are children like the others
+    # Secrets: get only (each by the name a spec gives), never list or watch; ServiceMonitors and
+    # cert-manager's Certificates are children like the others but resynced, never watched
     assert granted[("", "secrets")] == {"get"}
-    assert granted[("cert-manager.io", "certificates")] == set(rbac.CHILD_VERBS)
+    for key in [("monitoring.coreos.com", "servicemonitors"), ("cert-manager.io", "certificates")]:
+        assert granted[key] == {"get", "list", "create", "patch", "delete"}
     assert rbac.RULES == rbac.NAMESPACED_RULES + rbac.CLUSTER_RULES
 
 

@@ -82,12 +82,12 @@ class Tier:
         tmp.write_text(text)
         os.replace(tmp, self.config)
 
-    def start_proxy(self, i: int, args: tuple[str, ...] = ()) -> Proc:
+    def start_proxy(self, i: int, args: tuple[str, ...] = (), env: dict[str, str] | None = None) -> Proc:
         p = self.pairs[i]
         # On loopback every proxy needs its own peer port (in a pod they share one number).
         cmd = ["--config", str(self.config), "--ring-self", p.name, "--ring-peer-listen",
                f"127.0.0.1:{p.peer_port}", *(("--l2", p.l2.addr) if p.l2 is not None else ()), *args]
-        p.proxy = start_proxy(p.memcached.addr, args=cmd, port=p.port)
+        p.proxy = start_proxy(p.memcached.addr, args=cmd, port=p.port, env=env)
         wait_connectable(f"127.0.0.1:{p.peer_port}", p.proxy.popen)
         return p.proxy
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable
 
 import pytest
 from cacheproxy.backends.address import parse_address
@@ -52,13 +51,6 @@ async def connect(small_memcached: Proc):
 @pytest.fixture
 async def handler(backend: BackendConnection) -> ChunkedHandler:
     return ChunkedHandler.for_item_size(backend, ITEM_SIZE)
-
-
-async def call(fn: Callable, *args, **kwargs):
-    """Run a callback-style handler method and await its one answer."""
-    future = asyncio.get_running_loop().create_future()
-    fn(*args, lambda resp: future.done() or future.set_result(resp), **kwargs)
-    return await asyncio.wait_for(future, 30)
 
 
 async def raw(conn: BackendConnection, command: bytes, shape: int = META):

@@ -10,7 +10,8 @@ from cacheproxy.handlers.chunked import APPEND_RETRIES, ChunkedHandler
 from cacheproxy.metrics.stats import STATS
 from cacheproxy.protocol.requests import APPEND, SET
 
-from tests.handlers.conftest import ITEM_SIZE, call, raw
+from tests.handlers.conftest import ITEM_SIZE, raw
+from tests.support.callback import call
 
 CHUNK = ITEM_SIZE - 1024
 BIG = 4 * CHUNK + 77

@@ -11,7 +11,8 @@ from cacheproxy.handlers.chunk_format import META_LEN, RESERVED_FLAGS
 from cacheproxy.handlers.chunked import ChunkedHandler
 from cacheproxy.protocol.requests import SET
 
-from tests.handlers.conftest import ITEM_SIZE, call, curr_items, raw
+from tests.handlers.conftest import ITEM_SIZE, curr_items, raw
+from tests.support.callback import call
 
 THRESHOLD = CHUNK = ITEM_SIZE - 1024  # the defaults for_item_size derives
 

@@ -9,7 +9,8 @@ import os
 from cacheproxy.handlers.chunked import ChunkedHandler
 from cacheproxy.protocol.requests import ADD, APPEND, CAS, PREPEND, REPLACE, SET
 
-from tests.handlers.conftest import ITEM_SIZE, call, curr_items, raw
+from tests.handlers.conftest import ITEM_SIZE, curr_items, raw
+from tests.support.callback import call
 
 BIG = ITEM_SIZE * 3 + 123  # four chunks with the default chunk size
 CHUNKS = -(-BIG // (ITEM_SIZE - 1024))

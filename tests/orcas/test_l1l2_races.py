@@ -19,15 +19,11 @@ from cacheproxy.orcas.l1l2 import L1L2
 from cacheproxy.protocol.meta import code_of
 from cacheproxy.protocol.requests import ADD, SET
 
+from tests.support.callback import call
 from tests.support.procs import Proc
 
 KEY = b"l1l2race"
 
-
-async def call(fn: Callable, *args: Any, **kwargs: Any) -> Any:
-    future = asyncio.get_running_loop().create_future()
-    fn(*args, lambda resp: future.done() or future.set_result(resp), **kwargs)
-    return await asyncio.wait_for(future, 10)
 
 
 class HeldAnswer:

@@ -21,15 +21,11 @@ from cacheproxy.handlers.plain import PlainHandler
 from cacheproxy.protocol.meta import code_of
 from cacheproxy.ring import warmup
 
+from tests.support.callback import call
 from tests.support.procs import Proc, start_memcached
 
 KEY = b"race:1"
 
-
-async def call(fn: Callable, *args: Any, **kwargs: Any) -> Any:
-    future = asyncio.get_running_loop().create_future()
-    fn(*args, lambda resp: future.done() or future.set_result(resp), **kwargs)
-    return await asyncio.wait_for(future, 10)
 
 
 class Held:

@@ -289,7 +289,7 @@ def test_spec_change_updates_children_and_config_hash(kube: Any, namespace: str,
     assert workload["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION] == new_hash
     service = kube.get("v1", "Service", namespace, "basic")
     assert service["metadata"]["annotations"]["example.com/tier"] == "cache"
-    poll(lambda: condition(get_cr(kube, namespace, "basic"), "Ready")[0] == "False", what="Ready drops")
+    poll(lambda: (condition(get_cr(kube, namespace, "basic"), "Ready") or ("", ""))[0] == "False", what="Ready drops")
 
 
 def ring_of(kube: Any, namespace: str, name: str) -> dict[str, Any]:
@@ -514,7 +514,8 @@ def test_pods_that_cannot_run_surface_their_cause_within_seconds(kube: Any, name
         },
     )
     cr = poll(
-        lambda: (c := get_cr(kube, namespace, "pull")) and condition(c, "Degraded")[1] == "ImagePullFailing" and c,
+        lambda: (c := get_cr(kube, namespace, "pull"))
+        and condition(c, "Degraded") == ("True", "ImagePullFailing") and c,
         timeout=10,
         what="Degraded=True ImagePullFailing from the pod watch",
     )

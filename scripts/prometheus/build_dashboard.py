@@ -109,11 +109,13 @@ PANELS: tuple[Panel | Row, ...] = (
     Row("Ring changes"),
     # What an SRE watches during a scale: the config reaching every pod (watch and file), the warm-up,
     # answers for members that are away, and the orphan sweep that ends a change.
-    Panel("Ring: size and generation", "Members in the ring and the generation applied (lowest and highest across "
-          "pods: they differ while a change rolls out).",
+    Panel("Ring: size and generation", "Members in the ring, the generation applied (lowest and highest across "
+          "pods: they differ while a change rolls out) and the lowest generation whose orphan sweep finished "
+          "(a change has settled once it reaches the generation).",
           (Target(f"max(cacheproxy_ring_members{{{SEL}}})", "members"),
            Target(f"min(cacheproxy_ring_generation{{{SEL}}})", "generation (lowest)"),
-           Target(f"max(cacheproxy_ring_generation{{{SEL}}})", "generation (highest)")), width=8),
+           Target(f"max(cacheproxy_ring_generation{{{SEL}}})", "generation (highest)"),
+           Target(f"min(cacheproxy_ring_swept_generation{{{SEL}}})", "swept (lowest)")), width=8),
     Panel("Ring: config updates/s by source and result", "Config texts offered per second, by source (watch: "
           "the ConfigMap through the API; file: the kubelet's copy; signal: SIGHUP) and result (superseded: "
           "the file held a text the watch had already replaced).",

@@ -28,7 +28,8 @@ REQUIRED_METRICS = {
 # What an SRE watches while the ring changes (the "Ring changes" row): the config reaching each pod,
 # the warm-up, answers for members that are away, the orphan sweep.
 RING_CHANGE_METRICS = {
-    "cacheproxy_ring_generation", "cacheproxy_config_updates_total", "cacheproxy_config_reloads_total",
+    "cacheproxy_ring_generation", "cacheproxy_ring_swept_generation",
+    "cacheproxy_config_updates_total", "cacheproxy_config_reloads_total",
     "cacheproxy_ring_warmup_total", "cacheproxy_ring_owner_down_total", "cacheproxy_ring_waits_total",
     "cacheproxy_config_watch_up", "cacheproxy_config_watch_reconnects_total", "cacheproxy_config_watch_events_total",
 }

@@ -28,7 +28,7 @@ def merge(snapshots: Iterable[dict]) -> dict:
                     total[key] = value
                 else:
                     total[key] = kept
-            elif key == "config_watch_up":  # 1 only while every worker's watch is open
+            elif key in ("config_watch_up", "ring_swept_generation"):  # every worker's: the lowest
                 total[key] = min(total.get(key, value), value)
             elif key in ("ring_members", "ring_generation"):
                 total[key] = max(total.get(key, 0), value)
@@ -172,6 +172,8 @@ def _ring_families(s: dict) -> Iterable:
     yield GaugeMetricFamily("cacheproxy_ring_members", "Members of the ring in use", value=s.get("ring_members", 0))
     yield GaugeMetricFamily("cacheproxy_ring_generation", "Generation of the ring in use",
                             value=s.get("ring_generation", 0))
+    yield GaugeMetricFamily("cacheproxy_ring_swept_generation", "Last ring generation whose orphan sweep "
+                            "finished (GET /ring's swept_generation)", value=s.get("ring_swept_generation", 0))
     yield CounterMetricFamily("cacheproxy_ring_changes", "Ring changes applied (members, generation or phase)",
                               value=s.get("ring_changes", 0))
     yield _counts("cacheproxy_ring_owner_down", "Requests for keys of a member marked down, by answer", ["answer"],

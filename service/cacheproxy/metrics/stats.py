@@ -93,6 +93,7 @@ class Stats:
         self.ring_member_up: dict[str, int] = {}
         self.ring_members = 0
         self.ring_generation = 0
+        self.ring_swept_generation = 0  # the last ring generation whose orphan sweep finished
         self.ring_changes = 0
         self.ring_owner_down: defaultdict[str, int] = defaultdict(int)
         self.ring_waits: defaultdict[str, int] = defaultdict(int)  # parked, resumed, expired
@@ -139,6 +140,7 @@ class Stats:
             "ring_member_up": dict(self.ring_member_up),
             "ring_members": self.ring_members,
             "ring_generation": self.ring_generation,
+            "ring_swept_generation": self.ring_swept_generation,
             "ring_changes": self.ring_changes,
             "ring_owner_down": dict(self.ring_owner_down),
             "ring_waits": dict(self.ring_waits),

@@ -142,7 +142,7 @@ class OrphanSweep:
             else:
                 STATS.ring_warmup["sweep_scanned"] += scanned
                 STATS.ring_warmup["sweep_deleted"] += deleted
-                self.swept_generation = generation
+                self.swept_generation = STATS.ring_swept_generation = generation
                 log.info("ring generation %d: orphan sweep deleted %d of %d keys", generation, deleted, scanned)
                 return
             await asyncio.sleep(RETRY_SECONDS)

@@ -138,7 +138,23 @@ def start_proxy(
     wait_ready: bool = True,
     port: int | None = None,
 ) -> Proc:
-    """The proxy as users run it: ``python -m cacheproxy`` in its own process."""
+    """The proxy as users run it: ``python -m cacheproxy`` in its own process. Ports it picks
+    itself are picked again if another process took one between the pick and the bind."""
+    for attempt in range(3):
+        try:
+            return _start_proxy(l1, l2, args, env, wait_ready, port)
+        except PortTaken:
+            if port is not None or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+class PortTaken(RuntimeError):
+    """The proxy could not bind a port: free_port() raced with another process."""
+
+
+def _start_proxy(l1: str, l2: str | None, args: Sequence[str], env: dict | None, wait_ready: bool,
+                 port: int | None) -> Proc:
     port, admin = port or free_port(), free_port()
     cmd = [sys.executable, "-m", "cacheproxy", "--listen", f"127.0.0.1:{port}", "--l1", l1,
            "--admin", f"127.0.0.1:{admin}"]
@@ -154,8 +170,11 @@ def start_proxy(
             wait_connectable(addr, popen)
             wait_http_ok(f"http://127.0.0.1:{admin}/readyz", popen)
         except Exception:
+            output = open(log.name, errors="replace").read()  # before stop(), which removes the log
             proc.stop(signal.SIGKILL)
-            raise RuntimeError(open(log.name).read()) from None
+            if "address already in use" in output.lower():
+                raise PortTaken(output) from None
+            raise RuntimeError(output) from None
     return proc
 
 

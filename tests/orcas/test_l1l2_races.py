@@ -8,7 +8,6 @@ done; then the operation goes on. L1 must never be left holding a copy L2 does n
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -19,40 +18,11 @@ from cacheproxy.orcas.l1l2 import L1L2
 from cacheproxy.protocol.meta import code_of
 from cacheproxy.protocol.requests import ADD, SET
 
-from tests.support.callback import call
+from tests.support.callback import Held, call
 from tests.support.procs import Proc
 
 KEY = b"l1l2race"
 
-
-
-class HeldAnswer:
-    """A handler whose Nth call of METHOD has its answer held until HOOK (the other client's
-    write) is done."""
-
-    def __init__(self, inner: PlainHandler, method: str, hook: Callable[[], Awaitable[None]]) -> None:
-        self.inner, self.method, self.hook = inner, method, hook
-        self.held = False
-
-    def __getattr__(self, name: str) -> Any:
-        target = getattr(self.inner, name)
-        if name != self.method or self.held:
-            return target
-
-        def held(*args: Any, **kwargs: Any) -> None:
-            self.held = True
-            *rest, cb = args
-
-            def answer(resp: Any) -> None:
-                async def later() -> None:
-                    await self.hook()
-                    cb(resp)
-
-                asyncio.get_running_loop().create_task(later())
-
-            target(*rest, answer, **kwargs)
-
-        return held
 
 
 class Two:
@@ -84,7 +54,7 @@ async def two(l1: Proc, l2: Proc) -> Two:
 
 async def test_a_delete_between_the_l2_read_and_the_promotion_leaves_no_l1_copy(two: Two) -> None:
     assert code_of(await call(two.l2.store, SET, KEY, 0, 0, b"v1", 0)) == b"HD"  # in L2 only
-    orca = two.orca(HeldAnswer(two.l2, "get", lambda: call(two.other.delete, KEY)))
+    orca = two.orca(Held(two.l2, "get", {1}, lambda: call(two.other.delete, KEY), answer=True))
     resp = await call(orca.get, KEY)
     assert resp.value == b"v1"  # read before the delete: its value
     assert await two.value(two.l2) is None
@@ -94,7 +64,8 @@ async def test_a_delete_between_the_l2_read_and_the_promotion_leaves_no_l1_copy(
 async def test_an_add_racing_a_set_does_not_overwrite_it_in_l1(two: Two) -> None:
     """add (L2 stores it), then another client's set runs on both levels, then the add's L1 step:
     it must not put its value over the set's in L1."""
-    orca = two.orca(HeldAnswer(two.l2, "store", lambda: call(two.other.store, SET, KEY, 0, 0, b"v2", 0)))
+    set_v2 = lambda: call(two.other.store, SET, KEY, 0, 0, b"v2", 0)  # noqa: E731
+    orca = two.orca(Held(two.l2, "store", {1}, set_v2, answer=True))
     assert code_of(await call(orca.store, ADD, KEY, 0, 0, b"v1", 0)) == b"HD"
     assert await two.value(two.l2) == b"v2"
     assert await two.value(two.l1) in (None, b"v2")
@@ -102,7 +73,8 @@ async def test_an_add_racing_a_set_does_not_overwrite_it_in_l1(two: Two) -> None
 
 async def test_a_meta_add_racing_a_set_does_not_overwrite_it_in_l1(two: Two) -> None:
     """The same through ``ms <key> <len> ME`` (what a ring's warm-up fill sends)."""
-    orca = two.orca(HeldAnswer(two.l2, "meta", lambda: call(two.other.store, SET, KEY, 0, 0, b"v2", 0)))
+    set_v2 = lambda: call(two.other.store, SET, KEY, 0, 0, b"v2", 0)  # noqa: E731
+    orca = two.orca(Held(two.l2, "meta", {1}, set_v2, answer=True))
     assert code_of(await call(orca.meta, b"ms %s 2 ME c" % KEY, b"v1\r\n", False)) == b"HD"
     assert await two.value(two.l2) == b"v2"
     assert await two.value(two.l1) in (None, b"v2")

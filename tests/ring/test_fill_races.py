@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -21,38 +20,11 @@ from cacheproxy.handlers.plain import PlainHandler
 from cacheproxy.protocol.meta import code_of
 from cacheproxy.ring import warmup
 
-from tests.support.callback import call
+from tests.support.callback import Held, call
 from tests.support.procs import Proc, start_memcached
 
 KEY = b"race:1"
 
-
-
-class Held:
-    """A handler whose Nth call of a method waits for HOOK (the racing write) before it runs."""
-
-    def __init__(self, inner: PlainHandler, method: str, nth: set[int], hook: Callable[[], Awaitable[None]]) -> None:
-        self.inner, self.method, self.nth, self.hook = inner, method, nth, hook
-        self.calls = 0
-
-    def __getattr__(self, name: str) -> Any:
-        target = getattr(self.inner, name)
-        if name != self.method:
-            return target
-
-        def held(*args: Any, **kwargs: Any) -> None:
-            self.calls += 1
-            if self.calls not in self.nth:
-                target(*args, **kwargs)
-                return
-
-            async def later() -> None:
-                await self.hook()
-                target(*args, **kwargs)
-
-            asyncio.get_running_loop().create_task(later())
-
-        return held
 
 
 @pytest.fixture

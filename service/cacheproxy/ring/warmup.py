@@ -26,8 +26,6 @@ from ..protocol.meta import MetaResponse, code_of
 
 Handler = Any  # an Orca (the local orca, or a forwarding handler on a peer connection)
 META_MISS = MetaResponse(b"EN", b"EN", None, b"EN\r\n")  # a plain miss, as memcached answers it
-
-
 PULLS = 3  # fills a read may try before it answers the new owner's miss
 
 

@@ -98,7 +98,7 @@ class Slot:
 
 class ClientConnection(asyncio.Protocol):
     __slots__ = ("_out", "_reading_paused", "_write_scheduled", "_writing_paused", "closing", "context", "draining",
-                 "head", "last_activity", "loop", "orca", "partial_since", "rejected", "session", "slots",
+                 "ended", "head", "last_activity", "loop", "orca", "partial_since", "rejected", "session", "slots",
                  "start_session", "transport")
 
     def __init__(self, context: ServerContext, start_session: SessionFactory) -> None:
@@ -121,6 +121,7 @@ class ClientConnection(asyncio.Protocol):
         self._writing_paused = False
         self.closing = False
         self.draining = False  # close as soon as an answer leaves nothing in flight (see drain)
+        self.ended = False  # the client shut down its sending side (see eof_received)
         self.rejected = False
         self.last_activity = 0.0
         self.partial_since: float | None = None  # when an unfinished request started to arrive
@@ -163,6 +164,14 @@ class ClientConnection(asyncio.Protocol):
         if session.backlog and not self._reading_paused and self.transport is not None:
             self._reading_paused = True  # requests wait parsed; read no more until they are sent
             self.transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        """The client shut down its sending side (``printf 'get k\\r\\n' | nc -N``). memcached
+        answers every whole request it read before the end, then closes; so does this. A request
+        cut off by the end is never answered."""
+        self.ended = self.draining = True
+        self.close_if_idle()
+        return True  # keep the transport: this connection closes itself after its last answer
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.rejected:
@@ -290,7 +299,8 @@ class ClientConnection(asyncio.Protocol):
                 return
         if not self._writing_paused and self.in_flight() <= MAX_IN_FLIGHT // 2:
             self._reading_paused = False
-            self.transport.resume_reading()
+            if not self.ended:  # nothing more will come: reading again would only read the end again
+                self.transport.resume_reading()
 
     # -- endings ---------------------------------------------------------------------------
 
@@ -309,7 +319,8 @@ class ClientConnection(asyncio.Protocol):
     def close_if_idle(self) -> bool:
         """Close if nothing is in flight, half-read or waiting to be dispatched; True if closed."""
         session = self.session
-        if self.head is not None or (session is not None and (session.backlog or session.parser.buffered)):
+        if self.head is not None or (session is not None and (
+                session.backlog or (session.parser.buffered and not self.ended))):
             return False
         self.close()
         return True

@@ -9,6 +9,7 @@ the stack: which code paths cost the most).
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -106,7 +107,8 @@ def wait_for_load(stack: stacks.Stack, conns: int, timeout: float = 120.0) -> No
 
 
 def py_spy(*args: str) -> subprocess.CompletedProcess:
-    exe = shutil.which("py-spy")
+    # next to this interpreter first: a venv's py-spy is there even when the venv is not activated
+    exe = shutil.which("py-spy", path=os.path.dirname(sys.executable)) or shutil.which("py-spy")
     if not exe:
         raise RuntimeError("py-spy not found: pip install py-spy")
     return subprocess.run([exe, *args], capture_output=True, text=True, timeout=600)

@@ -18,7 +18,7 @@ from .backends.connection import OPEN
 from .backends.sweeper import sweep_forever
 from .compose import Composition, OrcaFactory
 from .config import Config
-from .listener.listener import listen
+from .listener.listener import Listening, listen
 from .listener.secure import Security
 from .metrics.stats import STATS, clock
 from .protocol.meta import LINE, code_of
@@ -136,7 +136,7 @@ class Runtime:
                     STATS.errors["timeout"] += 1
                     client.close()
 
-    async def drain(self, servers: list[asyncio.AbstractServer]) -> None:
+    async def drain(self, servers: list[Listening]) -> None:
         """SIGTERM: fail readiness, stop accepting, finish in-flight requests, close, exit.
 
         A connection closes right after an answer leaves it with nothing in flight: a client that

@@ -23,6 +23,7 @@ from importlib.util import spec_from_file_location
 PACKAGE = "cacheproxy"
 GROUP = "_hot"  # mypyc's shared library is the module cacheproxy._hot__mypyc
 HOT = (
+    "listener.stream",
     "server.connection",
     "server.text",
     "protocol.text",

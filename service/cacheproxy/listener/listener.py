@@ -2,9 +2,11 @@
 :class:`~cacheproxy.server.connection.ClientConnection`, whose session is picked by its first
 byte (SESSIONS: :func:`~cacheproxy.server.sessions.start_session`, or an authenticating factory).
 
-With an SSLContext the listener speaks TLS: handshakes are counted (see :mod:`.tls`) and one that
-has not finished after HANDSHAKE_TIMEOUT seconds is aborted. The context object stays the
-listener's for its lifetime; certificate rotation reloads it in place
+A plain listener is the proxy's own accept loop over descriptors (:mod:`.stream`: half the
+memory per idle client of a uvloop transport). With an SSLContext the listener is uvloop's and
+speaks TLS: handshakes are counted (see :mod:`.tls`) and one that has not finished after
+HANDSHAKE_TIMEOUT seconds is aborted. The context object stays the listener's for its lifetime;
+certificate rotation reloads it in place
 (:class:`~cacheproxy.security.tls.CertReloader`).
 """
 
@@ -13,32 +15,38 @@ from __future__ import annotations
 import asyncio
 import os
 import ssl
-from collections.abc import Callable
 
 from ..backends.address import Address
 from ..server.connection import ClientConnection, ServerContext, SessionFactory
 from ..server.sessions import start_session
+from .stream import StreamServer, tcp_sockets, unix_socket
 from .tls import HandshakeWatch
+
+BACKLOG = 4096
+Listening = asyncio.AbstractServer | StreamServer  # what listen() returns: closed by the drain
 
 
 async def listen(context: ServerContext, address: Address, *, sessions: SessionFactory = start_session,
                  reuse_port: bool = False, ssl_context: ssl.SSLContext | None = None,
-                 handshake_timeout: float = 10.0) -> asyncio.AbstractServer:
+                 handshake_timeout: float = 10.0) -> Listening:
     loop = context.loop
-    factory: Callable[[], asyncio.Protocol]
+    if address.is_unix and os.path.exists(address.path):
+        os.unlink(address.path)
 
     if ssl_context is None:
-        def factory() -> ClientConnection:
+        def connection() -> ClientConnection:
             return ClientConnection(context, sessions)
-    else:
-        def factory() -> HandshakeWatch:
-            return HandshakeWatch(ClientConnection(context, sessions))
 
-    timeout = None if ssl_context is None else handshake_timeout
+        sockets = [unix_socket(address.path, backlog=BACKLOG)] if address.is_unix else \
+            tcp_sockets(address.host, address.port, reuse_port=reuse_port, backlog=BACKLOG)
+        return StreamServer(loop, sockets, connection)
+
+    def factory() -> HandshakeWatch:
+        return HandshakeWatch(ClientConnection(context, sessions))
+
     if address.is_unix:
-        if os.path.exists(address.path):
-            os.unlink(address.path)
-        return await loop.create_unix_server(factory, address.path, backlog=4096, ssl=ssl_context,
-                                             ssl_handshake_timeout=timeout)
-    return await loop.create_server(factory, address.host, address.port, backlog=4096, reuse_address=True,
-                                    reuse_port=reuse_port or None, ssl=ssl_context, ssl_handshake_timeout=timeout)
+        return await loop.create_unix_server(factory, address.path, backlog=BACKLOG, ssl=ssl_context,
+                                             ssl_handshake_timeout=handshake_timeout)
+    return await loop.create_server(factory, address.host, address.port, backlog=BACKLOG, reuse_address=True,
+                                    reuse_port=reuse_port or None, ssl=ssl_context,
+                                    ssl_handshake_timeout=handshake_timeout)

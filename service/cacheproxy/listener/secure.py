@@ -26,7 +26,7 @@ from ..metrics.admin import build_app
 from ..security.authfile import Credentials
 from ..security.tls import POLL_INTERVAL, CertReloader, TlsFiles, peer_contexts, server_context
 from ..server.connection import ServerContext, SessionFactory
-from .listener import listen
+from .listener import Listening, listen
 
 
 class Security:
@@ -59,7 +59,7 @@ class Security:
         return self.reloaders[-1]
 
     async def client_listeners(self, context: ServerContext, sessions: SessionFactory, *,
-                               reuse_port: bool) -> list[asyncio.AbstractServer]:
+                               reuse_port: bool) -> list[Listening]:
         """The client port (TLS when configured), and the plaintext port beside it if any."""
         cfg = self.config
         servers = [await listen(context, cfg.address("listen"), sessions=sessions, reuse_port=reuse_port,

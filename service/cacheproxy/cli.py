@@ -13,6 +13,7 @@ from . import __version__, compiled
 from .app import serve
 from .config import load
 from .kubewatch import Target
+from .listener.listener import ListenError
 from .process import install_event_loop, raise_nofile_limit
 from .workers import run_workers
 
@@ -73,7 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     raise_nofile_limit()
     loop_name = install_event_loop()
     logging.getLogger("cacheproxy").info("cacheproxy %s on %s, %s", __version__, loop_name, compiled.DESCRIPTION)
-    if config.workers > 1:
-        return run_workers(config)
-    asyncio.run(serve(config))
+    try:
+        if config.workers > 1:
+            return run_workers(config)
+        asyncio.run(serve(config))
+    except ListenError as exc:  # a port taken or not permitted: memcached's one line and exit code
+        print(f"cacheproxy: {exc.strerror}", file=sys.stderr)
+        return os.EX_OSERR
     return 0

@@ -14,10 +14,12 @@ import logging
 import multiprocessing as mp
 import os
 import signal
+import sys
 from multiprocessing.connection import Connection
 
 from .app import serve
 from .config import Config
+from .listener.listener import ListenError
 from .listener.secure import Security
 from .metrics.collector import merge
 from .metrics.stats import STATS, Stats
@@ -51,7 +53,11 @@ def _worker_main(config: Config, pipe: Connection, index: int) -> None:
         loop.add_reader(pipe.fileno(), on_request)
         await serve(config, admin=False, ready_hook=lambda fn: runtime_ready.__setitem__("fn", fn))
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except ListenError as exc:
+        log.error("worker %d: %s", index, exc.strerror)
+        sys.exit(os.EX_OSERR)  # the parent sees it and stops the others
     log.info("worker %d (pid %d) stopped", index, os.getpid())
 
 
@@ -123,7 +129,12 @@ def _empty() -> dict:
 
 
 def run_workers(config: Config) -> int:
+    """Serve with config.workers workers until SIGTERM/SIGINT. A worker that exits on its own (it
+    could not listen, or it crashed) stops the others: the exit code is the worker's, and the
+    process supervisor (the kubelet) restarts the whole proxy, instead of it serving on fewer
+    workers while never ready again."""
     workers = Workers(config)
+    failed: list[int] = []
 
     async def admin() -> None:
         loop = asyncio.get_running_loop()
@@ -133,6 +144,17 @@ def run_workers(config: Config) -> int:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+
+        def exited(proc: mp.process.BaseProcess) -> None:
+            loop.remove_reader(proc.sentinel)
+            if not stop.is_set():
+                proc.join(5)  # it has ended (its sentinel fired): only the reaping is left
+                log.error("%s exited on its own (code %s): stopping", proc.name, proc.exitcode)
+                failed.append(proc.exitcode or 1)
+                stop.set()
+
+        for proc in workers.procs:
+            loop.add_reader(proc.sentinel, exited, proc)
         loop.add_signal_handler(signal.SIGHUP, workers.forward, signal.SIGHUP)  # config reload
         await stop.wait()
         workers.terminate()
@@ -147,4 +169,4 @@ def run_workers(config: Config) -> int:
     finally:
         workers.terminate()
         workers.join(5)
-    return 0
+    return failed[0] if failed else 0

@@ -1,16 +1,22 @@
-"""The proxy's own accept loop (listener/stream.py): the addresses it listens on, and running out of
-file descriptors."""
+"""The proxy's own accept loop (listener/stream.py): the addresses it listens on, a port it cannot
+have, and running out of file descriptors."""
 
 from __future__ import annotations
 
 import os
 import resource
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 
+import pytest
+
 from tests.support.procs import connect, free_port, recv_until, start_proxy, wait_connectable
 from tests.support.wait import poll
+
+EX_OSERR = 71  # memcached's exit code when it cannot listen
 
 
 def set_get(sock: socket.socket, key: bytes) -> None:
@@ -57,6 +63,45 @@ def test_a_host_name_listens_on_every_address_it_resolves_to(memcached):
                 set_get(sock, b"via-" + address.encode())
     finally:
         assert proxy.stop() == 0
+
+
+def run_to_exit(args: list[str], timeout: float = 30.0) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cacheproxy", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.parametrize("which", ["listen", "admin"])
+def test_a_port_taken_ends_the_proxy_with_one_line_like_memcached(memcached, which: str):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    ports = {"listen": free_port(), "admin": free_port(), which: port}
+    try:
+        done = run_to_exit(["--listen", f"127.0.0.1:{ports['listen']}", "--admin", f"127.0.0.1:{ports['admin']}",
+                            "--l1", memcached.addr])
+    finally:
+        taken.close()
+    assert done.returncode == EX_OSERR
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("cacheproxy:")]
+    assert lines == [f"cacheproxy: failed to listen on 127.0.0.1:{port}{' (admin)' if which == 'admin' else ''}: "
+                     "Address already in use"]
+
+
+def test_workers_that_cannot_listen_stop_the_whole_proxy(memcached):
+    taken = socket.socket()  # without SO_REUSEPORT: the workers' reuse-port sockets cannot join it
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    try:
+        done = run_to_exit(["--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{free_port()}",
+                            "--l1", memcached.addr, "--workers", "2"])
+    finally:
+        taken.close()
+    assert done.returncode == EX_OSERR
+    assert "Traceback" not in done.stderr
+    assert f"failed to listen on 127.0.0.1:{port}: Address already in use" in done.stderr
 
 
 def cpu_seconds(pid: int) -> float:

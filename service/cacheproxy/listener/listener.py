@@ -26,9 +26,27 @@ BACKLOG = 4096
 Listening = asyncio.AbstractServer | StreamServer  # what listen() returns: closed by the drain
 
 
+class ListenError(OSError):
+    """A port the proxy cannot listen on (taken, not permitted, no such address): the process
+    exits with this one line, as memcached does, not a traceback."""
+
+    @classmethod
+    def of(cls, where: str, exc: OSError) -> ListenError:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)  # uvloop's own text repeats the address
+        return cls(exc.errno, f"failed to listen on {where}: {reason}")
+
+
 async def listen(context: ServerContext, address: Address, *, sessions: SessionFactory = start_session,
                  reuse_port: bool = False, ssl_context: ssl.SSLContext | None = None,
                  handshake_timeout: float = 10.0) -> Listening:
+    try:
+        return await _listen(context, address, sessions, reuse_port, ssl_context, handshake_timeout)
+    except OSError as exc:
+        raise ListenError.of(str(address), exc) from exc
+
+
+async def _listen(context: ServerContext, address: Address, sessions: SessionFactory, reuse_port: bool,
+                  ssl_context: ssl.SSLContext | None, handshake_timeout: float) -> Listening:
     loop = context.loop
     if address.is_unix and os.path.exists(address.path):
         os.unlink(address.path)

@@ -26,7 +26,7 @@ from ..metrics.admin import build_app
 from ..security.authfile import Credentials
 from ..security.tls import POLL_INTERVAL, CertReloader, TlsFiles, peer_contexts, server_context
 from ..server.connection import ServerContext, SessionFactory
-from .listener import Listening, listen
+from .listener import ListenError, Listening, listen
 
 
 class Security:
@@ -107,5 +107,9 @@ class Security:
 async def _site(app: web.Application, host: str, port: int, ctx: ssl.SSLContext | None = None) -> web.AppRunner:
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    await web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ctx).start()
+    try:
+        await web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ctx).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ListenError.of(f"{host}:{port} (admin)", exc) from exc
     return runner

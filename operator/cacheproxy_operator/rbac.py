@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-CHILD_VERBS = ["get", "list", "watch", "create", "patch", "delete"]
+# Children the operator keeps but never deletes itself: server-side apply (a PATCH that may create)
+# after a get; kopf lists and watches them. When their CacheProxy goes, Kubernetes' garbage collector
+# deletes them through their ownerReferences, not the operator.
+CHILD_VERBS = ["get", "list", "watch", "create", "patch"]
+# Optional children (spec switches them off): reconcile.prune lists and deletes those it owns.
+PRUNED_CHILD_VERBS = [*CHILD_VERBS, "delete"]
 READ_VERBS = ["get", "list", "watch"]
 # Children of other projects' CRDs (ServiceMonitor, Certificate): not watched, the resync keeps them
 # right (handlers.py), so no watch: get + server-side apply (patch, create) in reconcile.ensure, list
@@ -24,14 +29,14 @@ NAMESPACED_RULES: list[dict[str, Any]] = [
         "verbs": ["get", "list", "watch", "patch"],
     },
     {"apiGroups": ["cacheproxy.io"], "resources": ["cacheproxies/status"], "verbs": ["get", "patch"]},
-    # children: server-side apply is a PATCH that may create; prune deletes
+    # children: server-side apply is a PATCH that may create
     {"apiGroups": [""], "resources": ["configmaps", "services"], "verbs": CHILD_VERBS},
     {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": CHILD_VERBS},
     # the Deployment an earlier version made: read and removed once its StatefulSet replacement is
     # ready (reconcile.migrate_deployment); not watched, never listed
     {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "delete"]},
-    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": CHILD_VERBS},
-    {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": CHILD_VERBS},
+    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": PRUNED_CHILD_VERBS},
+    {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": PRUNED_CHILD_VERBS},
     {"apiGroups": ["monitoring.coreos.com"], "resources": ["servicemonitors"], "verbs": RESYNCED_VERBS},
     {"apiGroups": ["cert-manager.io"], "resources": ["certificates"], "verbs": RESYNCED_VERBS},
     # the tier pods' ServiceAccount, and the Role + RoleBinding letting them read their own ConfigMap
@@ -42,8 +47,9 @@ NAMESPACED_RULES: list[dict[str, Any]] = [
     # no watch: the operator never sees other Secrets' content; a Secret created later is noticed
     # at the next resync)
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
-    # pods: readiness and IPs for status.endpoints
-    {"apiGroups": [""], "resources": ["pods"], "verbs": READ_VERBS},
+    # pods: listed for readiness, IPs and ring reports (status.endpoints), watched by kopf; never read
+    # one by one
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
     # events on the CacheProxy
     {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
 ]

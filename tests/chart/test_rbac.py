@@ -76,6 +76,17 @@ def test_watch_is_granted_only_on_what_kopf_watches() -> None:
     assert verbs(granted, "apps", "deployments") == {"get", "delete"}  # reconcile.migrate_deployment
 
 
+def test_delete_is_granted_only_on_what_the_operator_deletes() -> None:
+    """reconcile.prune deletes the optional children a spec turns off, reconcile.migrate_deployment the
+    Deployment of an earlier version. Everything else the operator makes goes with its CacheProxy
+    through ownerReferences: the garbage collector deletes it, not the operator. Pods are listed and
+    watched, never read one by one."""
+    granted = triples(one(documents(render()), "ClusterRole")["rules"])
+    deleted = {resource for _, resource, verb in granted if verb == "delete"}
+    assert deleted == {"poddisruptionbudgets", "networkpolicies", "servicemonitors", "certificates", "deployments"}
+    assert verbs(granted, "", "pods") == {"list", "watch"}
+
+
 def test_bindings_name_the_operator_service_account() -> None:
     docs = documents(render(values=[VALUES_MAX]))
     account = one(docs, "ServiceAccount")["metadata"]

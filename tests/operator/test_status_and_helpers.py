@@ -187,17 +187,18 @@ def test_rbac_rules_cover_every_child_kind_and_grant_no_wildcards() -> None:
         for group in rule["apiGroups"]
         for resource in rule["resources"]
     }
-    for key in [
-        ("", "configmaps"),
-        ("", "services"),
-        ("apps", "statefulsets"),
-        ("policy", "poddisruptionbudgets"),
-        ("networking.k8s.io", "networkpolicies"),
-        ("monitoring.coreos.com", "servicemonitors"),
-    ]:
-        assert {"get", "patch", "delete"} <= granted[key]
+    children = [("", "configmaps"), ("", "services"), ("apps", "statefulsets"), ("", "serviceaccounts"),
+                ("rbac.authorization.k8s.io", "roles"), ("rbac.authorization.k8s.io", "rolebindings")]
+    pruned = [("policy", "poddisruptionbudgets"), ("networking.k8s.io", "networkpolicies"),
+              ("monitoring.coreos.com", "servicemonitors"), ("cert-manager.io", "certificates")]
+    for key in children + pruned:
+        assert {"get", "create", "patch"} <= granted[key]  # reconcile.ensure: get, then server-side apply
+    for key in children:  # removed with their CacheProxy by the garbage collector (ownerReferences)
+        assert "delete" not in granted[key]
+    for key in pruned:  # reconcile.prune: what a spec turns off
+        assert {"list", "delete"} <= granted[key]
     assert granted[("apps", "deployments")] == {"get", "delete"}  # migration only
-    assert granted[("", "pods")] == {"get", "list", "watch"}
+    assert granted[("", "pods")] == {"list", "watch"}
     assert granted[("cacheproxy.io", "cacheproxies/status")] == {"get", "patch"}
     assert all("*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"] for rule in rbac.RULES)
     assert not any("update" in rule["verbs"] for rule in rbac.RULES)

@@ -111,7 +111,7 @@ class Stream:
                 return
             if sent == len(data):
                 return
-            buffer = self._buffer = bytearray(data[sent:])
+            buffer = self._buffer = bytearray(memoryview(data)[sent:])  # one copy of the rest
             self._loop.add_writer(self._fd, self._on_writable)
         if not self._writing_paused and len(buffer) > HIGH_WATER:
             self._writing_paused = True
@@ -232,9 +232,13 @@ class StreamServer:
                 self.loop.remove_reader(sock.fileno())
                 self.loop.call_later(ACCEPT_PAUSE, self._watch, sock)
                 return
-            conn.setblocking(False)
-            if nodelay:
-                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                conn.setblocking(False)
+                if nodelay:
+                    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:  # reset between accept and here: nothing to serve
+                conn.close()
+                continue
             Stream(self.loop, conn.detach(), self._factory()).start()
 
     def is_serving(self) -> bool:

@@ -10,11 +10,12 @@ import base64
 import urllib.request
 
 from cacheproxy.backends.address import parse_address
+from cacheproxy.metrics.stats import STATS
 from cacheproxy.ring.sweep import sweep_one
 
 from tests.ring.load import deadline_poll
 from tests.ring.tier import Tier
-from tests.support.procs import start_memcached, talk
+from tests.support.procs import connect, free_port, start_memcached, talk
 
 
 def on_all(tier: Tier, generation: int, phase: str, members: list[int]) -> bool:
@@ -102,4 +103,32 @@ def test_sweep_deletes_what_is_not_owned_whatever_the_key_bytes() -> None:
         assert {k for k, answer in left.items() if answer == b"HD\r\n"} == {b"keep \x02", b"keep:1",
                                                                            b"_c:0123456789abcdef:0"}
     finally:
+        mc.stop()
+
+
+def test_a_sweep_that_cannot_run_is_counted_and_left_for_a_retry() -> None:
+    """memcached's crawler busy with another client's listing answers BUSY (counted as busy); a
+    memcached that is not there fails the connection (counted as failed). Both sweeps stop, to be
+    retried later, and delete nothing."""
+    mc = start_memcached()
+    hog = None
+    try:
+        keys = 200_000  # a listing of ~20 MB: far more than the hog's socket buffers hold
+        for start in range(0, keys, 20_000):
+            talk(mc.addr, b"".join(b"set key:%07d 0 0 1 noreply\r\nx\r\n" % i
+                                   for i in range(start, start + 20_000)) + b"mn\r\n", b"MN\r\n")
+        hog = connect(mc.addr)
+        hog.sendall(b"lru_crawler metadump all\r\n")
+        assert hog.recv(4096)  # its listing has begun; never read further, it holds the crawler
+        before = dict(STATS.ring_sweep_retries)
+        owned_none = lambda key: False  # noqa: E731 - would delete every key, if it ran
+        assert asyncio.run(sweep_one(parse_address(mc.addr), owned_none, lambda: True)) is None
+        assert STATS.ring_sweep_retries["busy"] == before.get("busy", 0) + 1
+        assert talk(mc.addr, b"mg key:0000000 v\r\n") == b"VA 1\r\nx\r\n"
+        nowhere = parse_address(f"127.0.0.1:{free_port()}")
+        assert asyncio.run(sweep_one(nowhere, owned_none, lambda: True)) is None
+        assert STATS.ring_sweep_retries["failed"] == before.get("failed", 0) + 1
+    finally:
+        if hog is not None:
+            hog.close()
         mc.stop()

@@ -185,6 +185,9 @@ def _ring_families(s: dict) -> Iterable:
                   "owners (fill), fills undone by a racing delete (fill_undone); the orphan sweep's keys listed "
                   "(sweep_scanned) and deleted as another member's (sweep_deleted)", ["event"],
                   s.get("ring_warmup", {}))
+    yield _counts("cacheproxy_ring_sweep_retries", "Orphan sweeps that stopped and are retried later, by reason: "
+                  "memcached's crawler busy or refusing (busy), a connection that failed or closed (failed)",
+                  ["reason"], s.get("ring_sweep_retries", {}))
     yield CounterMetricFamily("cacheproxy_ring_previous_invalidations",
                               "Previous owners' copies removed by writes during warm-up or prepare",
                               value=s.get("ring_invalidations", 0))

@@ -98,6 +98,7 @@ class Stats:
         self.ring_owner_down: defaultdict[str, int] = defaultdict(int)
         self.ring_waits: defaultdict[str, int] = defaultdict(int)  # parked, resumed, expired
         self.ring_warmup: defaultdict[str, int] = defaultdict(int)  # read_hit, read_miss, fill
+        self.ring_sweep_retries: defaultdict[str, int] = defaultdict(int)  # busy, failed
         self.ring_invalidations = 0
         self.config_reloads: defaultdict[str, int] = defaultdict(int)  # ok, refused
         # Every config text offered, by source (file, signal, watch) and result (applied, unchanged,
@@ -145,6 +146,7 @@ class Stats:
             "ring_owner_down": dict(self.ring_owner_down),
             "ring_waits": dict(self.ring_waits),
             "ring_warmup": dict(self.ring_warmup),
+            "ring_sweep_retries": dict(self.ring_sweep_retries),
             "ring_invalidations": self.ring_invalidations,
             "config_reloads": dict(self.config_reloads),
             "config_updates": dict(self.config_updates),

@@ -19,7 +19,8 @@ The sweep is a background task on its own connections, in batches; it stops when
 under it (the next settled ring sweeps again) and retries later when memcached's crawler is busy.
 Chunk items (``_c:<token>:<i>``, see :mod:`cacheproxy.handlers.chunk_format`) are skipped: they
 are reachable only through their metadata item, which is swept under its own key.
-Counted in ``cacheproxy_ring_warmup_total{event="sweep_scanned"|"sweep_deleted"}``.
+Counted in ``cacheproxy_ring_warmup_total{event="sweep_scanned"|"sweep_deleted"}``; a sweep that stops
+to be retried in ``cacheproxy_ring_sweep_retries_total{reason="busy"|"failed"}``.
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ async def sweep_one(address: Address, owned: Owned, current: Callable[[], bool])
         while True:
             line = await lister[0].readline()
             if not line:
+                STATS.ring_sweep_retries["failed"] += 1
+                log.info("orphan sweep of %s: memcached closed the listing; retrying in %.0fs", address,
+                         RETRY_SECONDS)
                 return None
             if line == b"END\r\n":
                 break
@@ -84,6 +88,7 @@ async def sweep_one(address: Address, owned: Owned, current: Callable[[], bool])
                 continue
             first = False
             if line.startswith((b"BUSY", b"ERROR", b"CLIENT_ERROR", b"SERVER_ERROR")):
+                STATS.ring_sweep_retries["busy"] += 1
                 log.info("orphan sweep of %s: memcached answered %r; retrying in %.0fs", address,
                          line.strip()[:80], RETRY_SECONDS)
                 return None
@@ -107,6 +112,7 @@ async def sweep_one(address: Address, owned: Owned, current: Callable[[], bool])
             await deleter[0].readuntil(b"MN\r\n")
         return scanned, deleted
     except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
+        STATS.ring_sweep_retries["failed"] += 1
         log.info("orphan sweep of %s stopped (%s); retrying in %.0fs", address, exc, RETRY_SECONDS)
         return None
     finally:

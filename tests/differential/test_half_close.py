@@ -10,6 +10,7 @@ import pytest
 from tests.differential.layouts import LAYOUTS, LayoutTarget
 from tests.differential.test_matrix import layout_target
 from tests.support.binary_frames import encode_request
+from tests.support.procs import connect
 
 TEXT = (b"set a 0 0 1\r\nx\r\nget a\r\nget nothere\r\nadd a 0 0 1\r\ny\r\nincr n 1\r\n"
         b"mg a v f\r\nmn\r\ndelete a\r\nget a b c\r\n")
@@ -25,8 +26,7 @@ SCRIPTS = {"text": TEXT, "pipelined": PIPELINED, "cut-off": CUT_OFF, "binary": B
 
 def half_closed(addr: str, data: bytes, timeout: float = 10.0) -> bytes:
     """Send DATA, shut down the sending side, read until the server closes (EOF)."""
-    host, port = addr.rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+    with connect(addr, timeout) as sock:
         sock.sendall(data)
         sock.shutdown(socket.SHUT_WR)
         chunks = []

@@ -32,22 +32,11 @@ def test_unix_listener_replaces_a_stale_socket_file_and_serves(memcached):
         stale.close()
         proxy = start_proxy(memcached.addr, args=["--listen", f"unix:{path}"], wait_ready=False)
         try:
-            poll(lambda: _unix_connectable(path), timeout=15, what="the unix listener")
-            with socket.socket(socket.AF_UNIX) as sock:
-                sock.settimeout(10)
-                sock.connect(path)
+            wait_connectable(f"unix:{path}", proxy.popen)
+            with connect(f"unix:{path}") as sock:
                 set_get(sock, b"over-unix")
         finally:
             assert proxy.stop() == 0
-
-
-def _unix_connectable(path: str) -> bool:
-    with socket.socket(socket.AF_UNIX) as sock:
-        try:
-            sock.connect(path)
-        except OSError:
-            return False
-    return True
 
 
 def test_a_host_name_listens_on_every_address_it_resolves_to(memcached):

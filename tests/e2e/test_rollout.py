@@ -9,6 +9,7 @@ lost in flight and no read is stale. The figures of each phase are printed (`-s`
 from __future__ import annotations
 
 import json
+import socket
 import time
 
 import pytest
@@ -69,6 +70,16 @@ def report(load: RollingLoad, phase: str, took: float | None = None) -> Tally:
     return total
 
 
+def answers_version(host: str, port: int) -> bool:
+    """A fresh connection to HOST:PORT answers memcached's ``version``."""
+    try:
+        with socket.create_connection((host, port), timeout=5) as sock:
+            sock.sendall(b"version\r\n")
+            return sock.recv(64).startswith(b"VERSION ")
+    except OSError:
+        return False
+
+
 def test_rolling_updates_under_load_fail_no_request(e2e_cluster: Cluster, operator_release: str,
                                                     images: list[str]) -> None:
     e2e_cluster.ctr("images", "tag", "--force", images[0], NEW_TAG)
@@ -81,6 +92,11 @@ def test_rolling_updates_under_load_fail_no_request(e2e_cluster: Cluster, operat
         poll(lambda: proxies_agree(tier, 2), timeout=ROLLOUT_TIMEOUT, what="both proxies on one two-member ring")
         dns = ClusterDNS(e2e_cluster.node_env["NODE_IP"])
         host, port = tier.service_address().rsplit(":", 1)
+        # The Service's forwarding is programmed after the pods are ready; until then a connection to
+        # its address can reach whatever else answers there (once: an HTTP server's 400). The load
+        # starts once fresh connections reach the proxies.
+        poll(lambda: all(answers_version(host, int(port)) for _ in range(10)), timeout=60,
+             what="the Service forwarding to the proxies")
         groups = [("service", fixed(host, int(port)), CLIENTS_THROUGH_SERVICE)]
         for i in range(2):
             pod_name = f"{NAME}-{i}.{NAME}-headless.{namespace}.svc.cluster.local"

@@ -9,7 +9,6 @@ lost in flight and no read is stale. The figures of each phase are printed (`-s`
 from __future__ import annotations
 
 import json
-import socket
 import time
 
 import pytest
@@ -19,6 +18,7 @@ from tests.chart.cluster import Cluster
 from tests.e2e.conftest import EXAMPLE, Tier, apply_tier, get_json, new_namespace
 from tests.e2e.reconnecting import ClusterDNS, RollingLoad, Tally, fixed
 from tests.e2e.test_ring import proxies_agree
+from tests.support.procs import talk
 from tests.support.wait import poll
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
@@ -73,9 +73,7 @@ def report(load: RollingLoad, phase: str, took: float | None = None) -> Tally:
 def answers_version(host: str, port: int) -> bool:
     """A fresh connection to HOST:PORT answers memcached's ``version``."""
     try:
-        with socket.create_connection((host, port), timeout=5) as sock:
-            sock.sendall(b"version\r\n")
-            return sock.recv(64).startswith(b"VERSION ")
+        return talk(f"{host}:{port}", b"version\r\n", timeout=5).startswith(b"VERSION ")
     except OSError:
         return False
 

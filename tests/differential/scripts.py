@@ -457,6 +457,13 @@ script("admin_noreply_errors", quiet(b"cache_memlimit 64 noreply extra\r\nslabs 
                                      b"slabs foo noreply\r\nlru foo noreply x\r\nlru\r\nextstore\r\n"
                                      b"cache_memlimit\r\nlru_crawler enable noreply\r\n"
                                      b"lru_crawler tocrawl 10 noreply\r\nmisbehave noreply\r\n"))
+script("cache_memlimit_reaches_memcached",
+       one(b"cache_memlimit 64\r\n"), one(b"cache_memlimit 7\r\n"), one(b"cache_memlimit 2000000000\r\n"),
+       one(b"cache_memlimit 64 extra\r\n"), one(b"cache_memlimit noreply x\r\n"), one(b"cache_memlimit -8\r\n"),
+       one(b"cache_memlimit 64abc\r\n"), one(b"cache_memlimit 99999999999\r\n"),
+       quiet(b"cache_memlimit 7 noreply\r\ncache_memlimit noreply noreply\r\ncache_memlimit 64 noreply\r\n"),
+       doc="the pod's memcached answers it (OK, MEMLIMIT_TOO_SMALL, MEMLIMIT_ADJUST_FAILED); the memory "
+           "limit is memcached's own, as for a client talking to it directly")
 script("me_debug", one(b"me a\r\n"), one(b"me\r\n"),
        one(setcmd(b"a", b"1")),
        shaped(b"me a\r\n", "L", r"ME a exp=-1 la=\d+ cas=\d+ fetch=no cls=1 size=\d+\r\n"))

@@ -367,15 +367,26 @@ class TextParser:
     def _quit(self, tokens: list[bytes], ntokens: int, line: bytes) -> Request:
         return Quit()
 
+    def _memlimit(self, tokens: list[bytes], ntokens: int, line: bytes) -> Request | None:
+        """``cache_memlimit <megabytes> [noreply]``: the pod's own memcached (L1) answers it, as it
+        answers ``verbosity``. Only a number is sent, without ``noreply`` (memcached then always
+        answers, and the answer is dropped here); anything else gets memcached's ``ERROR`` here."""
+        words = len(tokens)
+        if words not in (2, 3):
+            return Reply("cache_memlimit", ERROR)
+        noreply = tokens[-1] == b"noreply"
+        if safe_strtoul(tokens[1]) is None:
+            return _reply("cache_memlimit", ERROR, noreply)
+        return Passthrough("cache_memlimit", b"cache_memlimit " + tokens[1], noreply)
+
     def _admin(self, tokens: list[bytes], ntokens: int, line: bytes) -> Request | None:
-        """cache_memlimit, slabs, lru, extstore, watch: never forwarded (they would change a shared
-        backend), answered ``ERROR``, except where memcached 1.6.18 is silent because the command
-        ends in ``noreply`` (it parses ``noreply`` before deciding, for these forms only)."""
+        """slabs, lru, extstore, watch: never forwarded (they would retune or stream from the
+        backend the proxy itself relies on), answered ``ERROR``, except where memcached 1.6.18 is
+        silent because the command ends in ``noreply`` (it parses ``noreply`` before deciding, for
+        these forms only)."""
         name, words = tokens[0], len(tokens)
         noreply = tokens[-1] == b"noreply"
-        if name == b"cache_memlimit":
-            silent = noreply and words in (2, 3)
-        elif name == b"slabs":
+        if name == b"slabs":
             if words == 4 and tokens[1] == b"reassign" and noreply:
                 return Reply("error", BAD_FORMAT)  # "noreply" read as the destination class
             silent = noreply and words >= 3 and tokens[1] == b"automove"
@@ -405,7 +416,7 @@ _SIMPLE = {
     b"stats": TextParser._stats,
     b"quit": TextParser._quit,
     b"shutdown": TextParser._shutdown,
-    b"cache_memlimit": TextParser._admin,
+    b"cache_memlimit": TextParser._memlimit,
     b"slabs": TextParser._admin,
     b"lru": TextParser._admin,
     b"extstore": TextParser._admin,

@@ -30,6 +30,7 @@ from .metrics.stats import STATS
 from .orcas.base import Orca
 from .orcas.l1l2 import L1L2, L1L2Batch, StripedLocks
 from .orcas.l1only import L1Only
+from .ring.handover import Handover
 from .ring.router import RingRouter
 from .ring.state import RingState
 from .ring.sweep import OrphanSweep
@@ -55,7 +56,7 @@ class Composition:
         if config.ring is not None:
             own = [config.address("l1"), *([config.address("l2")] if config.l2 else [])]
             self.ring = RingState(config.backend_timeout, max_batch=config.batching.max_batch, ssl_context=peer_ssl,
-                                  sweep=OrphanSweep(own))
+                                  sweep=OrphanSweep(own), handover=Handover(own, lambda: self.orca_factory()()))
             self.ring.apply(config.ring)
             STATS.ring_view = self.ring.describe  # GET /ring
 

@@ -34,6 +34,7 @@ def write(tmp_path, ring: dict) -> str:
     ({"self": "a", "members": M, "colour": 1}, "unknown ring keys: colour"),
     ({"members": M}, "ring.self is empty"),
     ({"self": "a", "members": M, "generation": "7"}, "ring.generation must be an integer"),
+    ({"self": "a", "members": M, "handover": "yes"}, "ring.handover must be true or false"),
 ])
 def test_bad_ring_sections_are_refused(tmp_path, monkeypatch, ring: dict, message: str) -> None:
     monkeypatch.delenv("CACHEPROXY_RING_SELF", raising=False)
@@ -57,7 +58,8 @@ def test_ring_endpoint_answers_the_contract() -> None:
         view = tier.ring_json(0)
         assert view == {"generation": 1, "phase": "serve", "self": tier.pairs[0].name,
                         "members": [{**tier.member_entry(0), "state": "self"}, {**tier.member_entry(1), "state": "up"}],
-                        "previous": [], "warmup_until": None, "swept_generation": 1}
+                        "previous": [], "warmup_until": None, "swept_generation": 1, "handing_over": False,
+                        "handed_over_generation": 0}
         with urllib.request.urlopen(f"http://{tier.pairs[0].admin}/metrics", timeout=5) as r:
             body = r.read().decode()
         assert "cacheproxy_ring_members 2.0" in body and "cacheproxy_ring_generation 1.0" in body

@@ -39,6 +39,9 @@ class RingSettings:
     # How long requests that must reach a member wait for it after it went down (a pod replaced by
     # a rolling update is away for seconds); 0 answers them at once (docs/ring.md).
     down_wait: float = 30.0
+    # While a change warms up, push the keys this member no longer owns to their new owners
+    # (ring/handover.py); off, only reads in the window move keys.
+    handover: bool = True
     # mTLS between members (all three or none): the peer port requires a certificate signed by
     # peer_tls_ca, and this proxy presents peer_tls_cert when it forwards (docs/security.md).
     peer_tls_cert: str | None = None
@@ -53,7 +56,8 @@ class RingSettings:
 _KEYS = {"self": "self_name", "generation": "generation", "members": "members", "previous": "previous",
          "phase": "phase", "peer_listen": "peer_listen", "warmup_seconds": "warmup_seconds",
          "owner_down": "owner_down", "down_after": "down_after", "peer_connections": "peer_connections",
-         "probe_interval": "probe_interval", "down_wait": "down_wait", "peer_tls_cert": "peer_tls_cert",
+         "probe_interval": "probe_interval", "down_wait": "down_wait", "handover": "handover",
+         "peer_tls_cert": "peer_tls_cert",
          "peer_tls_key": "peer_tls_key",
          "peer_tls_ca": "peer_tls_ca"}
 PEER_TLS_KEYS = ("peer_tls_cert", "peer_tls_key", "peer_tls_ca")
@@ -107,6 +111,9 @@ def parse(data: Any, self_override: str | None = None, peer_listen_override: str
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"ring.{key} must be a number of seconds, not {value!r}")
             value = float(value)
+        elif key == "handover":
+            if not isinstance(value, bool):
+                raise ValueError(f"ring.handover must be true or false, not {value!r}")
         else:
             value = str(value)
         setattr(s, attr, value)

@@ -182,7 +182,8 @@ def _ring_families(s: dict) -> Iterable:
                   "the wait ended: sent once it was back (resumed) or failed (expired)", ["event"],
                   s.get("ring_waits", {}))
     yield _counts("cacheproxy_ring_warmup", "Warm-up reads of previous owners (read_hit, read_miss), fills of new "
-                  "owners (fill), fills undone by a racing delete (fill_undone); the orphan sweep's keys listed "
+                  "owners (fill), fills undone by a racing delete (fill_undone); moved keys the hand-over read "
+                  "(handover_listed) and its listings retried (handover_retry); the orphan sweep's keys listed "
                   "(sweep_scanned) and deleted as another member's (sweep_deleted)", ["event"],
                   s.get("ring_warmup", {}))
     yield _counts("cacheproxy_ring_sweep_retries", "Orphan sweeps that stopped and are retried later, by reason: "

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 from ..config.ring import Member, RingSettings
 from ..metrics.stats import STATS, clock
+from .handover import Handover
 from .ketama import Continuum, key_point
 from .peers import Peer
 from .sweep import OrphanSweep
@@ -116,10 +117,12 @@ class RingState:
     """The current view plus the peers it routes to; replaced as a whole on reload."""
 
     def __init__(self, timeout: float, max_batch: int = 64, ssl_context: ssl.SSLContext | None = None,
-                 sweep: OrphanSweep | None = None) -> None:
+                 sweep: OrphanSweep | None = None, handover: Handover | None = None) -> None:
         self.timeout, self.max_batch = timeout, max_batch
         self.sweep = sweep  # deletes this member's orphans once a ring settles (ring/sweep.py)
         self._sweep_requested = 0  # the generation a sweep was last asked for
+        self.handover = handover  # pushes moved keys to their new owners while warming (ring/handover.py)
+        self._handover_requested: tuple[tuple[str, ...], tuple[str, ...]] | None = None  # (previous, members)
         self.ssl_context = ssl_context  # the peer port's client side (mTLS), or None: plain
         self.peers: dict[str, Peer] = {}
         self.view: View | None = None
@@ -174,6 +177,7 @@ class RingState:
                      f", warming up for {s.warmup_seconds:.0f}s" if warm and until > now else "")
         self.view = view
         self._request_sweep(view, now)
+        self._request_handover(view, now)
         STATS.ring_members = len(s.members)
         STATS.ring_generation = s.generation
         return view
@@ -198,6 +202,33 @@ class RingState:
 
         delay = view.warm_until - now if view.warm is not None else 0.0
         self.sweep.request(generation, owned, current, delay)
+
+    def _request_handover(self, view: View, now: float) -> None:
+        """A warm-up window just opened (serve, a previous ring): hand over the moved keys."""
+        warm = view.warm
+        if self.handover is None or not view.settings.handover or view.prepare or warm is None \
+                or view.warm_until <= now:
+            return
+        rings = (tuple(warm.names()), tuple(view.current.names()))
+        if rings == self._handover_requested:
+            return  # the same change, reloaded (the operator's later steps): under way or done
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # composed before the loop runs: nothing to hand over from a memcached just started
+        self._handover_requested = rings
+        current = view.current
+
+        def moved(key: bytes) -> bool:
+            point = key_point(key)
+            return warm.owner(point) is None and current.owner(point) is not None
+
+        def still() -> bool:
+            v = self.view
+            return (v is not None and v.warm is not None and not v.prepare and v.settings.handover
+                    and clock() < v.warm_until and (tuple(v.warm.names()), tuple(v.current.names())) == rings)
+
+        self.handover.request(view.generation, moved, still)
 
     def set_timeout(self, timeout: float) -> None:
         self.timeout = timeout
@@ -225,4 +256,6 @@ class RingState:
             "previous": [{"name": m.name, "peer": m.peer} for m in s.previous],
             "warmup_until": view.warm_until_unix,
             "swept_generation": self.sweep.swept_generation if self.sweep is not None else None,
+            "handing_over": self.handover is not None and self.handover.running,
+            "handed_over_generation": self.handover.done_generation if self.handover is not None else None,
         }

@@ -30,7 +30,7 @@ import base64
 import contextlib
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from urllib.parse import unquote_to_bytes
 
 from ..backends.address import Address
@@ -64,61 +64,82 @@ async def _open(address: Address) -> tuple[asyncio.StreamReader, asyncio.StreamW
     return await asyncio.open_connection(address.host, address.port, limit=LINE_MAX * 4)
 
 
-async def sweep_one(address: Address, owned: Owned, current: Callable[[], bool]) -> tuple[int, int] | None:
-    """Delete the keys on ADDRESS that OWNED says belong elsewhere, while CURRENT() stays true.
-    (scanned, deleted), or None when memcached was busy or the sweep was cut short."""
-    lister = deleter = None
+class ListingStopped(Exception):
+    """memcached refused the crawl (``reason`` busy) or the connection failed (``failed``)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+async def listed_keys(address: Address) -> AsyncGenerator[bytes, None]:
+    """Every key on ADDRESS (``lru_crawler metadump hash``, or ``all`` before memcached 1.6.9),
+    chunk items left out; raises :class:`ListingStopped`. Close it (``contextlib.aclosing``) when
+    leaving early: that closes its connection."""
+    lister = None
     try:
-        lister, deleter = await _open(address), await _open(address)
+        lister = await _open(address)
         lister[1].write(b"lru_crawler metadump hash\r\n")
-        scanned = deleted = pending = 0
         first = True
         while True:
             line = await lister[0].readline()
             if not line:
-                STATS.ring_sweep_retries["failed"] += 1
-                log.info("orphan sweep of %s: memcached closed the listing; retrying in %.0fs", address,
-                         RETRY_SECONDS)
-                return None
+                raise ListingStopped("failed", "memcached closed the listing")
             if line == b"END\r\n":
-                break
+                return
             if first and line.startswith((b"ERROR", b"CLIENT_ERROR")):  # no hash walk: walk the LRUs
                 lister[1].write(b"lru_crawler metadump all\r\n")
                 first = False
                 continue
             first = False
             if line.startswith((b"BUSY", b"ERROR", b"CLIENT_ERROR", b"SERVER_ERROR")):
-                STATS.ring_sweep_retries["busy"] += 1
-                log.info("orphan sweep of %s: memcached answered %r; retrying in %.0fs", address,
-                         line.strip()[:80], RETRY_SECONDS)
-                return None
+                raise ListingStopped("busy", f"memcached answered {line.strip()[:80]!r}")
             key = metadump_key(line)
-            if key is None or is_chunk_key(key):
-                continue
-            scanned += 1
-            if owned(key):
-                continue
-            deleter[1].write(b"md %s b q\r\n" % base64.b64encode(key))
-            deleted += 1
-            pending += 1
-            if pending >= BATCH:
-                if not current():
-                    return None
-                deleter[1].write(b"mn\r\n")
-                await deleter[0].readuntil(b"MN\r\n")
-                pending = 0
+            if key is not None and not is_chunk_key(key):
+                yield key
+    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
+        raise ListingStopped("failed", str(exc) or type(exc).__name__) from exc
+    finally:
+        if lister is not None:
+            lister[1].close()
+
+
+async def sweep_one(address: Address, owned: Owned, current: Callable[[], bool]) -> tuple[int, int] | None:
+    """Delete the keys on ADDRESS that OWNED says belong elsewhere, while CURRENT() stays true.
+    (scanned, deleted), or None when memcached was busy or the sweep was cut short."""
+    deleter = None
+    try:
+        deleter = await _open(address)
+        scanned = deleted = pending = 0
+        async with contextlib.aclosing(listed_keys(address)) as keys:
+            async for key in keys:
+                scanned += 1
+                if owned(key):
+                    continue
+                deleter[1].write(b"md %s b q\r\n" % base64.b64encode(key))
+                deleted += 1
+                pending += 1
+                if pending >= BATCH:
+                    if not current():
+                        return None
+                    deleter[1].write(b"mn\r\n")
+                    await deleter[0].readuntil(b"MN\r\n")
+                    pending = 0
         if pending:
             deleter[1].write(b"mn\r\n")
             await deleter[0].readuntil(b"MN\r\n")
         return scanned, deleted
-    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
+    except ListingStopped as exc:
+        STATS.ring_sweep_retries[exc.reason] += 1
+        log.info("orphan sweep of %s stopped (%s); retrying in %.0fs", address, exc, RETRY_SECONDS)
+        return None
+    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
         STATS.ring_sweep_retries["failed"] += 1
         log.info("orphan sweep of %s stopped (%s); retrying in %.0fs", address, exc, RETRY_SECONDS)
         return None
     finally:
-        for pair in (lister, deleter):
-            if pair is not None:
-                pair[1].close()
+        if deleter is not None:
+            deleter[1].close()
 
 
 class OrphanSweep:

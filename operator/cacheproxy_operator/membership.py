@@ -14,7 +14,9 @@ step's generation: the proxies read the ring from a mounted ConfigMap, which rea
   writes remove the previous copy). The proxies are told to hold their window open (a proxy counts
   it from when it read the serve phase, and one that closed early would stop removing previous
   copies while a late one still reads them); the operator counts `warmupSeconds` from the moment
-  every pod reports this generation, and ends the window for all by publishing the next ring.
+  every pod reports this generation with its hand-over done (each previous owner has pushed the
+  keys it no longer owns to their new owners), and ends the window for all by publishing the next
+  ring.
 - ClosingWarmUp: the window is over: the same ring is published with the window closed
   (`warmup_seconds: 0`, `previous` still listed): proxies stop reading previous owners, but writes
   still remove their copies, until every pod reports it. (Were `previous` cleared at once, a proxy

@@ -272,8 +272,10 @@ def _report(answer: dict[str, Any] | None) -> Report | None:
     """A GET /ring answer as the machine's Report (None: no answer, or no integer generation).
     A settled ring (serve, no previous) counts once the proxy's orphan sweep for it has finished
     (``swept_generation``): until then its memcached may still hold copies of keys another member
-    owns, which the next change could hand back. (A proxy that does not report sweeps counts at
-    once.)"""
+    owns, which the next change could hand back. A warming ring counts once the proxy has handed
+    its moved keys over to their new owners (``handing_over`` false): closing the window earlier
+    would leave the keys not yet pushed (and not read meanwhile) to be a miss. (A proxy that
+    reports neither counts at once.)"""
     answer = answer or {}
     generation = answer.get("generation")
     if not _is_int(generation):
@@ -282,6 +284,8 @@ def _report(answer: dict[str, Any] | None) -> Report | None:
     settled = answer.get("phase") == "serve" and not answer.get("previous")
     if settled and _is_int(swept) and swept < generation:
         return Report(swept)
+    if answer.get("handing_over") is True:
+        return Report(generation - 1)
     return Report(generation)
 
 

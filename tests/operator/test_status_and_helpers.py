@@ -375,12 +375,14 @@ def test_the_status_patch_removes_what_the_new_status_no_longer_has() -> None:
         ({"generation": 7, "phase": "serve", "previous": [{"name": "a"}], "swept_generation": 5}, 7),
         ({"generation": 7, "phase": "prepare", "previous": [{"name": "a"}], "swept_generation": 5}, 7),
         ({"generation": 7, "phase": "serve", "previous": []}, 7),
+        ({"generation": 7, "phase": "serve", "previous": [{"name": "a"}], "handing_over": True}, 6),
+        ({"generation": 7, "phase": "serve", "previous": [{"name": "a"}], "handing_over": False}, 7),
         ({"generation": True}, None),
         (None, None),
     ],
     ids=["settled, sweep running", "settled, swept", "warming up", "preparing", "no sweep reported",
-         "not a generation", "no answer"],
+         "handing over", "handed over", "not a generation", "no answer"],
 )
-def test_a_settled_ring_counts_once_its_orphan_sweep_is_done(answer, counted) -> None:
+def test_a_ring_counts_once_its_hand_over_and_orphan_sweep_are_done(answer, counted) -> None:
     report = reconcile._report(answer)
     assert (report.generation if report is not None else None) == counted

@@ -59,12 +59,12 @@ class Runtime:
     stages, the open clients, backend health, the drain."""
 
     def __init__(self, config: Config, loop: asyncio.AbstractEventLoop, *,
-                 peer_ssl: ssl.SSLContext | None = None) -> None:
+                 peer_ssl: ssl.SSLContext | None = None, upkeep: bool = True) -> None:
         self.config = config
         self.loop = loop
         self.clients: set = set()
         self.draining = False
-        self.composition = Composition(config, loop, peer_ssl=peer_ssl)
+        self.composition = Composition(config, loop, peer_ssl=peer_ssl, upkeep=upkeep)
         self.backend_ok: dict[str, bool] = {"l1": False}
         if config.l2:
             self.backend_ok["l2"] = False
@@ -203,12 +203,13 @@ async def collect_garbage() -> None:
 
 
 async def serve(config: Config, *, admin: bool = True, ready_event: asyncio.Event | None = None,
-                ready_hook: Callable | None = None) -> None:
+                ready_hook: Callable | None = None, upkeep: bool = True) -> None:
     """Run the proxy until SIGTERM/SIGINT, then drain. ``ready_hook`` receives the readiness
-    function (used by ``--workers`` to report each worker's readiness to the parent)."""
+    function (used by ``--workers`` to report each worker's readiness to the parent). UPKEEP: this
+    process runs the ring's background work on its memcacheds (one worker of a pod does)."""
     loop = asyncio.get_running_loop()
     security = Security(config)  # TLS listeners, admin TLS, the peers' mTLS, rotation (listener/secure.py)
-    runtime = Runtime(config, loop, peer_ssl=security.peer_client_context)
+    runtime = Runtime(config, loop, peer_ssl=security.peer_client_context, upkeep=upkeep)
     tune_gc()
     if ready_hook is not None:
         ready_hook(runtime.ready)

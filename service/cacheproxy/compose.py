@@ -46,8 +46,10 @@ class Composition:
     """The pools shared by every client connection, and the factories built on them."""
 
     def __init__(self, config: Config, loop: asyncio.AbstractEventLoop, *,
-                 peer_ssl: ssl.SSLContext | None = None) -> None:
-        """PEER_SSL: the client context the ring's connections to peers use (mTLS), or None."""
+                 peer_ssl: ssl.SSLContext | None = None, upkeep: bool = True) -> None:
+        """PEER_SSL: the client context the ring's connections to peers use (mTLS), or None.
+        UPKEEP: this process sweeps orphans and hands keys over on its memcacheds; with
+        ``--workers`` only the first worker does (the others would repeat its every step)."""
         self.config = config
         self.loop = loop
         self.pools: dict[str, BackendPool] = {}
@@ -56,7 +58,8 @@ class Composition:
         if config.ring is not None:
             own = [config.address("l1"), *([config.address("l2")] if config.l2 else [])]
             self.ring = RingState(config.backend_timeout, max_batch=config.batching.max_batch, ssl_context=peer_ssl,
-                                  sweep=OrphanSweep(own), handover=Handover(own, lambda: self.orca_factory()()))
+                                  sweep=OrphanSweep(own) if upkeep else None,
+                                  handover=Handover(own, lambda: self.orca_factory()()) if upkeep else None)
             self.ring.apply(config.ring)
             STATS.ring_view = self.ring.describe  # GET /ring
 

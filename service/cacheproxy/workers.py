@@ -51,7 +51,8 @@ def _worker_main(config: Config, pipe: Connection, index: int) -> None:
             pipe.send(snap)
 
         loop.add_reader(pipe.fileno(), on_request)
-        await serve(config, admin=False, ready_hook=lambda fn: runtime_ready.__setitem__("fn", fn))
+        await serve(config, admin=False, ready_hook=lambda fn: runtime_ready.__setitem__("fn", fn),
+                    upkeep=index == 0)
 
     try:
         asyncio.run(main())

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import urllib.request
 
 from cacheproxy.backends.address import parse_address
 from cacheproxy.metrics.stats import STATS
@@ -43,14 +42,8 @@ def settle(tier: Tier, running: list[int]) -> None:
     step(tier, "serve", [], 0, running)
     assert all(tier.ring_json(i)["warmup_until"] is None for i in running)
     deadline_poll(lambda: all(tier.ring_json(i)["swept_generation"] == tier.generation for i in running), 10)
-    assert all(swept_metric(tier, i) == tier.generation for i in running)
-
-
-def swept_metric(tier: Tier, i: int) -> float:
-    """The pod's ``cacheproxy_ring_swept_generation`` (what the dashboard shows of the sweep)."""
-    with urllib.request.urlopen(f"http://{tier.pairs[i].admin}/metrics", timeout=5) as r:
-        line = next(x for x in r.read().decode().splitlines() if x.startswith("cacheproxy_ring_swept_generation "))
-    return float(line.split()[1])
+    # what the dashboard shows of the sweep
+    assert all(tier.metric(i, "cacheproxy_ring_swept_generation ") == tier.generation for i in running)
 
 
 def test_keys_deleted_or_changed_elsewhere_do_not_come_back_from_an_old_owner() -> None:

@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 import signal
-import urllib.request
 
 import pytest
 
@@ -46,15 +45,6 @@ async def change(tier: Tier, members: list[int], previous: list[int], proxies: l
     tier.generation += 1
     tier.write(previous=previous, phase="serve")
     await wait_applied(tier, proxies, tier.generation, "serve")
-
-
-def metric(tier: Tier, i: int, name: str) -> float:
-    with urllib.request.urlopen(f"http://{tier.pairs[i].admin}/metrics", timeout=5) as r:
-        total = 0.0
-        for line in r.read().decode().splitlines():
-            if line.startswith(name):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
 
 
 @pytest.fixture(params=["l1only", "l1l2"])
@@ -98,7 +88,7 @@ def scale_out_and_in(tier: Tier, clients: int, keys_per_client: int, preload_cou
 
     figures = asyncio.run(main())
     r = figures["results"]
-    fills = sum(metric(tier, i, 'cacheproxy_ring_warmup_total{event="fill"}') for i in range(4))
+    fills = sum(tier.metric(i, 'cacheproxy_ring_warmup_total{event="fill"}') for i in range(4))
     print(f"3->4 hit ratio {figures['out']:.4f}, 4->3 hit ratio {figures['in']:.4f}; "
           f"{r.requests} requests, {r.errors} errors, {r.stale} stale, {r.lost} lost, {r.dropped} dropped; "
           f"warm-up fills {fills:.0f}")
@@ -127,7 +117,7 @@ def test_sighup_with_changed_and_broken_config_under_load(tier: Tier) -> None:
         loop = asyncio.get_running_loop()
         end = loop.time() + 10
         refused = 'cacheproxy_config_reloads_total{result="refused"}'
-        while not all([await asyncio.to_thread(metric, tier, i, refused) for i in range(3)]):
+        while not all([await asyncio.to_thread(tier.metric, i, refused) for i in range(3)]):
             assert loop.time() < end
             await asyncio.sleep(0.1)
         await asyncio.sleep(0.5)

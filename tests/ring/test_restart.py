@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-import urllib.request
 
 import pytest
 from cacheproxy.config.ring import Member
@@ -34,12 +33,6 @@ def call(addr: str, payload: bytes, timeout: float = 10.0) -> bytes:
 def owned_by(tier: Tier, member: int, prefix: str, count: int) -> list[bytes]:
     keys = (b"%s:%d" % (prefix.encode(), i) for i in range(10_000))
     return [key for key in keys if tier.owner(key) == member][:count]
-
-
-def metric(tier: Tier, i: int, name: str) -> float:
-    with urllib.request.urlopen(f"http://{tier.pairs[i].admin}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
 
 
 async def requests_grow(load: Load, by: int, timeout: float = 30.0) -> None:
@@ -100,8 +93,8 @@ def test_a_member_replaced_under_load_fails_no_request(tier: Tier) -> None:
     assert answers["incr"] == b"NOT_FOUND\r\n"  # sent to the new, empty memcached: not an error
     assert float(answers["waited"]) >= AWAY_SECONDS * 0.5  # it did wait for the member
     assert call(tier.pairs[1].addr, b"get %s\r\n" % key) == b"VALUE %s 0 1\r\nx\r\nEND\r\n" % key
-    assert metric(tier, 0, 'cacheproxy_ring_waits_total{event="resumed"}') > 0
-    assert metric(tier, 0, 'cacheproxy_ring_waits_total{event="expired"}') == 0
+    assert tier.metric(0, 'cacheproxy_ring_waits_total{event="resumed"}') > 0
+    assert tier.metric(0, 'cacheproxy_ring_waits_total{event="expired"}') == 0
 
 
 def test_a_member_that_does_not_come_back_fails_its_writes_after_the_wait() -> None:
@@ -120,7 +113,7 @@ def test_a_member_that_does_not_come_back_fails_its_writes_after_the_wait() -> N
         assert call(tier.pairs[0].addr, b"delete %s\r\n" % keys[2]) == down
         assert call(tier.pairs[1].addr, b"get %s\r\n" % keys[0]) == b"END\r\n"
         assert time.monotonic() - started < 0.4
-        assert metric(tier, 0, 'cacheproxy_ring_waits_total{event="expired"}') >= 1
+        assert tier.metric(0, 'cacheproxy_ring_waits_total{event="expired"}') >= 1
     finally:
         tier.stop()
 

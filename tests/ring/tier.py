@@ -101,6 +101,12 @@ class Tier:
         with urllib.request.urlopen(f"http://{self.pairs[i].admin}/ring", timeout=5) as r:
             return json.loads(r.read())
 
+    def metric(self, i: int, name: str) -> float:
+        """Member I's metric NAME (a name, or a name with labels), summed over its lines."""
+        with urllib.request.urlopen(f"http://{self.pairs[i].admin}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
     def reload_all(self) -> None:
         for i in self.members:
             proxy = self.pairs[i].proxy

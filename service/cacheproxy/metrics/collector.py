@@ -12,25 +12,31 @@ from prometheus_client.registry import Collector
 from .. import __version__, compiled
 from .stats import BUCKETS
 
+UPKEEP = ("swept_generation", "handing_over", "handed_over_generation")  # /ring's, from the worker that sweeps
+
 
 def merge(snapshots: Iterable[dict]) -> dict:
     """Sum worker snapshots: counters and gauges add; ``backend_up`` and ``ring_member_up`` take the
     minimum, the ring's size and generation the maximum, and /ring's view is the one with the lowest
-    generation (what every worker has applied)."""
+    generation (what every worker has applied), with the sweep and hand-over as the one worker
+    that runs them reports them (the others report none)."""
     total: dict = {}
+    upkeep: dict | None = None
     for snap in snapshots:
         for key, value in snap.items():
             if key == "orca":
                 total[key] = value
             elif key == "ring_view":  # the lowest generation: the pod has applied what every worker has
                 kept = total.get(key)
+                if value and value.get("swept_generation") is not None:
+                    upkeep = {k: value.get(k) for k in UPKEEP}
                 if value and (not kept or value["generation"] < kept["generation"]):
                     total[key] = value
                 else:
                     total[key] = kept
-            elif key in ("config_watch_up", "ring_swept_generation"):  # every worker's: the lowest
+            elif key == "config_watch_up":  # every worker's: the lowest
                 total[key] = min(total.get(key, value), value)
-            elif key in ("ring_members", "ring_generation"):
+            elif key in ("ring_members", "ring_generation", "ring_swept_generation"):
                 total[key] = max(total.get(key, 0), value)
             elif key in ("latency", "batch_sizes", "ring_latency"):
                 acc = total.setdefault(key, {})
@@ -49,6 +55,8 @@ def merge(snapshots: Iterable[dict]) -> dict:
                     acc[label] += n
             else:
                 total[key] = total.get(key, 0) + value
+    if upkeep is not None and total.get("ring_view"):
+        total["ring_view"] = {**total["ring_view"], **upkeep}
     return total
 
 

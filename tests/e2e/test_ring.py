@@ -1,8 +1,9 @@
 """The ring in real pods: each proxy routes a key to its owner pod, so every key written through any
 pod reads back through every other pod and through the Service; `kubectl scale` of the CacheProxy
 2 -> 3 -> 2 under 1,000 client connections changes the ring with no stale read, no dropped
-connection, no error answer and the hit ratio kept (tests/e2e/ringload.py), and prints how long the
-proxies took to have the new ring and the change to settle.
+connection, no error answer and the hit ratio kept (tests/e2e/ringload.py); keys nobody reads
+during the changes are handed over to each new owner and read back once the ring settles; it prints
+how long the proxies took to have the new ring and the change to settle.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ SCALE_TIMEOUT = 420.0
 WARMUP_SECONDS = 20
 CLIENTS = 1000  # connections, spread over every ready pod
 KEYS = 2000  # preloaded; each written and deleted by one client, read by all
+COLD_KEYS = 300  # written before the changes, read only once the ring is back to two
 PACE = 1.0  # seconds between one client's requests: about 1,000 requests per second in all
 LOAD_SECONDS = 1200.0  # upper bound; the test stops the load once the ring is back to two
 
@@ -152,6 +154,11 @@ def test_scale_two_three_two_under_load_reads_nothing_stale(tier: Tier, capsys: 
     # pods leaving the ring serve as previous owners for warmupSeconds (default 600) before they go
     tier.cluster.kubectl("patch", "cacheproxy", tier.name, "-n", tier.namespace, "--type=merge", "-p",
                          json.dumps({"spec": {"ring": {"warmupSeconds": WARMUP_SECONDS}}}))
+    # keys no client touches during the changes: the hand-over, not a read, moves them to each new owner
+    cold_address = ready_addresses(tier.ready_pods())[0]
+    cold = {f"ring:cold:{i}": uuid.uuid4().hex.encode() for i in range(COLD_KEYS)}
+    for key, value in cold.items():
+        assert set_and_get(cold_address, key, value) == value
     load = RingLoad(ready_addresses(tier.ready_pods()), clients=CLIENTS, keys=KEYS, seconds=LOAD_SECONDS,
                     pace=PACE)
     load.start()
@@ -185,3 +192,5 @@ def test_scale_two_three_two_under_load_reads_nothing_stale(tier: Tier, capsys: 
     assert load.errors == [], load.errors[:10]
     assert verdict.hit_ratio >= 0.95 and verdict.worst_window() >= 0.95, verdict.windows
     assert verdict.reads > 10 * CLIENTS
+    lost = unreadable(tier, cold)
+    assert lost == [], f"{len(lost)} of {2 * len(cold)} reads of keys nobody read during the changes: {lost[:5]}"

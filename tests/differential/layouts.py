@@ -27,7 +27,7 @@ from tests.support.procs import Proc, connect, start_memcached, start_proxy
 LAYOUTS = ("l1only", "batched", "l1l2", "l1l2-batched", "l1l2-locked", "chunked")
 STATES = ("l1", "l2", "none")
 
-_CONFIG = {  # batching is the proxy's default; the classic layout is one flag away
+LAYOUT_CONFIG = {  # batching is the proxy's default; the classic layout is one flag away
     "l1only": "batching: {enabled: false}\n",
     "batched": "batching: {enabled: true, max_connections: 2}\n",
     "l1l2": "batching: {enabled: false}\n",
@@ -113,7 +113,7 @@ def start_layout(layout: str) -> LayoutTarget:
             levels["l2"] = l2_addr = l2.addr
         config = os.path.join(tmp.name, "config.yaml")
         with open(config, "w") as f:
-            f.write(_CONFIG[layout])
+            f.write(LAYOUT_CONFIG[layout])
         args = ["--config", config]
         proxy = start_proxy(l1.addr, l2=l2_addr, args=args)
         procs.insert(0, proxy)

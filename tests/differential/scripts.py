@@ -271,6 +271,18 @@ script("long_line_other_connection_unaffected", one(setcmd(b"a", b"1")),
 # ---------------------------------------------------------------- version / stats: shape only
 script("version_shape", shaped(b"version\r\n", "L", r"VERSION \S+\r\n"), get(b"get a\r\n"))
 script("stats_shape", shaped(b"stats\r\n", "E", r"(STAT \S+ [^\r\n]*\r\n)+END\r\n"), get(b"get a\r\n"))
+script("stats_one_line_answers", one(b"stats reset\r\n"), one(b"stats detail on\r\n"),
+       one(b"stats detail off\r\n"), one(b"stats detail\r\n"), one(b"stats detail bogus\r\n"),
+       one(b"stats detail on off\r\n"), one(b"stats r\r\n"), one(b"stats bogus\r\n"),
+       one(b"stats cachedump\r\n"), one(b"stats detail off\r\n"), get(b"get a\r\n"),
+       doc="RESET, OK or an error: one line, not lines up to END")
+script("stats_detail_dump_shape", one(b"stats detail on\r\n"), one(setcmd(b"pfx:a", b"1")),
+       get(b"get pfx:a\r\n"), shaped(b"stats detail dump\r\n", "E", r"(PREFIX [^\r\n]*\r\n)*END\r\n"),
+       one(b"stats detail off\r\n"), get(b"get pfx:a\r\n"))
+script("stats_reset_other_connection_unaffected", one(setcmd(b"a", b"1")), one(b"stats reset\r\n", conn=1),
+       get(b"get a\r\n"), one(b"stats detail on\r\n", conn=1), one(setcmd(b"b", b"2")),
+       one(b"stats detail off\r\n", conn=1), get(b"get a b\r\n"),
+       doc="clients sharing a batched backend connection with it see their own answers")
 
 # ---------------------------------------------------------------- meta: mn, mg
 script("mn_forms", one(b"mn\r\n"), one(b"mn extra tokens\r\n"))

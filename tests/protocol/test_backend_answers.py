@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cacheproxy.protocol.meta import META, READERS, TEXT_STORE, TEXT_VALUE, MetaResponse
+from cacheproxy.protocol.meta import LINES, META, READERS, TEXT_STORE, TEXT_VALUE, MetaResponse
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -65,3 +65,13 @@ def test_a_text_store_answer_is_passed_on_as_bytes():
     assert READERS[TEXT_STORE](b"NOT_STOR", 0) is None
     error, _ = READERS[TEXT_STORE](b"SERVER_ERROR out of memory storing object\r\n", 0)
     assert isinstance(error, MetaResponse) and error.code == b"SERVER_ERROR"
+
+
+def test_a_stats_answer_is_one_line_or_lines_up_to_end():
+    """``stats reset`` / ``stats detail on`` answer one line; the stream after it is the next answer's."""
+    for single in (b"RESET\r\n", b"OK\r\n", b"ERROR\r\n", b"CLIENT_ERROR usage: stats detail on|off|dump\r\n"):
+        assert read_all([LINES, META], [single + b"HD\r\n"]) == [single, b"HD\r\n"]
+    lines = b"STAT pid 1\r\nSTAT uptime 2\r\nEND\r\n"
+    dump = b"PREFIX pfx get 1 hit 1 set 0 del 0\r\nEND\r\n"
+    assert read_all([LINES, LINES, META], [lines + dump + b"EN\r\n"]) == [lines, dump, b"EN\r\n"]
+    assert READERS[LINES](b"STAT a 1\r\nOK\r\n", 0) is None  # "OK" only ends a first line

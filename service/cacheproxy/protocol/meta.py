@@ -13,11 +13,13 @@ from typing import Final
 META: Final = 0  # one meta answer: a line, plus a data block after "VA <size> ..."
 QUIET: Final = 1  # a quiet meta command followed by "mn": an optional meta answer, then "MN"
 LINE: Final = 2  # one text line (version, flush_all, verbosity)
-LINES: Final = 3  # text lines up to "END" (stats), or one error line
+LINES: Final = 3  # text lines up to "END" (stats), or one line: an error, "RESET" or "OK"
 TEXT_STORE: Final = 4  # the answer to a text storage command: ``STORED``, ``NOT_STORED``...
 TEXT_VALUE: Final = 5  # the answer to ``mg <key> v f`` asked for a text ``get``: see read_text_value
 
 _ERRORS: Final = (b"ERROR", b"CLIENT_ERROR", b"SERVER_ERROR")
+# One-line answers to ``stats`` subcommands: ``stats reset``, ``stats detail on|off``.
+_STATS_ONE_LINE: Final = (b"RESET", b"OK")
 VA: Final = b"VA"
 
 
@@ -96,15 +98,18 @@ def read_line(buf: bytes, pos: int) -> tuple[MetaResponse, int] | None:
 
 
 def read_lines(buf: bytes, pos: int) -> tuple[MetaResponse, int] | None:
-    """Text lines up to and including ``END`` (or a single error line)."""
+    """Text lines up to and including ``END``, or a single line: an error, or the ``RESET`` / ``OK``
+    that ``stats reset`` and ``stats detail on|off`` answer. Every line of a multi-line stats answer
+    starts ``STAT``, ``ITEM`` or ``PREFIX``, so none of these can end one early."""
     start = pos
     while True:
         nl = buf.find(b"\n", pos)
         if nl < 0:
             return None
         line = buf[pos:nl].rstrip(b"\r")
+        first = pos == start
         pos = nl + 1
-        if line == b"END" or line.startswith(_ERRORS):
+        if line == b"END" or line.startswith(_ERRORS) or (first and line in _STATS_ONE_LINE):
             code = b"END" if line == b"END" else line.split(b" ", 1)[0]
             return MetaResponse(code, line, None, buf[start:pos]), pos
 

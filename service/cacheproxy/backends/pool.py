@@ -14,7 +14,7 @@ import ssl
 
 from ..metrics.stats import STATS
 from .address import Address
-from .connection import CLOSED, OPEN, BackendConnection, Callback
+from .connection import CLOSED, CONNECTING, IDLE, OPEN, BackendConnection, Callback
 from .errors import BackendError
 from .sweeper import track
 
@@ -45,9 +45,13 @@ class BackendPool:
         for _ in range(len(conns)):
             self._next = (self._next + 1) % len(conns)
             conn = conns[self._next]
-            if conn.state == OPEN and len(conn.pending) < self.grow_at:
+            # A connection still connecting takes requests too (they leave once it is open): else a
+            # burst of new clients at start-up would open every connection of the pool, and few
+            # clients spread over many connections batch nothing.
+            usable = conn.state == OPEN or conn.state == CONNECTING or conn.state == IDLE
+            if usable and len(conn.pending) < self.grow_at:
                 return conn
-            if best is None or (conn.state == OPEN and len(conn.pending) < len(best.pending)):
+            if best is None or (usable and len(conn.pending) < len(best.pending)):
                 best = conn
         if len(conns) < self.size:
             return self._new()

@@ -18,7 +18,7 @@ from tests.security import differential as d
 from tests.security.differential import compare, exchange
 from tests.security.support import host_port, metrics
 from tests.support.binary_frames import encode_request
-from tests.support.procs import start_memcached, start_proxy
+from tests.support.procs import start_proxy, start_sasl_memcached
 
 AUTHFILE = b"alice:secret\n"
 OK = d.sasl_auth(b"\0alice\0secret")
@@ -70,17 +70,12 @@ CASES: dict[str, bytes] = {
 
 
 @pytest.fixture
-def sasl_memcached(tmp_path, monkeypatch):
+def sasl_memcached(tmp_path):
     if not shutil.which("saslpasswd2"):
         pytest.skip("saslpasswd2 (sasl2-bin) not installed")
     conf = tmp_path / "sasl"
     conf.mkdir()
-    (conf / "memcached.conf").write_text(f"mech_list: plain\nsasldb_path: {conf}/sasldb2\n")
-    subprocess.run(["saslpasswd2", "-a", "memcached", "-c", "-p", "-f", str(conf / "sasldb2"), "alice"],
-                   input=b"secret", check=True)
-    monkeypatch.setenv("SASL_CONF_PATH", str(conf))
-    proc = start_memcached(args=["-S"])
-    monkeypatch.delenv("SASL_CONF_PATH")
+    proc = start_sasl_memcached(conf, "alice", "secret")
     yield proc
     proc.stop()
 

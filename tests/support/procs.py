@@ -110,9 +110,11 @@ class Proc:
 
 
 def start_memcached(
-    *, port: int | None = None, unix_path: str | None = None, args: Sequence[str] = (), memory_mb: int = 64
+    *, port: int | None = None, unix_path: str | None = None, args: Sequence[str] = (), memory_mb: int = 64,
+    env: dict[str, str] | None = None,
 ) -> Proc:
-    """A fresh memcached from the Debian package, on 127.0.0.1:PORT or a unix socket."""
+    """A fresh memcached from the Debian package, on 127.0.0.1:PORT or a unix socket (ENV: added to
+    this process's environment)."""
     cmd = [MEMCACHED, "-U", "0", "-m", str(memory_mb), "-t", "2"]
     if os.geteuid() == 0:
         cmd += ["-u", "root"]
@@ -124,9 +126,22 @@ def start_memcached(
         cmd += ["-l", "127.0.0.1", "-p", str(port)]
         addr = f"127.0.0.1:{port}"
     cmd += list(args)
-    popen = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    popen = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             env={**os.environ, **env} if env else None)
     wait_connectable(addr, popen)
     return Proc(popen, addr)
+
+
+def start_sasl_memcached(conf: str | os.PathLike[str], user: str, password: str) -> Proc:
+    """``memcached -S`` that knows USER/PASSWORD: Debian's memcached takes its users from a Cyrus
+    sasldb (``SASL_CONF_PATH``), made here in the empty folder CONF with ``saslpasswd2`` (sasl2-bin,
+    which ``scripts/setup.sh --test`` installs)."""
+    path = os.fspath(conf)
+    with open(os.path.join(path, "memcached.conf"), "w") as f:
+        f.write(f"mech_list: plain\nsasldb_path: {path}/sasldb2\n")
+    subprocess.run(["saslpasswd2", "-a", "memcached", "-c", "-p", "-f", os.path.join(path, "sasldb2"), user],
+                   input=password.encode(), check=True, timeout=30)
+    return start_memcached(args=["-S"], env={"SASL_CONF_PATH": path})
 
 
 def start_proxy(

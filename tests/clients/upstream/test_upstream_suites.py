@@ -59,14 +59,13 @@ import sys
 import tarfile
 import tempfile
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from tests.differential.layouts import LAYOUT_CONFIG, LayoutTarget, start_direct, start_layout
-from tests.support.procs import Proc, start_memcached, start_proxy
+from tests.support.procs import Proc, start_proxy, start_sasl_memcached
 
 CACHE = Path.home() / ".cache" / "cacheproxy-upstream"
 SHIMS = Path(__file__).parent / "shims"
@@ -189,31 +188,12 @@ class Target:
         self.main.stop()
 
 
-@contextlib.contextmanager
-def environ(**values: str) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def start_sasl_memcached(workdir: Path) -> Proc:
-    """``memcached -S``: Debian's memcached takes its users from a Cyrus sasldb (SASL_CONF_PATH)."""
+def sasl_memcached(workdir: Path) -> Proc:
     if not shutil.which("saslpasswd2"):
         pytest.fail("saslpasswd2 not found: install sasl2-bin (scripts/setup.sh --test does)", pytrace=False)
     conf = workdir / "sasl"
     conf.mkdir()
-    (conf / "memcached.conf").write_text(f"mech_list: plain\nsasldb_path: {conf}/sasldb2\n")
-    subprocess.run(["saslpasswd2", "-a", "memcached", "-c", "-p", "-f", str(conf / "sasldb2"), SASL_USER],
-                   input=SASL_PASSWORD.encode(), check=True, timeout=30)
-    with environ(SASL_CONF_PATH=str(conf)):
-        return start_memcached(args=["-S"])
+    return start_sasl_memcached(conf, SASL_USER, SASL_PASSWORD)
 
 
 def start_target(name: str, workdir: Path) -> Target:
@@ -221,7 +201,7 @@ def start_target(name: str, workdir: Path) -> Target:
     if name == "memcached":
         main = start_direct()
         try:
-            sasl = start_sasl_memcached(workdir)
+            sasl = sasl_memcached(workdir)
         except BaseException:
             main.stop()
             raise

@@ -3,10 +3,10 @@
 byte (SESSIONS: :func:`~cacheproxy.server.sessions.start_session`, or an authenticating factory).
 
 A plain listener is the proxy's own accept loop over descriptors (:mod:`.stream`: half the
-memory per idle client of a uvloop transport). With an SSLContext the listener is uvloop's and
-speaks TLS: handshakes are counted (see :mod:`.tls`) and one that has not finished after
-HANDSHAKE_TIMEOUT seconds is aborted. The context object stays the listener's for its lifetime;
-certificate rotation reloads it in place
+memory per idle client of a uvloop transport). With an SSLContext the listener is uvloop's, and
+each socket speaks TLS through a :class:`~.tls.TLSLayer`: handshakes are counted and one that has
+not finished after ``handshake_timeout`` seconds is aborted. The context object stays the
+listener's for its lifetime; certificate rotation reloads it in place
 (:class:`~cacheproxy.security.tls.CertReloader`).
 """
 
@@ -20,7 +20,7 @@ from ..backends.address import Address
 from ..server.connection import ClientConnection, ServerContext, SessionFactory
 from ..server.sessions import start_session
 from .stream import StreamServer, tcp_sockets, unix_socket
-from .tls import HandshakeWatch
+from .tls import TLSLayer
 
 BACKLOG = 4096
 Listening = asyncio.AbstractServer | StreamServer  # what listen() returns: closed by the drain
@@ -59,12 +59,10 @@ async def _listen(context: ServerContext, address: Address, sessions: SessionFac
             tcp_sockets(address.host, address.port, reuse_port=reuse_port, backlog=BACKLOG)
         return StreamServer(loop, sockets, connection)
 
-    def factory() -> HandshakeWatch:
-        return HandshakeWatch(ClientConnection(context, sessions))
+    def factory() -> TLSLayer:
+        return TLSLayer(ssl_context, ClientConnection(context, sessions), handshake_timeout)
 
     if address.is_unix:
-        return await loop.create_unix_server(factory, address.path, backlog=BACKLOG, ssl=ssl_context,
-                                             ssl_handshake_timeout=handshake_timeout)
+        return await loop.create_unix_server(factory, address.path, backlog=BACKLOG)
     return await loop.create_server(factory, address.host, address.port, backlog=BACKLOG, reuse_address=True,
-                                    reuse_port=reuse_port or None, ssl=ssl_context,
-                                    ssl_handshake_timeout=handshake_timeout)
+                                    reuse_port=reuse_port or None)

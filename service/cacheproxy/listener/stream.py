@@ -4,8 +4,8 @@ descriptor itself, on the event loop's readiness callbacks.
 Why: an idle client behind uvloop's transport costs about 1.2 KiB of the proxy's memory (the
 transport, its libuv handle and their Python objects), most of the proxy's memory per client. A
 descriptor watched with ``add_reader`` costs half of that, and a read or a write is still one
-system call. Measured with ``python bench/run.py`` (docs/benchmarks.md). TLS listeners keep uvloop's
-transport, which does the TLS.
+system call. Measured with ``python bench/run.py`` (docs/benchmarks.md). TLS listeners keep
+uvloop's socket transport, under the proxy's own TLS layer (:mod:`.tls`).
 
 Contract, towards :class:`~cacheproxy.server.connection.ClientConnection` (the part of
 ``asyncio.Transport`` it uses): ``write``, ``close`` (after the buffered bytes have been sent),

@@ -168,9 +168,8 @@ class ClientConnection(asyncio.Protocol):
     def eof_received(self) -> bool:
         """The client shut down its sending side (``printf 'get k\\r\\n' | nc -N``). memcached
         answers every whole request it read before the end, then closes; so does this. A request
-        cut off by the end is never answered. A TLS transport cannot stay half-open: it closes."""
-        if self.transport is not None and self.transport.get_extra_info("sslcontext") is not None:
-            return False
+        cut off by the end is never answered. Over TLS the end is the client's close_notify or its
+        FIN (listener.tls)."""
         self.ended = self.draining = True
         self.close_if_idle()
         return True  # keep the transport: this connection closes itself after its last answer

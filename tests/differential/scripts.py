@@ -350,6 +350,20 @@ script("ms_value_sizes", one(b"ms e 0\r\n\r\n"), one(b"mg e v s\r\n"),
        one(b"ms big %d\r\n" % (MAX_VALUE_K - 1) + b"b" * (MAX_VALUE_K - 1) + b"\r\n"))
 script("ms_too_large_any_mode_deletes", one(b"ms k 3\r\nold\r\n"),
        one(b"ms k 2000000 ME\r\n" + b"a" * 2000000 + b"\r\n"), one(b"mg k v\r\n"))
+def _oversized_ms(flags: bytes) -> bytes:
+    return b"ms k 2000000 %s\r\n" % flags + b"a" * 2000000 + b"\r\n"
+
+
+# memcached checks an oversized ms's flags before its size: a bad flag is that flag's error, the old
+# value stays, and the data is swallowed all the same.
+script("ms_too_large_bad_flags_answered_first", one(b"ms k 3\r\nold\r\n"),
+       *(one(_oversized_ms(flags)) for flags in (
+           b"E5", b"v v", b"T", b"Tx F1", b"Fx", b"Fx T1 Nx", b"C-1", b"MXX", b"MX", b"b", b"O" + b"9" * 40,
+           b"O" + b"9" * 40 + b" MZ", b"Jx Dx", b"q Ix", b"I Tx q")),
+       one(b"ms !!! 2000000 b\r\n" + b"a" * 2000000 + b"\r\n"),
+       one(b"ms a=== 2000000 b\r\n" + b"a" * 2000000 + b"\r\n"),
+       one(b"mg k v\r\n"), one(_oversized_ms(b"MS O123 T10 F3 I")), one(b"mg k v\r\n"))
+
 script("ms_base64", one(b"ms a2V5 2 b k c\r\nhi\r\n"), one(b"ms bad!! 2 b\r\nhi\r\n"),
        one(b"mg a2V5 b v\r\n"))
 script("ms_invalidate_with_cas", one(b"ms k 2\r\nhi\r\n"), one(b"ms k 2 I\r\nhi\r\n"),

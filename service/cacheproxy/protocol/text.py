@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Final
 
 from .limits import DEFAULT_ITEM_SIZE, KEY_MAX_LENGTH, item_fits
+from .mset import refusal
 from .numbers import safe_strtol, safe_strtoul, safe_strtoull
 from .requests import (
     ADD,
@@ -289,6 +290,9 @@ class TextParser:
         nbytes = vlen + 2
         if nbytes > self.max_item_size:
             self._swallow = nbytes
+            refused = refusal(key, flags[1:])
+            if refused is not None:  # memcached checks the flags first, and keeps the old value
+                return Reply(command, refused)
             return TooLarge(command, key, unlink=True, noreply=False, base64=base64)
         self._pending = _PendingData(
             nbytes, lambda block: Meta(command, key, flags[1:], line, block, quiet, base64))

@@ -545,6 +545,15 @@ script("high_byte_line_is_unknown", get(b"get a\r\n"), one(b"\x80abc\r\n"), one(
 script("get_key_251_after_24_tokens", one(setcmd(b"a", b"1")),
        get(b"get " + b"a " * 30 + KEY251 + b" a\r\n"), get(b"get " + b"a " * 30 + b"\r\n"))
 script("gat_key_251", get(b"gat 10 " + KEY251 + b"\r\n"), get(b"gats 10 a " + KEY251 + b"\r\n"))
+script("long_line_past_read_buffer_closes_even_whole", one(b"mg k v\r\n"),
+       closes(b"mg k v " + b"x" * 17000 + b"\r\nmn\r\n"),
+       doc="a non-get line longer than memcached's 16 KiB read buffer never fits in it: closed")
+script("long_line_16384_whole_processed", one(b"ms k 1 T" + b"1" * 16374 + b"\r\nx\r\n"),
+       doc="at 16,384 bytes with its CRLF a whole line still fits memcached's buffer")
+script("long_line_16385_whole_closes", closes(b"ms k 1 T" + b"1" * 16375 + b"\r\nx\r\n"))
+script("long_line_past_read_buffer_set_closes", closes(b"set k 0 0 1 " + b"a" * 20000 + b"\r\nmn\r\n"))
+script("long_line_past_read_buffer_get_processed", one(setcmd(b"a", b"v")),
+       get(b"get " + b"a " * 9000 + b"\r\n"))
 script("long_line_gat_complete_processed", one(setcmd(b"a", b"1")), get(b"gat 100 " + b"a " * 1500 + b"\r\n"))
 script("large_value_data_in_parts", Step(b"set k 0 0 100000\r\n" + b"a" * 3000, ""), Step(b"b" * 50000, ""),
        one(b"c" * 47000 + b"\r\n"), one(b"mg k s\r\n"), get(b"get k\r\n"),

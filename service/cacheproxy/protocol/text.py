@@ -40,6 +40,7 @@ from .requests import (
 MAX_TOKENS: Final = 24  # memcached's tokenizer limit, terminal token included
 MFLAG_MAX_OPT_LENGTH: Final = 20
 LINE_LIMIT: Final = 2048  # bytes without a newline before memcached gives up on a non-get line
+READ_BUFFER_SIZE: Final = 16384  # memcached's read buffer: a longer non-get line never fits in it
 GET_LINE_LIMIT: Final = 1 << 20  # our own bound on a huge multiget line (memcached's is memory)
 INT_MAX: Final = (1 << 31) - 1
 
@@ -123,10 +124,15 @@ class TextParser:
                 continue
             nl = buf.find(b"\n", pos)
             if nl < 0:
-                if end - pos > LINE_LIMIT and not self._may_grow(buf, pos, end):
+                if end - pos > LINE_LIMIT and not (end - pos <= GET_LINE_LIMIT and self._multiget(buf, pos)):
                     self.closed = True
                     out.append(Close("line too long"))
                     pos = end
+                break
+            if nl - pos >= READ_BUFFER_SIZE and not self._multiget(buf, pos):
+                self.closed = True  # never whole in memcached's read buffer: closed however it arrives
+                out.append(Close("line too long"))
+                pos = end
                 break
             line_end = nl - 1 if nl - pos > 1 and buf[nl - 1] == 0x0D else nl
             line = buf[pos:line_end]
@@ -181,13 +187,11 @@ class TextParser:
         return key
 
     @staticmethod
-    def _may_grow(buf: bytes, pos: int, end: int) -> bool:
+    def _multiget(buf: bytes, pos: int) -> bool:
         """memcached lets only a multiget line run past 2048 bytes (and so do we, to a bound)."""
         stripped = buf[pos:pos + 101].lstrip(b" ")
-        lead = min(end - pos, 101) - len(stripped)
-        if lead > 100 or not (stripped.startswith(b"get ") or stripped.startswith(b"gets ")):
-            return False
-        return end - pos <= GET_LINE_LIMIT
+        lead = min(len(buf) - pos, 101) - len(stripped)
+        return lead <= 100 and (stripped.startswith(b"get ") or stripped.startswith(b"gets "))
 
     # -- one command line ------------------------------------------------------------------
 

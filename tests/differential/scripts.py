@@ -179,6 +179,11 @@ script("incr_non_numeric", one(setcmd(b"a", b"x")), one(b"incr a 1\r\n"), one(b"
        one(setcmd(b"a", b"-1")), one(b"incr a 1\r\n"), one(setcmd(b"a", b"")), one(b"incr a 1\r\n"))
 script("incr_invalid_delta", one(setcmd(b"n", b"1")), one(b"incr n abc\r\n"), one(b"incr n -1\r\n"),
        one(b"incr n 18446744073709551616\r\n"), one(b"decr n 1.5\r\n"), one(b"incr n\r\n"))
+script("numbers_thousands_of_digits", one(setcmd(b"n", b"5")),
+       one(b"incr n " + b"1" * 4301 + b"\r\n"), one(b"incr n " + b"0" * 4301 + b"1\r\n"),
+       one(b"touch n " + b"0" * 4301 + b"\r\n"), one(b"set m " + b"0" * 5000 + b"7 0 1\r\nx\r\n"),
+       one(b"ms m " + b"0" * 4301 + b"1\r\ny\r\n"), get(b"gets m n\r\n"),
+       doc="C parses any number of digits: leading zeros are nothing, more than 20 others overflow")
 script("incr_wrap_64", one(setcmd(b"n", b"18446744073709551615")), one(b"incr n 1\r\n"),
        one(setcmd(b"m", b"10")), one(b"incr m 18446744073709551615\r\n"), get(b"get n m\r\n"))
 script("decr_underflow_clamps", one(setcmd(b"n", b"5")), one(b"decr n 6\r\n"), one(b"decr n 1\r\n"),

@@ -9,7 +9,8 @@ import subprocess
 import sys
 
 import pytest
-from cacheproxy.protocol.asciiauth import AsciiAuth, c_strtoul
+from cacheproxy.protocol.asciiauth import AsciiAuth
+from cacheproxy.protocol.numbers import safe_strtoul
 from cacheproxy.security.authfile import Credentials, parse
 from pymemcache.client.base import Client
 
@@ -144,8 +145,9 @@ def test_unauthenticated_clients_open_no_backend_connection(memcached, tmp_path)
 
 
 def test_strtoul_and_authfile_rules():
-    assert [c_strtoul(t) for t in (b"12", b"12\r", b"+12", b"-0", b"-1", b"x", b"", b"1x", b"\t7", b"4294967297")] == [
-        12, 12, 12, 0, None, None, None, None, 7, 1]
+    assert [safe_strtoul(t) for t in (b"12", b"12\r", b"+12", b"-0", b"-1", b"x", b"", b"1x", b"\t7", b"4294967297",
+                                  b"1" * 4301, b"0" * 4301 + b"7")] == [
+        12, 12, 12, 0, None, None, None, None, 7, 1, None, 7]
     assert parse(b"a:b\nc:d:e\r\nf:\n") == [(b"a", b"b"), (b"c", b"d:e"), (b"f", b"")]
     for bad in (b"a:b\n\nc:d\n", b"nocolon\n", b"a\0:b\n"):
         with pytest.raises(ValueError):

@@ -28,6 +28,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
+from .numbers import safe_strtoul
+
 UNAUTHENTICATED: Final = b"CLIENT_ERROR unauthenticated\r\n"
 BAD_TERMINATION: Final = b"CLIENT_ERROR bad command line termination\r\n"
 BAD_FORMAT: Final = b"CLIENT_ERROR bad authentication token format\r\n"
@@ -37,34 +39,6 @@ STORED: Final = b"STORED\r\n"
 LINE_LIMIT: Final = 2048  # bytes without a newline before memcached closes
 READ_BUFFER_SIZE: Final = 16384  # memcached's read buffer: the data block must fit it
 ANSWERS_PER_READ: Final = 21  # commands per read event before memcached flushes (-R 20, plus one)
-_SPACE: Final = b" \t\n\v\f\r"
-_U64: Final = (1 << 64) - 1
-
-
-def c_strtoul(token: bytes) -> int | None:
-    """memcached's ``safe_strtoul`` on a token (which may end in the line's ``\\r``): C strtoul's
-    leading space and sign, a space or the end after the digits, no negative number, 32 bits."""
-    i, n = 0, len(token)
-    while i < n and token[i] in _SPACE:
-        i += 1
-    negative = i < n and token[i] == 0x2D
-    if i < n and token[i] in b"+-":
-        i += 1
-    j = i
-    while j < n and 0x30 <= token[j] <= 0x39:
-        j += 1
-    if j == i:
-        return None
-    value = int(token[i:j])
-    if value > _U64:
-        return None  # ERANGE
-    if j < n and token[j] not in _SPACE:
-        return None
-    if negative:
-        value = -value & _U64
-    if value >= 1 << 63 and b"-" in token:
-        return None
-    return value & 0xFFFFFFFF
 
 
 def _tokens(line: bytes) -> list[bytes]:
@@ -122,7 +96,7 @@ class AsciiAuth:
                     break
                 tokens = _tokens(bytes(buf[:nl]))
                 del buf[: nl + 1]
-                size = c_strtoul(tokens[4]) if len(tokens) >= 5 and tokens[0] == b"set" else None
+                size = safe_strtoul(tokens[4]) if len(tokens) >= 5 and tokens[0] == b"set" else None
                 if size is None:
                     answer = UNAUTHENTICATED
                 else:

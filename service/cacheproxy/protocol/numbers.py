@@ -11,6 +11,7 @@ from __future__ import annotations
 _SPACE = b" \t\n\v\f\r"
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _UINT64_MAX = (1 << 64) - 1
+_OVERFLOW = 1 << 64  # beyond every range checked below
 
 
 def _scan(token: bytes) -> tuple[int, bool, bool] | None:
@@ -27,7 +28,10 @@ def _scan(token: bytes) -> tuple[int, bool, bool] | None:
         i += 1
     if i == start:
         return None
-    value = int(token[start:i])
+    digits = token[start:i].lstrip(b"0")
+    # Past 20 significant digits any value overflows 64 bits (C reports ERANGE); int() would also
+    # refuse a string over 4,300 digits.
+    value = int(digits) if 0 < len(digits) <= 20 else (0 if not digits else _OVERFLOW)
     terminated = i == n or token[i] in _SPACE
     return value, neg, terminated
 

@@ -559,6 +559,16 @@ script("long_line_16385_whole_closes", closes(b"ms k 1 T" + b"1" * 16375 + b"\r\
 script("long_line_past_read_buffer_set_closes", closes(b"set k 0 0 1 " + b"a" * 20000 + b"\r\nmn\r\n"))
 script("long_line_past_read_buffer_get_processed", one(setcmd(b"a", b"v")),
        get(b"get " + b"a " * 9000 + b"\r\n"))
+script("long_meta_lines_whole_answered_as_memcached", one(setcmd(b"k", b"v", 3)),
+       one(b"mg k v f T" + b"0" * 3000 + b"5\r\n"), one(b"mg k s" + b" " * 3000 + b"t\r\n"),
+       one(b"mg k v O" + b"9" * 3000 + b"\r\n"), one(b"mg " + b"k" * 3000 + b" v\r\n"),
+       one(b"ms k " + b"0" * 3000 + b"2 F\t\t" + b"0" * 3000 + b"7\r\nhi\r\n"), one(b"mg k v f\r\n"),
+       one(b"ms k 2 M" + b"S" * 3000 + b"\r\nhi\r\n"), one(b"mg k v Z" + b"1" * 3000 + b"\r\n"),
+       one(b"ma k N" + b"0" * 3000 + b"1x J" + b"5" * 3000 + b"\r\n"),
+       one(b"md k q C" + b"1" * 3000 + b"\r\nmn\r\n", 2),
+       one(b"mg k v T" + b"\t" * 3000 + b"-1\r\n"), one(b"verbosity " + b"0" * 3000 + b"1\r\n"),
+       one(b"stats " + b"z" * 3000 + b"\r\n"),
+       doc="long lines memcached reads whole: answered the same, and never forwarded long")
 script("long_line_gat_complete_processed", one(setcmd(b"a", b"1")), get(b"gat 100 " + b"a " * 1500 + b"\r\n"))
 script("large_value_data_in_parts", Step(b"set k 0 0 100000\r\n" + b"a" * 3000, ""), Step(b"b" * 50000, ""),
        one(b"c" * 47000 + b"\r\n"), one(b"mg k s\r\n"), get(b"get k\r\n"),

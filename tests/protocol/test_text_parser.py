@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cacheproxy.protocol.longline import short_number
 from cacheproxy.protocol.numbers import safe_strtol, safe_strtoul, safe_strtoull
 from cacheproxy.protocol.requests import (
     Arith,
@@ -159,6 +160,31 @@ def test_numbers_follow_c():
     assert safe_strtol(b"12\t") == 12
     assert safe_strtoull(b"18446744073709551616") is None
     assert safe_strtoull(b"-0") == 0
+
+
+def test_long_meta_lines_are_forwarded_short():
+    [m] = parse_all(b"mg k v T" + b"0" * 3000 + b"5 O" + b"9" * 3000 + b" M" + b"S" * 3000 + b"   f\r\n")
+    assert m.line == b"mg k v T5 O" + b"9" * 39 + b" M" + b"S" * 39 + b" f"
+    [m] = parse_all(b"ms k " + b"0" * 3000 + b"2 F\t" + b"1" * 30 + b"x\r\nhi\r\n")
+    assert m.line == b"ms k 2 F" + b"1" * 21 + b"x" and m.data == b"hi\r\n"
+    [m] = parse_all(b"md " + b"k" * 3000 + b" q\r\n")
+    assert m.line == b"md " + b"k" * 251 + b" q" and m.quiet
+    [v] = parse_all(b"verbosity " + b"0" * 3000 + b"1\r\n")
+    assert isinstance(v, Passthrough) and v.line == b"verbosity 1"
+
+
+NUMBER_TEXT = st.builds(lambda lead, sign, zeros, digits, tail: lead + sign + zeros + digits + tail,
+                        st.sampled_from([b"", b"\t", b"\t" * 50, b" x"]), st.sampled_from([b"", b"+", b"-"]),
+                        st.sampled_from([b"", b"0", b"0" * 5000]), st.text("0123456789", max_size=30).map(str.encode),
+                        st.sampled_from([b"", b"\t", b"\tjunk", b"x", b"x" * 50, b"\r"]))
+
+
+@given(NUMBER_TEXT)
+def test_short_numbers_parse_as_the_long_ones(text):
+    short = short_number(text)
+    assert len(short) <= 45
+    for parse in (safe_strtol, safe_strtoul, safe_strtoull):
+        assert parse(short) == parse(text)
 
 
 GET_LIKE = st.one_of(

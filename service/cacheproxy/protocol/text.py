@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Final
 
 from .limits import DEFAULT_ITEM_SIZE, KEY_MAX_LENGTH, item_fits
+from .longline import SHORT_TOKEN, short_number, shorten_meta
 from .mset import refusal
 from .numbers import safe_strtol, safe_strtoul, safe_strtoull
 from .requests import (
@@ -280,6 +281,9 @@ class TextParser:
         command = name.decode()
         if name == b"mn":
             return Meta(command, b"", [], b"mn", None, False, False)
+        if len(line) > LINE_LIMIT:  # never forwarded this long: see protocol/longline.py
+            tokens = shorten_meta(tokens, name == b"ms")
+            line = b" ".join(tokens)
         key = tokens[1] if len(tokens) > 1 else b""
         flags = tokens[2:]
         # A superset of memcached's quiet test is safe: a quiet command is followed by "mn".
@@ -355,7 +359,7 @@ class TextParser:
         if ntokens != (3 if noreply else 2):
             if safe_strtol(tokens[1]) is None:
                 return _reply("flush_all", BAD_EXPTIME, noreply)
-            delay = b" " + tokens[1]
+            delay = b" " + short_number(tokens[1])  # a number padded past the line limit is not forwarded so
         return Passthrough("flush_all", b"flush_all" + delay, noreply)
 
     def _verbosity(self, tokens: list[bytes], ntokens: int, line: bytes) -> Request | None:
@@ -364,12 +368,14 @@ class TextParser:
         noreply = tokens[ntokens - 2] == b"noreply"
         if safe_strtoul(tokens[1]) is None:
             return _reply("verbosity", BAD_FORMAT, noreply)
-        return Passthrough("verbosity", b"verbosity " + tokens[1], noreply)
+        return Passthrough("verbosity", b"verbosity " + short_number(tokens[1]), noreply)
 
     def _version(self, tokens: list[bytes], ntokens: int, line: bytes) -> Request:
         return Passthrough("version", b"version", False)
 
     def _stats(self, tokens: list[bytes], ntokens: int, line: bytes) -> Request:
+        if len(line) > LINE_LIMIT:  # no stats argument is long: a long one stays unknown when cut
+            tokens = [token[:SHORT_TOKEN] for token in tokens]
         return Passthrough("stats", b" ".join(tokens), False)
 
     def _quit(self, tokens: list[bytes], ntokens: int, line: bytes) -> Request:
@@ -385,7 +391,7 @@ class TextParser:
         noreply = tokens[-1] == b"noreply"
         if safe_strtoul(tokens[1]) is None:
             return _reply("cache_memlimit", ERROR, noreply)
-        return Passthrough("cache_memlimit", b"cache_memlimit " + tokens[1], noreply)
+        return Passthrough("cache_memlimit", b"cache_memlimit " + short_number(tokens[1]), noreply)
 
     def _admin(self, tokens: list[bytes], ntokens: int, line: bytes) -> Request | None:
         """slabs, lru, extstore, watch: never forwarded (they would retune or stream from the

@@ -3,8 +3,8 @@
 Why not the event loop's own TLS transport: when a client ends its input (a TLS ``close_notify``,
 or a TCP FIN) that transport closes the connection at once, so the answers to requests it had
 already read are lost. memcached answers every whole request it read before the end and only then
-closes (``printf 'get k\\r\\n' | openssl s_client -quiet``); so does the proxy, over TLS as over
-plain TCP (see ``ClientConnection.eof_received``).
+closes (a client that writes its requests and then ends its sending side gets all its answers);
+so does the proxy, over TLS as over plain TCP (see ``ClientConnection.eof_received``).
 
 :class:`TLSLayer` is the protocol of the plain socket transport and the transport of the
 :class:`ClientConnection` above it (the part of ``asyncio.Transport`` that connection uses:

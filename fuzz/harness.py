@@ -21,9 +21,10 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Sequence
 
-from cacheproxy.protocol.binary import READ_BUFFER_SIZE, BinaryParser
+from cacheproxy.protocol.binary import BinaryParser
+from cacheproxy.protocol.limits import LINE_LIMIT, READ_BUFFER_SIZE
 from cacheproxy.protocol.requests import Close
-from cacheproxy.protocol.text import GET_LINE_LIMIT, LINE_LIMIT, TextParser
+from cacheproxy.protocol.text import GET_LINE_LIMIT, TextParser
 
 # Small item limits reach the too-large paths with small inputs; the default one is kept too.
 ITEM_SIZES = (1024, 1100, 2048, 4096, 1 << 20)

@@ -6,7 +6,6 @@ import struct
 from itertools import pairwise
 
 from cacheproxy.protocol.binary import (
-    READ_BUFFER_SIZE,
     BinaryParser,
     BinaryRequest,
     Op,
@@ -15,6 +14,7 @@ from cacheproxy.protocol.binary import (
     frame,
     item_too_large,
 )
+from cacheproxy.protocol.limits import READ_BUFFER_SIZE
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -37,11 +37,10 @@ READ_SIZE: Final = 65536  # plaintext bytes asked of the SSLObject per read
 
 
 class TLSLayer(asyncio.Protocol):
-    __slots__ = ("_counted", "_ended", "_eof", "_paused", "_timer", "closing", "conn", "context",
+    __slots__ = ("_counted", "_ended", "_eof", "_paused", "_timer", "closing", "conn",
                  "incoming", "outgoing", "raw", "ready", "timeout", "tls")
 
     def __init__(self, context: ssl.SSLContext, conn: ClientConnection, timeout: float) -> None:
-        self.context = context
         self.conn = conn
         self.timeout = timeout
         self.incoming = ssl.MemoryBIO()
@@ -217,12 +216,5 @@ class TLSLayer(asyncio.Protocol):
             self.raw.abort()
 
     def get_extra_info(self, name: str, default: object = None) -> object:
-        if name == "ssl_object":
-            return self.tls
-        if name == "sslcontext":
-            return self.context
-        if name == "peercert":
-            return self.tls.getpeercert() if self.ready else default
-        if name == "cipher":
-            return self.tls.cipher() if self.ready else default
+        """The socket's (the connection asks only for ``peername``)."""
         return self.raw.get_extra_info(name, default) if self.raw is not None else default

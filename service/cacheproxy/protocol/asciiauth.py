@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
+from .limits import LINE_LIMIT, READ_BUFFER_SIZE
 from .numbers import safe_strtoul
 
 UNAUTHENTICATED: Final = b"CLIENT_ERROR unauthenticated\r\n"
@@ -36,8 +37,6 @@ BAD_FORMAT: Final = b"CLIENT_ERROR bad authentication token format\r\n"
 FAILURE: Final = b"CLIENT_ERROR authentication failure\r\n"
 STORED: Final = b"STORED\r\n"
 
-LINE_LIMIT: Final = 2048  # bytes without a newline before memcached closes
-READ_BUFFER_SIZE: Final = 16384  # memcached's read buffer: the data block must fit it
 ANSWERS_PER_READ: Final = 21  # commands per read event before memcached flushes (-R 20, plus one)
 
 

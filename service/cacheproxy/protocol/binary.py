@@ -25,13 +25,12 @@ from __future__ import annotations
 import struct
 from enum import IntEnum
 
-from .limits import DEFAULT_ITEM_SIZE, ITEM_HEADER, KEY_MAX_LENGTH, item_fits
+from .limits import DEFAULT_ITEM_SIZE, ITEM_HEADER, KEY_MAX_LENGTH, READ_BUFFER_SIZE, item_fits
 
 REQUEST_MAGIC = 0x80
 RESPONSE_MAGIC = 0x81
 HEADER = struct.Struct(">BBHBBHIIQ")  # magic opcode keylen extlen datatype vbucket/status bodylen opaque cas
 HEADER_SIZE = HEADER.size  # 24
-READ_BUFFER_SIZE = 16384  # memcached's per-connection read buffer: header+extras+key must fit
 
 
 class Op(IntEnum):

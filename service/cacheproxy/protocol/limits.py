@@ -6,6 +6,8 @@ from typing import Final
 
 KEY_MAX_LENGTH: Final = 250
 DEFAULT_ITEM_SIZE: Final = 1 << 20  # memcached's -I default
+LINE_LIMIT: Final = 2048  # bytes of a non-get line memcached holds without its newline before it closes
+READ_BUFFER_SIZE: Final = 16384  # memcached's per-connection read buffer
 ITEM_HEADER: Final = 48 + 8  # sizeof(item) + the CAS field on 64-bit memcached (CAS enabled)
 
 

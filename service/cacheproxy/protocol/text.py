@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from .limits import DEFAULT_ITEM_SIZE, KEY_MAX_LENGTH, item_fits
+from .limits import DEFAULT_ITEM_SIZE, KEY_MAX_LENGTH, LINE_LIMIT, READ_BUFFER_SIZE, item_fits
 from .longline import SHORT_TOKEN, short_number, shorten_meta
 from .mset import refusal
 from .numbers import safe_strtol, safe_strtoul, safe_strtoull
@@ -40,8 +40,6 @@ from .requests import (
 
 MAX_TOKENS: Final = 24  # memcached's tokenizer limit, terminal token included
 MFLAG_MAX_OPT_LENGTH: Final = 20
-LINE_LIMIT: Final = 2048  # bytes without a newline before memcached gives up on a non-get line
-READ_BUFFER_SIZE: Final = 16384  # memcached's read buffer: a longer non-get line never fits in it
 GET_LINE_LIMIT: Final = 1 << 20  # our own bound on a huge multiget line (memcached's is memory)
 INT_MAX: Final = (1 << 31) - 1
 

@@ -48,6 +48,9 @@ def test_one_worker_sweeps_for_the_pod() -> None:
     twice), and /ring and the swept-generation metric report that worker's sweep."""
     tier, first = two_workers_first()
     try:
+        # The first ring's sweep runs at start; counted while the keys below land, it would add
+        # the few it saw to the second sweep's count.
+        deadline_poll(lambda: tier.ring_json(0)["swept_generation"] == tier.generation, 10)
         talk(first.memcached.addr, b"".join(b"set own:%d 0 0 1 noreply\r\nx\r\n" % i for i in range(300))
              + b"mn\r\n", b"MN\r\n")
         items = int(next(line.split()[2] for line in talk(first.memcached.addr, b"stats\r\n", b"END\r\n").split(

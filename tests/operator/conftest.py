@@ -12,10 +12,8 @@ run in one test session. Missing binaries FAIL the tests: CI builds them first (
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -24,6 +22,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+
+from tests.support.procs import free_port
 
 # The resync timer is read when the handlers are imported: keep it short so tests converge quickly.
 os.environ.setdefault("CACHEPROXY_RESYNC_SECONDS", "2")
@@ -35,17 +35,6 @@ KVER = os.environ.get("KVER", "v1.37.2")  # as scripts/k8s/build.sh
 BIN = Path(os.environ.get("BIN", Path.home() / ".cache/k8s" / f"kubernetes-{KVER}"))
 START_ATTEMPTS = 3
 T = TypeVar("T")
-
-
-
-
-def distinct_free_ports(count: int) -> list[int]:
-    """COUNT different free ports on 127.0.0.1 (all held open while choosing, so none repeats)."""
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
 
 
 def kubectl(*args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -60,7 +49,7 @@ def start_control_plane(state: str) -> None:
         ports = dict(
             zip(
                 ["KAS_PORT", "ETCD_PORT", "ETCD_PEER_PORT", "KCM_PORT"],
-                map(str, distinct_free_ports(4)),
+                (str(free_port()) for _ in range(4)),
                 strict=True,
             )
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import resource
 import shutil
 import signal
@@ -24,11 +25,41 @@ from dataclasses import dataclass, field
 MEMCACHED = shutil.which("memcached") or "/usr/bin/memcached"
 
 
+def ephemeral_ports() -> tuple[int, int]:
+    """The kernel's range for ports it picks itself (outgoing connections, binds to port 0)."""
+    try:
+        low, high = open("/proc/sys/net/ipv4/ip_local_port_range").read().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing listens on right now, outside the ephemeral range.
+
+    Why outside: a port is often bound a while after it is picked (a proxy restarted on its own
+    port, a tier's ports named in its config before its proxies start). A port from the ephemeral
+    range can meanwhile become the local end of any outgoing connection (a load generator opens
+    thousands), and the bind then fails. Ports below the range are only ever taken on purpose;
+    this process never hands out one port twice."""
+    low, _ = ephemeral_ports()
+    first = 10000 if low > 12000 else 1024
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.randrange(first, low)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port in {first}-{low - 1}")
 
 
 def wait_connectable(addr: str, proc: subprocess.Popen | None = None, timeout: float = 15.0,

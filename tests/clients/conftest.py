@@ -1,5 +1,6 @@
 """Real client libraries as drivers: each scenario runs against memcached directly and through the
-proxy in each layout (L1Only, batched, L1L2, L1L2 batched), and must observe the same results.
+proxy in each layout (L1Only, batched, L1L2, L1L2 batched, and a ring forwarding every key), and
+must observe the same results.
 
 Both sides are reset (``flush_all`` on every level) before each test. CAS values differ between
 servers, so scenarios record them through :class:`CasNames` (the order in which each value first
@@ -15,7 +16,7 @@ import pytest
 
 from tests.differential.layouts import LayoutTarget, start_direct, start_layout
 
-CLIENT_LAYOUTS = ("l1only", "batched", "l1l2", "l1l2-batched")
+CLIENT_LAYOUTS = ("l1only", "batched", "l1l2", "l1l2-batched", "ring")
 
 
 @dataclass(frozen=True)

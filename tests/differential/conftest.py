@@ -27,10 +27,11 @@ def _proxy_holder() -> Iterator[dict[str, Target]]:
         target.stop()
 
 
-@pytest.fixture(params=["proxy", "proxy-unix"], ids=["tcp-backend", "unix-backend"])
+@pytest.fixture(params=["proxy", "proxy-unix", "ring"], ids=["tcp-backend", "unix-backend", "ring"])
 def proxy_target(request: pytest.FixtureRequest, _proxy_holder: dict[str, Target]) -> Target:
-    """The proxy, reaching its memcached over TCP or over a unix socket (as in pods). Restarted if an
-    earlier script killed it (that script fails on its own)."""
+    """The proxy, reaching its memcached over TCP or over a unix socket (as in pods), or forwarding
+    every key to the members of a ring. Restarted if an earlier script killed it (that script fails
+    on its own)."""
     kind = request.param
     if kind in _proxy_holder and not _proxy_holder[kind].alive():
         _proxy_holder.pop(kind).stop()

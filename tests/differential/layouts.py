@@ -3,13 +3,17 @@
 Layouts: ``l1only`` (Rend's classic, one backend connection per client), ``batched`` (the shared
 pipelined pool, the default), ``l1l2`` (classic) and ``l1l2-batched`` (a memory L1 in front of an
 extstore L2), ``l1l2-locked`` (L1L2 with striped per-key locks: every write takes the task path),
-``chunked`` (L1Only, batched, with chunking on). Each target keeps its memcacheds' addresses by level, so
-a test can put an item where it wants it before a script runs:
+``chunked`` (L1Only, batched, with chunking on), ``ring`` (every key forwarded: the client's proxy
+is not a member of the ring it routes to, as a pod joining or leaving is; the member's proxy serves
+the keys, batched). Each target keeps its memcacheds' addresses by level, so a test can put
+an item where it wants it before a script runs:
 
 * ``l1``: the item is in L1 and in L2 (written to each directly, so each level has its own CAS,
   as after a write through the proxy); for a single-level layout, simply present;
 * ``l2``: only in L2 (L1 evicted it, or it was written by the batch port); single level: present;
 * ``none``: nowhere.
+
+In ``ring``, ``l1`` and ``l2`` both put the item in the member's memcached.
 
 The direct memcached target gets the item for ``l1`` and ``l2``, and nothing for ``none``.
 """
@@ -22,9 +26,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tests.differential.harness import Reader, reset_memcached
+from tests.ring.tier import Tier
 from tests.support.procs import Proc, connect, start_memcached, start_proxy
 
-LAYOUTS = ("l1only", "batched", "l1l2", "l1l2-batched", "l1l2-locked", "chunked")
+LAYOUTS = ("l1only", "batched", "l1l2", "l1l2-batched", "l1l2-locked", "chunked", "ring")
 STATES = ("l1", "l2", "none")
 
 LAYOUT_CONFIG = {  # batching is the proxy's default; the classic layout is one flag away
@@ -34,6 +39,7 @@ LAYOUT_CONFIG = {  # batching is the proxy's default; the classic layout is one 
     "l1l2-batched": "batching: {enabled: true, max_connections: 2}\n",
     "l1l2-locked": "locked: true\n",
     "chunked": "chunking: {enabled: true}\n",
+    "ring": "batching: {enabled: true, max_connections: 2}\n",
 }
 
 
@@ -81,6 +87,35 @@ class LayoutTarget:
             put(self.levels[name], items)
 
 
+@dataclass
+class RingTarget(LayoutTarget):
+    """The ``ring`` layout: ``addr`` is a proxy outside TIER's ring, whose one member owns every
+    key, so every request is forwarded over the peer connections and served by that member's
+    proxy. One member, not several: keys on two members get CAS values from two counters, and
+    two keys could then show the same one (harmless to a client, which compares a key's CAS only
+    with that key's, but a difference to the harness, which checks the equality of every CAS in a
+    transcript); and one memcached shared by several members would see a ``flush_all noreply``
+    from one member land after a write through another. Multi-key requests split over several
+    owners are checked in tests/ring/test_routing.py."""
+
+    tier: Tier | None = None
+
+    def stop(self) -> None:
+        assert self.tier is not None
+        self.tier.stop()
+
+
+def start_ring() -> RingTarget:
+    tier = Tier.start(1, spare=1, top={"batching": {"enabled": True, "max_connections": 2}})
+    try:
+        outside = tier.start_proxy(1)
+    except Exception:
+        tier.stop()
+        raise
+    procs = [p for pair in tier.pairs for p in (pair.proxy, pair.memcached) if p is not None]
+    return RingTarget("ring", outside.addr, {"l1": tier.pairs[0].memcached.addr}, procs, tier=tier)
+
+
 def put(addr: str, items: Sequence[Item]) -> None:
     """Store ITEMS in the memcached at ADDR with text ``set`` (each must answer STORED)."""
     with connect(addr) as sock:
@@ -100,6 +135,8 @@ def start_direct() -> LayoutTarget:
 
 def start_layout(layout: str) -> LayoutTarget:
     """The proxy in LAYOUT with fresh memcacheds behind it (L2 with extstore in a temp folder)."""
+    if layout == "ring":
+        return start_ring()
     tmp = tempfile.TemporaryDirectory(prefix="cacheproxy-layout-")
     procs: list[Proc] = []
     try:

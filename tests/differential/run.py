@@ -28,6 +28,7 @@ from tests.differential.harness import (
     reset_memcached,
     run_script,
 )
+from tests.differential.layouts import start_ring
 from tests.differential.scripts import SCRIPTS
 from tests.support.procs import Proc, start_memcached, start_proxy
 
@@ -52,8 +53,13 @@ class Target:
 
 
 def start_target(kind: str) -> Target:
-    """``memcached`` (direct), ``proxy`` (proxy → memcached over TCP, a connection per client) or
-    ``proxy-unix`` (proxy → memcached over a unix socket with the batched pool, as in pods)."""
+    """``memcached`` (direct), ``proxy`` (proxy → memcached over TCP, a connection per client),
+    ``proxy-unix`` (proxy → memcached over a unix socket with the batched pool, as in pods) or
+    ``ring`` (a proxy that forwards every key to the members of a ring; layouts.py)."""
+    if kind == "ring":
+        ring = start_ring()
+        assert ring.tier is not None
+        return Target(ring.addr, ring.levels["l1"], ring.procs, str(ring.tier.config.parent))
     sock_dir = None
     if kind == "proxy-unix":
         sock_dir = tempfile.mkdtemp(prefix="cacheproxy-diff-")
@@ -95,7 +101,7 @@ def play(script: Script, a: Target, b: Target) -> tuple[Transcript, Transcript, 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--b", choices=("proxy", "proxy-unix", "memcached"), default="proxy")
+    ap.add_argument("--b", choices=("proxy", "proxy-unix", "ring", "memcached"), default="proxy")
     ap.add_argument("-k", default="", help="only scripts whose name contains this")
     ap.add_argument("--show", action="store_true", help="print target A's transcript")
     args = ap.parse_args(argv)

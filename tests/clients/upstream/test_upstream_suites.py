@@ -69,7 +69,7 @@ from tests.support.procs import Proc, start_proxy, start_sasl_memcached
 
 CACHE = Path.home() / ".cache" / "cacheproxy-upstream"
 SHIMS = Path(__file__).parent / "shims"
-PROXY_LAYOUTS = ("l1only", "batched", "l1l2")
+PROXY_LAYOUTS = ("l1only", "batched", "l1l2", "ring")
 RUN_TIMEOUT = 150.0  # seconds for one upstream pytest subprocess (they take 1-20 s)
 TEST_TIMEOUT = 60  # pytest-timeout, per upstream test
 SASL_USER, SASL_PASSWORD = "user", "password"

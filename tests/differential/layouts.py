@@ -3,10 +3,11 @@
 Layouts: ``l1only`` (Rend's classic, one backend connection per client), ``batched`` (the shared
 pipelined pool, the default), ``l1l2`` (classic) and ``l1l2-batched`` (a memory L1 in front of an
 extstore L2), ``l1l2-locked`` (L1L2 with striped per-key locks: every write takes the task path),
-``chunked`` (L1Only, batched, with chunking on), ``ring`` (every key forwarded: the client's proxy
-is not a member of the ring it routes to, as a pod joining or leaving is; the member's proxy serves
-the keys, batched). Each target keeps its memcacheds' addresses by level, so a test can put
-an item where it wants it before a script runs:
+``chunked`` (L1Only, batched, with chunking on), ``batch-port`` (L1L2's bulk-loader port,
+L1L2Batch: stores refresh L1 only where present, reads never promote), ``ring`` (every key
+forwarded: the client's proxy is not a member of the ring it routes to, as a pod joining or leaving
+is; the member's proxy serves the keys, batched). Each target keeps its memcacheds' addresses by
+level, so a test can put an item where it wants it before a script runs:
 
 * ``l1``: the item is in L1 and in L2 (written to each directly, so each level has its own CAS,
   as after a write through the proxy); for a single-level layout, simply present;
@@ -27,9 +28,10 @@ from dataclasses import dataclass
 
 from tests.differential.harness import Reader, reset_memcached
 from tests.ring.tier import Tier
-from tests.support.procs import Proc, connect, start_memcached, start_proxy
+from tests.support.procs import Proc, connect, free_port, start_memcached, start_proxy
 
-LAYOUTS = ("l1only", "batched", "l1l2", "l1l2-batched", "l1l2-locked", "chunked", "ring")
+LAYOUTS = ("l1only", "batched", "l1l2", "l1l2-batched", "l1l2-locked", "chunked", "batch-port", "ring")
+TWO_LEVELS = ("l1l2", "l1l2-batched", "l1l2-locked", "batch-port")
 STATES = ("l1", "l2", "none")
 
 LAYOUT_CONFIG = {  # batching is the proxy's default; the classic layout is one flag away
@@ -39,6 +41,7 @@ LAYOUT_CONFIG = {  # batching is the proxy's default; the classic layout is one 
     "l1l2-batched": "batching: {enabled: true, max_connections: 2}\n",
     "l1l2-locked": "locked: true\n",
     "chunked": "chunking: {enabled: true}\n",
+    "batch-port": "batching: {enabled: false}\n",  # L1L2, with the batch port added below
     "ring": "batching: {enabled: true, max_connections: 2}\n",
 }
 
@@ -144,7 +147,7 @@ def start_layout(layout: str) -> LayoutTarget:
         procs.append(l1)
         levels = {"l1": l1.addr}
         l2_addr = None
-        if layout.startswith("l1l2"):
+        if layout in TWO_LEVELS:
             l2 = start_memcached(args=["-o", f"ext_path={tmp.name}/extstore:64m"])
             procs.append(l2)
             levels["l2"] = l2_addr = l2.addr
@@ -152,6 +155,9 @@ def start_layout(layout: str) -> LayoutTarget:
         with open(config, "w") as f:
             f.write(LAYOUT_CONFIG[layout])
         args = ["--config", config]
+        batch_port = free_port() if layout == "batch-port" else None
+        if batch_port:
+            args += ["--batch-listen", f"127.0.0.1:{batch_port}"]
         proxy = start_proxy(l1.addr, l2=l2_addr, args=args)
         procs.insert(0, proxy)
     except Exception:
@@ -159,4 +165,4 @@ def start_layout(layout: str) -> LayoutTarget:
             p.stop()
         tmp.cleanup()
         raise
-    return LayoutTarget(layout, proxy.addr, levels, procs, tmp)
+    return LayoutTarget(layout, f"127.0.0.1:{batch_port}" if batch_port else proxy.addr, levels, procs, tmp)

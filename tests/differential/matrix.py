@@ -129,9 +129,9 @@ case("pipelined_mix", Step(b"set k 0 0 1\r\na\r\nget k\r\nmg k c v\r\nms k 1 C<C
 DIFFERENCES: list[tuple[Script, tuple[str, ...], tuple[str, ...], str]] = [
     (Script("stale_item_text_get_takes_win", (one(b"md k I T30\r\n"), get(b"get k\r\n"),
                                               one(b"mg k v c t\r\n"))),
-     ("l1only", "batched", "l1l2", "l1l2-batched", "l1l2-locked", "chunked", "ring"), ("l1", "l2"),
+     ("l1only", "batched", "l1l2", "l1l2-batched", "l1l2-locked", "chunked", "ring", "batch-port"), ("l1", "l2"),
      "text get is read with mg, and memcached hands the win token of a stale item to any mg"),
     (Script("l1l2_h_after_l1_read_served_by_l2", (one(b"mg k v\r\n"), one(b"mg k c h\r\n"))),
-     ("l1l2", "l1l2-batched", "l1l2-locked"), ("l1",),
+     ("l1l2", "l1l2-batched", "l1l2-locked", "batch-port"), ("l1",),
      "an mg with c is served by L2, whose copy did not see the read L1 served"),
 ]

@@ -30,7 +30,7 @@ def test_layout_answers_like_memcached(script: Script, layout: str, state: str, 
 
 
 DOCUMENTED = [pytest.param(script, layout, state, id=f"{script.name}-{layout}-{state}",
-                           marks=pytest.mark.xfail(strict=True, reason=why))
+                           marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=why))
               for script, in_layouts, in_states, why in DIFFERENCES
               for layout in in_layouts for state in in_states]
 

@@ -15,14 +15,13 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.conftest import Tier
 from tests.e2e.load import Load, split
-from tests.monitoring.prometheus import api, finite_values, query, start_prometheus_with
+from tests.monitoring.prometheus import api, query, start_prometheus_with, without_data
 from tests.support.wait import poll
 
 # The first test also builds the image (minutes when cold) and starts the tier, inside its timeout.
@@ -104,14 +103,8 @@ def test_prometheus_discovers_the_pods_and_every_dashboard_query_has_data(tier: 
                  "config_watch_events_total", "config_watch_reconnects_total")
         no_series = {name for name, expr in queries.items() if any(word in expr for word in words)}
         assert len(no_series) == 7, no_series
-        pending = {name: expr for name, expr in queries.items() if name not in no_series}
-        deadline = time.monotonic() + QUERY_DEADLINE_SECONDS
-        while pending and time.monotonic() < deadline:
-            for name, expr in list(pending.items()):
-                if finite_values(query(prometheus, expr)):
-                    del pending[name]
-            if pending:
-                time.sleep(1.0)  # between whole rounds of queries, bounded by the deadline
+        pending = without_data(prometheus, {name: expr for name, expr in queries.items() if name not in no_series},
+                               QUERY_DEADLINE_SECONDS)
         assert not pending, f"dashboard queries without data after {QUERY_DEADLINE_SECONDS}s: {pending}"
 
         # the template variables resolve to the running tier

@@ -91,3 +91,17 @@ def query(prometheus: Proc, expr: str) -> list[dict]:
 def finite_values(result: list[dict]) -> list[float]:
     values = [float(sample["value"][1]) for sample in result]
     return [v for v in values if math.isfinite(v)]
+
+
+def without_data(prometheus: Proc, queries: Mapping[str, str], seconds: float) -> dict[str, str]:
+    """The QUERIES (name -> PromQL) that still have no finite value after SECONDS; asked in whole
+    rounds, a second apart, each query until it has one."""
+    pending = dict(queries)
+    deadline = time.monotonic() + seconds
+    while pending and time.monotonic() < deadline:
+        for name, expr in list(pending.items()):
+            if finite_values(query(prometheus, expr)):
+                del pending[name]
+        if pending:
+            time.sleep(1.0)  # between whole rounds of queries, bounded by the deadline
+    return pending

@@ -21,7 +21,7 @@ import pytest
 from pymemcache.client.base import Client
 from pymemcache.exceptions import MemcacheError
 
-from tests.monitoring.prometheus import ScrapeTarget, api, finite_values, query, start_prometheus
+from tests.monitoring.prometheus import ScrapeTarget, api, finite_values, query, start_prometheus, without_data
 from tests.support.procs import Proc, connect, recv_until, start_memcached, start_proxy, wait_connectable
 
 REPO = Path(__file__).resolve().parents[2]
@@ -148,14 +148,7 @@ def test_every_dashboard_query_returns_data_from_a_real_proxy(l1: Proc, l2_procs
         l2_procs.append(restarted)
         wait_connectable(restarted.addr)
 
-        pending = dict(dashboard_queries())
-        deadline = time.monotonic() + QUERY_DEADLINE_SECONDS
-        while pending and time.monotonic() < deadline:
-            for name, expr in list(pending.items()):
-                if finite_values(query(prometheus, expr)):
-                    del pending[name]
-            if pending:
-                time.sleep(1.0)  # poll interval between whole rounds of queries, bounded by the deadline
+        pending = without_data(prometheus, dict(dashboard_queries()), QUERY_DEADLINE_SECONDS)
         assert not pending, f"dashboard queries without data after {QUERY_DEADLINE_SECONDS}s: {pending}"
 
         # The L2 hit ratio above is backed by real L2 hits (not only by its zero fallback).

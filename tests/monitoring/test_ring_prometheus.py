@@ -12,7 +12,7 @@ import threading
 import time
 
 from tests.monitoring.apiserver import StandInApiServer
-from tests.monitoring.prometheus import ScrapeTarget, finite_values, query, start_prometheus
+from tests.monitoring.prometheus import ScrapeTarget, finite_values, query, start_prometheus, without_data
 from tests.monitoring.test_prometheus import DASHBOARD, substitute
 from tests.ring.load import deadline_poll
 from tests.ring.tier import Tier
@@ -102,14 +102,7 @@ def test_every_ring_panel_query_returns_data() -> None:
         tier.start_proxy(1)
         assert apiserver.watches > 0
 
-        pending = dict(ring_queries())
-        deadline = time.monotonic() + QUERY_DEADLINE_SECONDS
-        while pending and time.monotonic() < deadline:
-            for name, expr in list(pending.items()):
-                if finite_values(query(prometheus, expr)):
-                    del pending[name]
-            if pending:
-                time.sleep(1.0)  # between whole rounds of queries, bounded by the deadline
+        pending = without_data(prometheus, dict(ring_queries()), QUERY_DEADLINE_SECONDS)
         assert not pending, f"ring queries without data after {QUERY_DEADLINE_SECONDS}s: {pending}"
     finally:
         if traffic is not None:

@@ -4,11 +4,13 @@ StatefulSet's readyReplicas)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -764,9 +766,12 @@ def restricted_kubeconfig(kube: Any, namespace: str, admin_kubeconfig: str, path
     path.write_text(json.dumps(view))
 
 
-def test_operator_needs_no_more_than_its_rbac_rules(cluster: str, kube: Any, tmp_path: Path) -> None:
-    """Run with exactly the rules in cacheproxy_operator.rbac: it converges and is never refused."""
-    namespace = new_namespace("cproxy-rbac")
+@contextlib.contextmanager
+def least_privileged_operator(kube: Any, cluster: str, namespace: str, tmp_path: Path) -> Iterator[Path]:
+    """The operator in NAMESPACE with exactly the rules in cacheproxy_operator.rbac; yields its log.
+    On leaving, it is stopped and the namespace and its RBAC deleted; then its log must show no
+    refusal. Not a bare "403": log timestamps carry milliseconds such as ",403". Every refusal from
+    the apiserver says Forbidden / forbidden (kopf: APIForbiddenError; the client: "403 Forbidden")."""
     kubeconfig = tmp_path / "kubeconfig"
     restricted_kubeconfig(kube, namespace, cluster, kubeconfig)
     log = tmp_path / "operator.log"
@@ -779,6 +784,19 @@ def test_operator_needs_no_more_than_its_rbac_rules(cluster: str, kube: Any, tmp
             stderr=subprocess.STDOUT,
         )
     try:
+        yield log
+    finally:
+        terminate(proc)
+        kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        kubectl("delete", "clusterrole,clusterrolebinding", f"cacheproxy-operator-{namespace}", check=False)
+    text = log.read_text()
+    assert "Forbidden" not in text and "forbidden" not in text, text[-3000:]
+
+
+def test_operator_needs_no_more_than_its_rbac_rules(cluster: str, kube: Any, tmp_path: Path) -> None:
+    """Run with exactly the rules in cacheproxy_operator.rbac: it converges and is never refused."""
+    namespace = new_namespace("cproxy-rbac")
+    with least_privileged_operator(kube, cluster, namespace, tmp_path) as log:
         create_cacheproxy(kube, namespace, "least", {"networkPolicy": {"enabled": True}})
         poll(lambda: converged(kube, namespace, "least"), what="convergence with least privilege")
         kubectl("delete", "-n", namespace, "networkpolicy/least")
@@ -789,14 +807,7 @@ def test_operator_needs_no_more_than_its_rbac_rules(cluster: str, kube: Any, tmp
             what="pruned",
         )
         poll(lambda: converged(kube, namespace, "least"), what="converged after prune")
-    finally:
-        terminate(proc)
-        kubectl("delete", "namespace", namespace, "--wait=false", check=False)
-        kubectl("delete", "clusterrole,clusterrolebinding", f"cacheproxy-operator-{namespace}", check=False)
     text = log.read_text()
-    # Not a bare "403": log timestamps carry milliseconds such as ",403". Every refusal from the
-    # apiserver says Forbidden / forbidden (kopf: APIForbiddenError; the client: "403 Forbidden").
-    assert "Forbidden" not in text and "forbidden" not in text, text[-3000:]
     # quiet at the default level: no line per child event or per handler run
     assert "Handler '" not in text and "is processed" not in text, text[-3000:]
 

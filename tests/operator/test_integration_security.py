@@ -6,9 +6,6 @@ does all of it with get-only access to Secrets."""
 from __future__ import annotations
 
 import base64
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +21,9 @@ from tests.operator.test_integration import (
     create_cacheproxy,
     events,
     get_cr,
+    least_privileged_operator,
     patch_spec,
-    restricted_kubeconfig,
 )
-from tests.support.procs import terminate
 from tests.support.wait import poll
 
 pytestmark = pytest.mark.cluster
@@ -180,28 +176,11 @@ def test_a_certificate_only_where_cert_managers_api_is_served(kube: Any, namespa
 def test_secrets_need_only_get_access(cluster: str, kube: Any, tmp_path: Path) -> None:
     """With exactly the rules in cacheproxy_operator.rbac (Secrets: get), TLS and auth converge."""
     namespace = new_namespace("cproxy-secrets")
-    kubeconfig = tmp_path / "kubeconfig"
-    restricted_kubeconfig(kube, namespace, cluster, kubeconfig)
-    tls_secret(kube, namespace, "least-cert")
-    put_secret(kube, namespace, "least-users", {"authfile": "app:secret\n"})
-    log = tmp_path / "operator.log"
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "CACHEPROXY_RESYNC_SECONDS": "2"}
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "cacheproxy_operator", "--namespace", namespace],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
+    with least_privileged_operator(kube, cluster, namespace, tmp_path):
+        tls_secret(kube, namespace, "least-cert")
+        put_secret(kube, namespace, "least-users", {"authfile": "app:secret\n"})
         create_cacheproxy(
             kube, namespace, "least", {"tls": {"secretName": "least-cert"}, "auth": {"secretName": "least-users"}}
         )
         cr = poll(lambda: converged(kube, namespace, "least"), what="convergence with get-only Secrets")
         assert condition(cr, "TLS") == ("True", "SecretProvided")
-    finally:
-        terminate(proc)
-        kubectl("delete", "namespace", namespace, "--wait=false", check=False)
-        kubectl("delete", "clusterrole,clusterrolebinding", f"cacheproxy-operator-{namespace}", check=False)
-    text = log.read_text()
-    assert "Forbidden" not in text and "forbidden" not in text, text[-3000:]

@@ -1,0 +1,62 @@
+"""Comparing two transcripts: where they first differ, the shape of an answer (its signature
+part), and the differences memcached makes on purpose.
+
+memcached closes the connection on some errors and throws away answers it had queued; the proxy
+sends them (docs/memcached-behaviour.md): ``drop-on-close``. It holds the answer to an unknown
+binary opcode until it has skipped the bytes the frame announced; the proxy answers at once
+(docs/binary-protocol.md): ``answered-early``. Anything else is ``new``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from .play import NOT_SENT, Transcript
+
+Difference = tuple[int, int, bytes, bytes]  # step, answer, memcached's, the proxy's
+ENDS = (b"<closed>", b"<timeout>", b"<none>")
+
+
+def first_difference(a: Transcript, b: Transcript) -> Difference | None:
+    for step in range(max(len(a), len(b))):
+        sa, sb = (a[step] if step < len(a) else []), (b[step] if step < len(b) else [])
+        for i in range(max(len(sa), len(sb))):
+            ua, ub = (sa[i] if i < len(sa) else b"<none>"), (sb[i] if i < len(sb) else b"<none>")
+            if ua != ub:
+                return step, i, ua, ub
+    return None
+
+
+def shape(answer: bytes) -> bytes:
+    return b"<end>" if answer in ENDS else re.sub(rb"\d+", b"N", answer.split(b"\n", 1)[0][:60])
+
+
+def dropped_on_close(a: Transcript, b: Transcript) -> bool:
+    """memcached closed, and its answers are the proxy's less some it threw away before closing."""
+    flat_a, flat_b = ([u for s in t for u in s if u != NOT_SENT] for t in (a, b))
+    return (flat_a[-1:] == [b"<closed>"] and flat_b[-1:] == [b"<closed>"] and len(flat_b) > len(flat_a)
+            and flat_b[:len(flat_a) - 1] == flat_a[:-1])
+
+
+UNKNOWN_COMMAND = re.compile(rb"\('0x81', '0x[0-9a-f]+', '0x81', ")  # a binary answer: status 0x81
+
+
+def answered_early(a: Transcript, b: Transcript) -> bool:
+    """memcached still waits for bytes an unknown binary command announced (its step times out);
+    the proxy already answered it ``Unknown command`` (docs/binary-protocol.md)."""
+    for sa, sb in zip(a, b, strict=False):
+        if sa != sb:
+            extra = sb[len(sa) - 1:-1]
+            return (sa[-1:] == sb[-1:] == [b"<timeout>"] and sb[:len(sa) - 1] == sa[:-1] and bool(extra)
+                    and all(UNKNOWN_COMMAND.match(u) for u in extra))
+    return False
+
+
+CLASSES: tuple[tuple[str, Callable[[Transcript, Transcript], bool]], ...] = (
+    ("drop-on-close", dropped_on_close), ("answered-early", answered_early))
+
+
+def classify(a: Transcript, b: Transcript) -> str:
+    """Which of memcached's deliberate differences A (memcached's) and B (the proxy's) show, or "new"."""
+    return next((name for name, shows in CLASSES if shows(a, b)), "new")

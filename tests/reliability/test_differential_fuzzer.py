@@ -1,0 +1,80 @@
+"""The randomised differential fuzzer's own logic (fuzz/differential), without servers: a seed
+replays the same cases, frames carry the lengths they claim, the shrinker keeps what a difference
+needs, and memcached's deliberate differences are told apart from new ones."""
+
+from __future__ import annotations
+
+import random
+import struct
+
+from fuzz.differential.binary_gen import HEADER, frame
+from fuzz.differential.compare import classify, first_difference
+from fuzz.differential.play import Case, frames, render
+from fuzz.differential.search import random_case, shrink
+from fuzz.differential.vocabulary import Command
+
+
+def cases(seed: int, n: int = 300) -> list[bytes]:
+    rng = random.Random(seed)
+    return [render(random_case(rng, 0.35, False, False).commands, [b"7"], [7]) for _ in range(n)]
+
+
+def test_a_seed_replays_the_same_cases() -> None:
+    assert cases(11) == cases(11)
+    assert cases(11) != cases(12)
+
+
+def test_cases_cover_each_protocol_and_long_meta_lines() -> None:
+    rng = random.Random(5)
+    drawn = [random_case(rng, 0.35, False, False) for _ in range(400)]
+    assert {c.protocol for c in drawn} == {"text", "binary"}
+    assert any(c.commands[0].label.startswith("long-") and len(c.commands) == 1 for c in drawn)
+    assert any(c.commands[0].text.startswith((b"mg ", b"ms ", b"md ", b"ma ")) for c in drawn if c.protocol == "text")
+
+
+def test_frames_carry_their_lengths_and_referenced_cas() -> None:
+    d = {"op": 0x01, "key": b"k0", "extras": struct.pack(">II", 5, 0), "value": b"hello", "opaque": 9,
+         "cas": "ref:2", "cas_delta": 1}
+    data = frame(d, [100, 200])
+    (got,) = frames(data)[0]
+    assert got == (0x80, 0x01, 0, 9, 201, 0, struct.pack(">II", 5, 0), b"k0", b"hello")
+    assert HEADER.unpack_from(data)[2:4] == (2, 8)  # key and extras lengths
+    wrong = frame({**d, "bodylen": 14}, [])  # one byte short: the stream desyncs as a client's would
+    assert HEADER.unpack_from(wrong)[6] == 14 and len(wrong) == HEADER.size + 15
+
+
+def test_text_cas_references_take_the_values_seen() -> None:
+    command = Command("cas", b"cas k0 0 0 1 <C2>\r\nx\r\n")
+    assert command.render_text([b"11", b"22"]) == b"cas k0 0 0 1 22\r\nx\r\n"
+    assert command.render_text([]) == b"cas k0 0 0 1 1000000000000002\r\nx\r\n"  # never seen: a CAS no item has
+
+
+def test_shrinking_keeps_only_the_commands_a_difference_needs() -> None:
+    commands = tuple(Command(f"c{i}", b"mn\r\n") for i in range(8))
+    case = Case(commands, "text", True, "chunks", 1)
+
+    def differs(candidate: Case) -> bool:  # the difference needs c2 and c5, in one step or not
+        return {"c2", "c5"} <= {c.label for c in candidate.commands}
+
+    small = shrink(case, differs)
+    assert [c.label for c in small.commands] == ["c2", "c5"]
+    assert (small.split, small.stepwise) == ("all", False)
+
+
+def test_a_case_carrying_cas_between_steps_stays_stepwise() -> None:
+    case = Case((Command("mg", b"mg k0 c\r\n"), Command("ms", b"ms k0 1 C<C1>\r\nx\r\n")), "text", True, "all", 1)
+    assert shrink(case, lambda candidate: len(candidate.commands) == 2).stepwise
+
+
+def test_deliberate_differences_are_classified() -> None:
+    closed = [[b"STORED\r\n", b"<closed>"]]
+    assert classify(closed, [[b"STORED\r\n", b"ERROR\r\n", b"<closed>"]]) == "drop-on-close"
+    assert classify(closed, [[b"STORED\r\n", b"ERROR\r\n", b"<ok>"]]) == "new"  # the proxy stayed open
+    assert classify(closed, [[b"NOT_STORED\r\n", b"ERROR\r\n", b"<closed>"]]) == "new"  # not memcached's answers
+    unknown = b"('0x81', '0x30', '0x81', '0x0', b'0', 0, b'', b'', b'Unknown command')"
+    waiting = [[b"<timeout>"]]
+    assert classify(waiting, [[unknown, b"<timeout>"]]) == "answered-early"
+    stored = b"('0x81', '0x1', '0x0', '0x0', b'<cas1>', 0, b'', b'', b'')"
+    assert classify(waiting, [[stored, b"<timeout>"]]) == "new"  # a store answered before its data came
+    assert first_difference([[b"a", b"b"]], [[b"a", b"c"]]) == (0, 1, b"b", b"c")
+    assert first_difference([[b"a"]], [[b"a"]]) is None

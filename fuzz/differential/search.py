@@ -23,9 +23,11 @@ from tests.differential.layouts import TWO_LEVELS, LayoutTarget, start_direct, s
 from .binary_gen import binary_sequence
 from .compare import Difference, classify, first_difference, shape
 from .meta_gen import any_meta, long_meta, sensible_meta
-from .play import SPLITS, Case, Transcript, play
+from .play import SPLITS, Case, Transcript, play, render
 from .text_gen import admin, arithmetic, deletion, malformed, retrieval, storage, touch
 from .vocabulary import Command, Generator, pick
+
+SENT_KEPT = 300_000  # bytes of a finding's commands kept in its record
 
 
 def text_generators(long_keys: bool) -> tuple[tuple[float, Generator], ...]:
@@ -82,6 +84,9 @@ def shrink(case: Case, differs: Callable[[Case], bool]) -> Case:
 
 @dataclass
 class Search:
+    """Memcached and the proxy in LAYOUT, started fresh and reset before every case; findings by
+    signature, written to OUT/found-LAYOUT.json as they come."""
+
     layout: str
     out: Path
     binary_share: float = 0.35
@@ -136,6 +141,7 @@ class Search:
         def want(d2: Difference, a2: Transcript, b2: Transcript) -> bool:
             """The same class, and for a new one the same shapes of the two answers."""
             return classify(a2, b2) == kind and (kind != "new" or (shape(d2[2]), shape(d2[3])) == raw_signature[2:])
+
         if not self.differs(case, want):
             self.counts["noise"] += 1
             return
@@ -146,12 +152,13 @@ class Search:
             self.counts["noise"] += 1
             return
         signature = (kind, tuple(c.label for c in small.commands), shape(d2[2]), shape(d2[3]))
+        sent = render(small.commands, [], [])  # the bytes (CAS references as never-seen values)
         entry = self.found.setdefault(signature, {
             "class": kind, "layout": self.layout, "protocol": small.protocol, "stepwise": small.stepwise,
             "split": small.split, "seed": small.seed, "commands": [repr(c) for c in small.commands],
             "memcached": [[repr(u) for u in s] for s in a], "proxy": [[repr(u) for u in s] for s in b],
             "first_difference": {"step": d2[0], "answer": d2[1], "memcached": repr(d2[2]), "proxy": repr(d2[3])},
-            "count": 0,
+            "sent_hex": sent.hex() if len(sent) <= SENT_KEPT else None, "count": 0,
         })
         entry["count"] += 1
         if entry["count"] == 1:

@@ -21,17 +21,17 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 MEMCACHED = shutil.which("memcached") or "/usr/bin/memcached"
 
 
-def ephemeral_ports() -> tuple[int, int]:
-    """The kernel's range for ports it picks itself (outgoing connections, binds to port 0)."""
+def ephemeral_low() -> int:
+    """The lowest port the kernel picks itself (for outgoing connections, binds to port 0)."""
     try:
-        low, high = open("/proc/sys/net/ipv4/ip_local_port_range").read().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 _handed_out: set[int] = set()
@@ -45,7 +45,7 @@ def free_port() -> int:
     range can meanwhile become the local end of any outgoing connection (a load generator opens
     thousands), and the bind then fails. Ports below the range are only ever taken on purpose;
     this process never hands out one port twice."""
-    low, _ = ephemeral_ports()
+    low = ephemeral_low()
     first = 10000 if low > 12000 else 1024
     rng = random.Random()
     for _ in range(1000):

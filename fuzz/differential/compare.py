@@ -4,7 +4,9 @@ part), and the differences memcached makes on purpose.
 memcached closes the connection on some errors and throws away answers it had queued; the proxy
 sends them (docs/memcached-behaviour.md): ``drop-on-close``. It holds the answer to an unknown
 binary opcode until it has skipped the bytes the frame announced; the proxy answers at once
-(docs/binary-protocol.md): ``answered-early``. Anything else is ``new``.
+(docs/binary-protocol.md): ``answered-early``. Whether it closes on a text line over 2048 bytes
+or answers it depends on where its reads end; the proxy always closes (docs/memcached-behaviour.md):
+``long-line``. Anything else is ``new``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from .play import NOT_SENT, Transcript
+from cacheproxy.protocol.limits import LINE_LIMIT
+
+from .play import NOT_SENT, Case, Transcript, render
 
 Difference = tuple[int, int, bytes, bytes]  # step, answer, memcached's, the proxy's
 ENDS = (b"<closed>", b"<timeout>", b"<none>")
@@ -53,10 +57,28 @@ def answered_early(a: Transcript, b: Transcript) -> bool:
     return False
 
 
-CLASSES: tuple[tuple[str, Callable[[Transcript, Transcript], bool]], ...] = (
-    ("drop-on-close", dropped_on_close), ("answered-early", answered_early))
+def long_line(case: Case) -> bool:
+    """A text line over memcached's 2048-byte limit that is not a get: memcached closes on it or
+    answers it depending on how much of it one of its reads brings (docs/memcached-behaviour.md)."""
+    sent = render(case.commands, [], []) if case.protocol == "text" else b""
+    return any(len(line) > LINE_LIMIT and not line.lstrip(b" ").startswith((b"get ", b"gets "))
+               for line in sent.split(b"\n"))
 
 
-def classify(a: Transcript, b: Transcript) -> str:
-    """Which of memcached's deliberate differences A (memcached's) and B (the proxy's) show, or "new"."""
-    return next((name for name, shows in CLASSES if shows(a, b)), "new")
+def closed_on_long_line(a: Transcript, b: Transcript, case: Case) -> bool:
+    """The proxy closed where memcached, having read a long line whole, answered it."""
+    d = first_difference(a, b)
+    return d is not None and d[3] == b"<closed>" and d[2] not in ENDS and long_line(case)
+
+
+CLASSES: tuple[tuple[str, Callable[[Transcript, Transcript, Case], bool]], ...] = (
+    ("drop-on-close", lambda a, b, case: dropped_on_close(a, b)),
+    ("answered-early", lambda a, b, case: answered_early(a, b)),
+    ("long-line", closed_on_long_line),
+)
+
+
+def classify(a: Transcript, b: Transcript, case: Case) -> str:
+    """Which of memcached's deliberate differences A (memcached's) and B (the proxy's) show for
+    CASE, or "new"."""
+    return next((name for name, shows in CLASSES if shows(a, b, case)), "new")

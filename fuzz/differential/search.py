@@ -122,25 +122,26 @@ class Search:
             self.proxy = start_layout(self.layout)
         return transcripts[0], transcripts[1]
 
-    def differs(self, case: Case, want: Callable[[Difference, Transcript, Transcript], bool]) -> bool:
+    def differs(self, case: Case, want: Callable[[Case, Difference, Transcript, Transcript], bool]) -> bool:
         """CASE shows the difference WANT recognises, twice in a row."""
         for _ in range(2):
             a, b = self.both(case)
             d = first_difference(a, b)
-            if d is None or not want(d, a, b):
+            if d is None or not want(case, d, a, b):
                 return False
         return True
 
     def examine(self, case: Case, a: Transcript, b: Transcript, d: Difference) -> None:
-        kind = classify(a, b)
+        kind = classify(a, b, case)
         raw_signature = (kind, case.protocol, shape(d[2]), shape(d[3]))
         self.seen[raw_signature] = self.seen.get(raw_signature, 0) + 1
         if self.seen[raw_signature] > self.per_signature:
             return
 
-        def want(d2: Difference, a2: Transcript, b2: Transcript) -> bool:
+        def want(case2: Case, d2: Difference, a2: Transcript, b2: Transcript) -> bool:
             """The same class, and for a new one the same shapes of the two answers."""
-            return classify(a2, b2) == kind and (kind != "new" or (shape(d2[2]), shape(d2[3])) == raw_signature[2:])
+            same_shapes = (shape(d2[2]), shape(d2[3])) == raw_signature[2:]
+            return classify(a2, b2, case2) == kind and (kind != "new" or same_shapes)
 
         if not self.differs(case, want):
             self.counts["noise"] += 1

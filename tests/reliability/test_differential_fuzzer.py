@@ -67,14 +67,25 @@ def test_a_case_carrying_cas_between_steps_stays_stepwise() -> None:
 
 
 def test_deliberate_differences_are_classified() -> None:
+    text = Case((Command("set", b"set k 0 0 1\r\nx\r\n"),), "text", False, "all", 1)
     closed = [[b"STORED\r\n", b"<closed>"]]
-    assert classify(closed, [[b"STORED\r\n", b"ERROR\r\n", b"<closed>"]]) == "drop-on-close"
-    assert classify(closed, [[b"STORED\r\n", b"ERROR\r\n", b"<ok>"]]) == "new"  # the proxy stayed open
-    assert classify(closed, [[b"NOT_STORED\r\n", b"ERROR\r\n", b"<closed>"]]) == "new"  # not memcached's answers
+    assert classify(closed, [[b"STORED\r\n", b"ERROR\r\n", b"<closed>"]], text) == "drop-on-close"
+    assert classify(closed, [[b"STORED\r\n", b"ERROR\r\n", b"<ok>"]], text) == "new"  # the proxy stayed open
+    assert classify(closed, [[b"NOT_STORED\r\n", b"ERROR\r\n", b"<closed>"]], text) == "new"  # not memcached's
+
+    binary = Case((Command("UNKNOWN", binary={"op": 0x30, "key": b"k" * 250}),), "binary", False, "all", 1)
     unknown = b"('0x81', '0x30', '0x81', '0x0', b'0', 0, b'', b'', b'Unknown command')"
     waiting = [[b"<timeout>"]]
-    assert classify(waiting, [[unknown, b"<timeout>"]]) == "answered-early"
+    assert classify(waiting, [[unknown, b"<timeout>"]], binary) == "answered-early"
     stored = b"('0x81', '0x1', '0x0', '0x0', b'<cas1>', 0, b'', b'', b'')"
-    assert classify(waiting, [[stored, b"<timeout>"]]) == "new"  # a store answered before its data came
+    assert classify(waiting, [[stored, b"<timeout>"]], binary) == "new"  # a store answered before its data came
+
+    answered = [[b"CLIENT_ERROR bad command line format\r\n", b"ERROR\r\n", b"<ok>"]]
+    cut = [[b"CLIENT_ERROR bad command line format\r\n", b"<closed>"]]
+    long_data = Case((Command("ms", b"ms k S3000\r\n" + b"v" * 3000 + b"\r\n"),), "text", False, "bytes", 1)
+    assert classify(answered, cut, long_data) == "long-line"
+    long_get = Case((Command("get", b"get " + b"k " * 1500 + b"\r\n"),), "text", False, "bytes", 1)
+    assert classify(answered, cut, long_get) == "new"  # memcached never closes on a long get
+    assert classify(answered, cut, text) == "new"
     assert first_difference([[b"a", b"b"]], [[b"a", b"c"]]) == (0, 1, b"b", b"c")
     assert first_difference([[b"a"]], [[b"a"]]) is None

@@ -10,7 +10,8 @@ to the fewest commands that still show it, and recorded once per signature (the 
 and the two answers' shapes) in ``found-<layout>.json``.
 
 Differences memcached makes on purpose (answers it throws away when it closes a connection, an
-answer it holds back, a long line it answers or closes on depending on its reads) are classified, not reported as new (:mod:`fuzz.differential.compare`).
+answer it holds back, a long line it answers or closes on depending on its reads) are classified,
+not reported as new (:mod:`fuzz.differential.compare`).
 
 This is a tool, not a test: its comparisons depend on timing (memcached's read boundaries decide
 some answers to 2-16 KiB lines), so what it finds becomes a deterministic script in

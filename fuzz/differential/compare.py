@@ -66,9 +66,11 @@ def long_line(case: Case) -> bool:
 
 
 def closed_on_long_line(a: Transcript, b: Transcript, case: Case) -> bool:
-    """The proxy closed where memcached, having read a long line whole, answered it."""
+    """The proxy closed where memcached, having read a long line whole, refused it as a command
+    (not where memcached stored or served something: that would be the proxy's fault)."""
     d = first_difference(a, b)
-    return d is not None and d[3] == b"<closed>" and d[2] not in ENDS and long_line(case)
+    return (d is not None and d[3] == b"<closed>" and d[2].startswith((b"ERROR", b"CLIENT_ERROR"))
+            and long_line(case))
 
 
 CLASSES: tuple[tuple[str, Callable[[Transcript, Transcript, Case], bool]], ...] = (

@@ -86,6 +86,9 @@ def test_deliberate_differences_are_classified() -> None:
     assert classify(answered, cut, long_data) == "long-line"
     long_get = Case((Command("get", b"get " + b"k " * 1500 + b"\r\n"),), "text", False, "bytes", 1)
     assert classify(answered, cut, long_get) == "new"  # memcached never closes on a long get
+    stored = [[b"STORED\r\n", b"<ok>"]]
+    big_value = Case((Command("set", b"set k 0 0 3000\r\n" + b"v" * 3000 + b"\r\n"),), "text", False, "all", 1)
+    assert classify(stored, [[b"<closed>"]], big_value) == "new"  # the proxy closing on a valid store
     assert classify(answered, cut, text) == "new"
     assert first_difference([[b"a", b"b"]], [[b"a", b"c"]]) == (0, 1, b"b", b"c")
     assert first_difference([[b"a"]], [[b"a"]]) is None

@@ -8,9 +8,10 @@ import random
 import struct
 from collections.abc import Sequence
 
+from cacheproxy.protocol.binary import HEADER, REQUEST_MAGIC
+
 from .vocabulary import Command, key, pick, value
 
-HEADER = struct.Struct(">BBHBBHIIQ")
 OPCODES = {
     "GET": 0x00, "SET": 0x01, "ADD": 0x02, "REPLACE": 0x03, "DELETE": 0x04, "INCR": 0x05, "DECR": 0x06,
     "QUIT": 0x07, "FLUSH": 0x08, "GETQ": 0x09, "NOOP": 0x0A, "VERSION": 0x0B, "GETK": 0x0C, "GETKQ": 0x0D,
@@ -46,7 +47,7 @@ def frame(d: dict, cas_values: Sequence[int]) -> bytes:
         cas = (cas_values[i - 1] if i <= len(cas_values) else 10**15 + i) + d.get("cas_delta", 0)
         cas &= (1 << 64) - 1
     k, extras, data = d.get("key", b""), d.get("extras", b""), d.get("value", b"")
-    header = HEADER.pack(d.get("magic", 0x80), d["op"], d.get("keylen", len(k)) & 0xFFFF,
+    header = HEADER.pack(d.get("magic", REQUEST_MAGIC), d["op"], d.get("keylen", len(k)) & 0xFFFF,
                          d.get("extlen", len(extras)) & 0xFF, d.get("datatype", 0), d.get("vbucket", 0),
                          d.get("bodylen", len(extras) + len(k) + len(data)) & 0xFFFFFFFF, d.get("opaque", 0), cas)
     return header + extras + k + data

@@ -19,10 +19,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
+from cacheproxy.protocol.binary import HEADER
+
 from tests.differential.harness import CasNames, data_size, normalise_line
+from tests.support.binary_frames import encode_request
 from tests.support.procs import connect
 
-from .binary_gen import HEADER, frame
+from .binary_gen import frame
 from .vocabulary import Command
 
 IDLE = 0.6  # seconds without a byte, the sender done: the server waits for more
@@ -209,7 +212,7 @@ def play(addr: str, case: Case, two_levels: bool = False) -> Transcript:
                 payload += sentinel
                 done = partial(ends_with, answer)
             else:
-                payload += HEADER.pack(0x80, NOOP, 0, 0, 0, 0, 0, SENTINEL_OPAQUE + i, 0)
+                payload += encode_request(NOOP, opaque=SENTINEL_OPAQUE + i)
                 done = binary_done(i)
             conn.buf.clear()
             sender = conn.send(payload, case.split, rng)

@@ -7,7 +7,9 @@ from __future__ import annotations
 import random
 import struct
 
-from fuzz.differential.binary_gen import HEADER, frame
+from cacheproxy.protocol.binary import HEADER
+
+from fuzz.differential.binary_gen import frame
 from fuzz.differential.compare import classify, first_difference
 from fuzz.differential.play import Case, frames, render
 from fuzz.differential.search import random_case, shrink

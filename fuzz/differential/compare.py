@@ -2,7 +2,8 @@
 part), and the differences memcached makes on purpose.
 
 memcached closes the connection on some errors and throws away answers it had queued; the proxy
-sends them (docs/memcached-behaviour.md): ``drop-on-close``. It holds the answer to an unknown
+sends them (docs/memcached-behaviour.md): ``drop-on-close``; when the reset of a close with input
+unread cuts an answer memcached was still writing: ``cut-on-close``. It holds the answer to an unknown
 binary opcode until it has skipped the bytes the frame announced; the proxy answers at once
 (docs/binary-protocol.md): ``answered-early``. Whether it closes on a text line over 2048 bytes
 or answers it depends on where its reads end; the proxy always closes (docs/memcached-behaviour.md):
@@ -36,11 +37,30 @@ def shape(answer: bytes) -> bytes:
     return b"<end>" if answer in ENDS else re.sub(rb"\d+", b"N", answer.split(b"\n", 1)[0][:60])
 
 
+def flat(t: Transcript) -> list[bytes]:
+    return [u for s in t for u in s if u != NOT_SENT]
+
+
 def dropped_on_close(a: Transcript, b: Transcript) -> bool:
     """memcached closed, and its answers are the proxy's less some it threw away before closing."""
-    flat_a, flat_b = ([u for s in t for u in s if u != NOT_SENT] for t in (a, b))
+    flat_a, flat_b = flat(a), flat(b)
     return (flat_a[-1:] == [b"<closed>"] and flat_b[-1:] == [b"<closed>"] and len(flat_b) > len(flat_a)
             and flat_b[:len(flat_a) - 1] == flat_a[:-1])
+
+
+def cut_on_close(a: Transcript, b: Transcript) -> bool:
+    """Both closed with input unread, and the kernel's reset cut short an answer memcached was still
+    writing (docs/memcached-behaviour.md, "Closing with input unread"): its answers are the proxy's
+    up to that one, of which it got a byte prefix (a ``VALUE`` line, then at most an unfinished
+    line: the part of the data that arrived)."""
+    flat_a, flat_b = flat(a), flat(b)
+    if flat_a[-1:] != [b"<closed>"] or flat_b[-1:] != [b"<closed>"]:
+        return False
+    at = next((i for i, (x, y) in enumerate(zip(flat_a, flat_b, strict=False)) if x != y), len(flat_a))
+    if at >= len(flat_a) - 1 or at >= len(flat_b) - 1:
+        return False
+    cut, rest = flat_a[at], flat_a[at + 1:-1]
+    return flat_b[at].startswith(cut) and len(rest) <= 1 and all(b"\n" not in u for u in rest)
 
 
 UNKNOWN_COMMAND = re.compile(rb"\('0x81', '0x[0-9a-f]+', '0x81', ")  # a binary answer: status 0x81
@@ -75,6 +95,7 @@ def closed_on_long_line(a: Transcript, b: Transcript, case: Case) -> bool:
 
 CLASSES: tuple[tuple[str, Callable[[Transcript, Transcript, Case], bool]], ...] = (
     ("drop-on-close", lambda a, b, case: dropped_on_close(a, b)),
+    ("cut-on-close", lambda a, b, case: cut_on_close(a, b)),
     ("answered-early", lambda a, b, case: answered_early(a, b)),
     ("long-line", closed_on_long_line),
 )

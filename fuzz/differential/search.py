@@ -4,7 +4,8 @@ A difference is played twice more (timing noise does not repeat), shrunk by delt
 the fewest commands that still show it (then to one send, then to one step where no CAS is
 carried between steps), and recorded once per signature: the shrunk commands' kinds and the two
 differing answers' shapes (digits folded). Differences memcached makes on purpose are classed
-``drop-on-close`` and ``answered-early`` (see :mod:`.compare`) and counted apart from new findings.
+(``drop-on-close``, ``cut-on-close``, ``answered-early``, ``long-line``: see :mod:`.compare`) and
+counted apart from new findings.
 """
 
 from __future__ import annotations

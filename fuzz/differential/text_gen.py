@@ -23,8 +23,8 @@ def retrieval(rng: random.Random, stepwise: bool, long_keys: bool = True) -> Com
     if verb.startswith(b"gat") and rng.random() < 0.9:
         parts.append(rng.choice(EXPTIMES))
     line = (b"  " if rng.random() < 0.1 else b" ").join(parts + keys)
-    if not long_keys and len(parts[-1]) >= 250:
-        return Command(verb.decode(), line + b"\r\n")  # "\r\r\n" would make the key 251 bytes
+    if not long_keys and keys and len(keys[-1]) >= 250:
+        return Command(verb.decode(), line + b"\r\n")  # "\r\r\n" would make the last key 251 bytes
     if rng.random() < 0.05:
         line = b"  " + line + b"  "
     return Command(verb.decode(), line + line_end(rng))

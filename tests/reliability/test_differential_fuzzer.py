@@ -13,6 +13,7 @@ from fuzz.differential.binary_gen import frame
 from fuzz.differential.compare import classify, first_difference
 from fuzz.differential.play import Case, frames, render
 from fuzz.differential.search import random_case, shrink
+from fuzz.differential.text_gen import retrieval
 from fuzz.differential.vocabulary import Command
 
 
@@ -24,6 +25,14 @@ def cases(seed: int, n: int = 300) -> list[bytes]:
 def test_a_seed_replays_the_same_cases() -> None:
     assert cases(11) == cases(11)
     assert cases(11) != cases(12)
+
+
+def test_multigets_keep_keys_within_250_bytes_unless_asked() -> None:
+    rng = random.Random(3)
+    lines = [retrieval(rng, False, long_keys=False).text for _ in range(3000)]
+    keys = [k for line in lines for k in line.rstrip(b"\n").removesuffix(b"\r").split(b" ")[1:]]
+    assert max(len(k) for k in keys) == 250  # a \r\r\n line end never lengthens the last key
+    assert any(line.endswith(b"\r\r\n") for line in lines)
 
 
 def test_cases_cover_each_protocol_and_long_meta_lines() -> None:
@@ -74,6 +83,18 @@ def test_deliberate_differences_are_classified() -> None:
     assert classify(closed, [[b"STORED\r\n", b"ERROR\r\n", b"<closed>"]], text) == "drop-on-close"
     assert classify(closed, [[b"STORED\r\n", b"ERROR\r\n", b"<ok>"]], text) == "new"  # the proxy stayed open
     assert classify(closed, [[b"NOT_STORED\r\n", b"ERROR\r\n", b"<closed>"]], text) == "new"  # not memcached's
+
+    header, value = b"VALUE k 0 500000\r\n", b"<data 500002 bytes hash 1>"
+    whole = [[b"STORED\r\n", header + value, b"END\r\n", b"CLIENT_ERROR bad command line format\r\n", b"<closed>"]]
+    reset = [[b"STORED\r\n", header, b"<line 127981 bytes hash 2>", b"<closed>"]]
+    assert classify(reset, whole, text) == "cut-on-close"  # the reset cut memcached's value short
+    assert classify([[b"STORED\r\n", b"VAL", b"<closed>"]], whole, text) == "cut-on-close"
+    assert classify([[b"STORED\r\n", header, b"<closed>"]], whole, text) == "cut-on-close"
+    other = [[b"STORED\r\n", b"VALUE k 0 499999\r\n", b"<line 9 bytes hash 2>", b"<closed>"]]
+    assert classify(other, whole, text) == "new"  # not a prefix of the proxy's answer
+    served = [[b"STORED\r\n", header, b"END\r\n", b"<closed>"]]
+    assert classify(served, whole, text) == "new"  # a complete answer after the cut: not a reset
+    assert classify(reset, [[*whole[0][:-1], b"<ok>"]], text) == "new"  # the proxy stayed open
 
     binary = Case((Command("UNKNOWN", binary={"op": 0x30, "key": b"k" * 250}),), "binary", False, "all", 1)
     unknown = b"('0x81', '0x30', '0x81', '0x0', b'0', 0, b'', b'', b'Unknown command')"

@@ -7,7 +7,8 @@ unread cuts an answer memcached was still writing: ``cut-on-close``. It holds th
 binary opcode until it has skipped the bytes the frame announced; the proxy answers at once
 (docs/binary-protocol.md): ``answered-early``. Whether it closes on a text line over 2048 bytes
 or answers it depends on where its reads end; the proxy always closes (docs/memcached-behaviour.md):
-``long-line``. Anything else is ``new``.
+``long-line``. The chunked layout takes values memcached refuses as too large: ``over-limit``.
+Anything else is ``new``.
 """
 
 from __future__ import annotations
@@ -93,15 +94,28 @@ def closed_on_long_line(a: Transcript, b: Transcript, case: Case) -> bool:
             and long_line(case))
 
 
+TOO_LARGE = re.compile(rb"SERVER_ERROR object too large for cache\r\n|\('0x81', '0x[0-9a-f]+', '0x3', ")
+
+
+def over_limit(a: Transcript, b: Transcript) -> bool:
+    """memcached refused a value as too large; the chunked layout, whose purpose is to store it
+    (docs/chunking.md), answered as memcached would a smaller one (STORED, NOT_STORED, a bad data
+    chunk, ...). What follows differs in consequence (the proxy then serves the value). Which answer
+    a smaller value gets is not checked here: tests/handlers/test_chunked_semantics.py does that."""
+    d = first_difference(a, b)
+    return d is not None and bool(TOO_LARGE.match(d[2])) and not TOO_LARGE.match(d[3])
+
+
 CLASSES: tuple[tuple[str, Callable[[Transcript, Transcript, Case], bool]], ...] = (
     ("drop-on-close", lambda a, b, case: dropped_on_close(a, b)),
     ("cut-on-close", lambda a, b, case: cut_on_close(a, b)),
     ("answered-early", lambda a, b, case: answered_early(a, b)),
     ("long-line", closed_on_long_line),
 )
+CHUNKED_CLASSES = (*CLASSES, ("over-limit", lambda a, b, case: over_limit(a, b)))
 
 
-def classify(a: Transcript, b: Transcript, case: Case) -> str:
+def classify(a: Transcript, b: Transcript, case: Case, chunked: bool = False) -> str:
     """Which of memcached's deliberate differences A (memcached's) and B (the proxy's) show for
-    CASE, or "new"."""
-    return next((name for name, shows in CLASSES if shows(a, b, case)), "new")
+    CASE, or "new". CHUNKED: the proxy chunks values over the item size limit."""
+    return next((name for name, shows in (CHUNKED_CLASSES if chunked else CLASSES) if shows(a, b, case)), "new")

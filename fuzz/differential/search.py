@@ -4,7 +4,8 @@ A difference is played twice more (timing noise does not repeat), shrunk by delt
 the fewest commands that still show it (then to one send, then to one step where no CAS is
 carried between steps), and recorded once per signature: the shrunk commands' kinds and the two
 differing answers' shapes (digits folded). Differences memcached makes on purpose are classed
-(``drop-on-close``, ``cut-on-close``, ``answered-early``, ``long-line``: see :mod:`.compare`) and
+(``drop-on-close``, ``cut-on-close``, ``answered-early``, ``long-line``, and for the chunked layout
+``over-limit``: see :mod:`.compare`) and
 counted apart from new findings.
 """
 
@@ -101,6 +102,7 @@ class Search:
 
     def __post_init__(self) -> None:
         self.two_levels = self.layout in TWO_LEVELS
+        self.chunked = self.layout == "chunked"
         self.direct = start_direct()
         try:
             self.proxy = start_layout(self.layout)
@@ -133,7 +135,7 @@ class Search:
         return True
 
     def examine(self, case: Case, a: Transcript, b: Transcript, d: Difference) -> None:
-        kind = classify(a, b, case)
+        kind = classify(a, b, case, self.chunked)
         raw_signature = (kind, case.protocol, shape(d[2]), shape(d[3]))
         self.seen[raw_signature] = self.seen.get(raw_signature, 0) + 1
         if self.seen[raw_signature] > self.per_signature:
@@ -142,7 +144,7 @@ class Search:
         def want(case2: Case, d2: Difference, a2: Transcript, b2: Transcript) -> bool:
             """The same class, and for a new one the same shapes of the two answers."""
             same_shapes = (shape(d2[2]), shape(d2[3])) == raw_signature[2:]
-            return classify(a2, b2, case2) == kind and (kind != "new" or same_shapes)
+            return classify(a2, b2, case2, self.chunked) == kind and (kind != "new" or same_shapes)
 
         if not self.differs(case, want):
             self.counts["noise"] += 1

@@ -113,5 +113,15 @@ def test_deliberate_differences_are_classified() -> None:
     big_value = Case((Command("set", b"set k 0 0 3000\r\n" + b"v" * 3000 + b"\r\n"),), "text", False, "all", 1)
     assert classify(stored, [[b"<closed>"]], big_value) == "new"  # the proxy closing on a valid store
     assert classify(answered, cut, text) == "new"
+
+    too_large = [[b"SERVER_ERROR object too large for cache\r\n", b"END\r\n", b"<ok>"]]
+    chunked = [[b"STORED\r\n", b"VALUE k 0 1048576\r\n<data 1048578 bytes hash 1>", b"END\r\n", b"<ok>"]]
+    assert classify(too_large, chunked, text, chunked=True) == "over-limit"
+    assert classify(too_large, chunked, text) == "new"  # only the chunked layout stores it
+    binary_too_large = [[b"('0x81', '0x1', '0x3', '0x0', b'0', 0, b'', b'', b'Too large.')", b"<ok>"]]
+    binary_stored = [[b"('0x81', '0x1', '0x0', '0x0', b'<cas1>', 0, b'', b'', b'')", b"<ok>"]]
+    assert classify(binary_too_large, binary_stored, binary, chunked=True) == "over-limit"
+    assert classify(stored, [[b"SERVER_ERROR object too large for cache\r\n", b"<ok>"]], text, chunked=True) == "new"
+
     assert first_difference([[b"a", b"b"]], [[b"a", b"c"]]) == (0, 1, b"b", b"c")
     assert first_difference([[b"a"]], [[b"a"]]) is None

@@ -505,6 +505,11 @@ script("nul_byte_truncates_line", one(b"set a 0 0 1\x00garbage\r\nx\r\n"), get(b
        doc="memcached handles the line as a C string: a NUL byte ends it")
 script("cr_cr_lf_keeps_one_cr", one(setcmd(b"a", b"1")), get(b"get a\r\r\n"), one(setcmd(b"b\r", b"2")),
        get(b"get b\r\r\n"), get(b"get b\r\n"))
+script("cr_cr_lf_makes_a_250_byte_key_too_long", one(setcmd(b"a", b"1")), get(b"get " + KEY250 + b"\r\r\n"),
+       get(b"get a " + KEY250 + b"\r\r\n"), get(b"gets a\r\n"), one(b"delete " + KEY250 + b"\r\r\n"),
+       get(b"get " + KEY250[1:] + b"\r\r\n"), one(b"touch " + KEY250 + b" 0\r\r\n"),
+       doc="the kept \\r is the key's 251st byte: too long for a get or a delete (and a multiget's "
+           "answers queued before it are dropped), not for a touch, whose last token is the exptime")
 script("tab_is_not_a_separator", one(b"get\ta\r\n"), one(b"mg\ta v\r\n"), one(b"delete\ta\r\n"))
 script("trailing_spaces", one(b"set a 0 0 1 \r\nx\r\n"), get(b"get a \r\n"), one(b"incr a 1 \r\n"),
        one(b"delete a  \r\n"))

@@ -5,8 +5,7 @@ the fewest commands that still show it (then to one send, then to one step where
 carried between steps), and recorded once per signature: the shrunk commands' kinds and the two
 differing answers' shapes (digits folded). Differences memcached makes on purpose are classed
 (``drop-on-close``, ``cut-on-close``, ``answered-early``, ``long-line``, and for the chunked layout
-``over-limit``: see :mod:`.compare`) and
-counted apart from new findings.
+``over-limit``: see :mod:`.compare`) and counted apart from new findings.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from cacheproxy.protocol.limits import LINE_LIMIT
 
 from .play import NOT_SENT, Case, Transcript, render
+from .vocabulary import ITEM_LIMIT
 
 Difference = tuple[int, int, bytes, bytes]  # step, answer, memcached's, the proxy's
 ENDS = (b"<closed>", b"<timeout>", b"<none>")
@@ -97,13 +98,26 @@ def closed_on_long_line(a: Transcript, b: Transcript, case: Case) -> bool:
 TOO_LARGE = re.compile(rb"SERVER_ERROR object too large for cache\r\n|\('0x81', '0x[0-9a-f]+', '0x3', ")
 
 
-def over_limit(a: Transcript, b: Transcript) -> bool:
-    """memcached refused a value as too large; the chunked layout, whose purpose is to store it
-    (docs/chunking.md), answered as memcached would a smaller one (STORED, NOT_STORED, a bad data
-    chunk, ...). What follows differs in consequence (the proxy then serves the value). Which answer
-    a smaller value gets is not checked here: tests/handlers/test_chunked_semantics.py does that."""
+NOT_STORED = re.compile(rb"NOT_STORED\r\n|NS\b|\('0x81', '0x[0-9a-f]+', '0x5', ")
+STORED = re.compile(rb"STORED\r\n|HD\b|\('0x81', '0x[0-9a-f]+', '0x0', ")
+GROWS = re.compile(rb"(append|prepend) |ms .* M[AaPp][ \r\n]")
+
+
+def over_limit(a: Transcript, b: Transcript, case: Case) -> bool:
+    """memcached refused a value as too large, or an append or prepend that would no longer fit
+    (``NOT_STORED``, when the case sent enough bytes for an item to reach the limit); the chunked
+    layout, whose purpose is to store it (docs/chunking.md), answered as memcached would a smaller
+    one (STORED, NOT_STORED, a bad data chunk, ...). What follows differs in consequence (the proxy
+    then serves the value). Which answer a smaller value gets is not checked here:
+    tests/handlers/test_chunked_semantics.py does that."""
     d = first_difference(a, b)
-    return d is not None and bool(TOO_LARGE.match(d[2])) and not TOO_LARGE.match(d[3])
+    if d is None:
+        return False
+    if TOO_LARGE.match(d[2]):
+        return not TOO_LARGE.match(d[3])
+    sent = sum(len(c.text) + len(c.binary.get("value", b"")) for c in case.commands)
+    grows = any(c.label.startswith(("APPEND", "PREPEND")) or GROWS.match(c.text) for c in case.commands)
+    return sent >= ITEM_LIMIT and grows and bool(NOT_STORED.match(d[2]) and STORED.match(d[3]))
 
 
 CLASSES: tuple[tuple[str, Callable[[Transcript, Transcript, Case], bool]], ...] = (
@@ -112,7 +126,7 @@ CLASSES: tuple[tuple[str, Callable[[Transcript, Transcript, Case], bool]], ...] 
     ("answered-early", lambda a, b, case: answered_early(a, b)),
     ("long-line", closed_on_long_line),
 )
-CHUNKED_CLASSES = (*CLASSES, ("over-limit", lambda a, b, case: over_limit(a, b)))
+CHUNKED_CLASSES = (*CLASSES, ("over-limit", over_limit))
 
 
 def classify(a: Transcript, b: Transcript, case: Case, chunked: bool = False) -> str:

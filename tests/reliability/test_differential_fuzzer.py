@@ -122,6 +122,17 @@ def test_deliberate_differences_are_classified() -> None:
     binary_stored = [[b"('0x81', '0x1', '0x0', '0x0', b'<cas1>', 0, b'', b'', b'')", b"<ok>"]]
     assert classify(binary_too_large, binary_stored, binary, chunked=True) == "over-limit"
     assert classify(stored, [[b"SERVER_ERROR object too large for cache\r\n", b"<ok>"]], text, chunked=True) == "new"
+    near_limit = Command("set", b"set k 0 0 1048512\r\n" + b"L" * 1048512 + b"\r\n")
+    grown = Case((near_limit, Command("prepend", b"prepend k 0 0 5\r\nvvvvv\r\n")), "text", False, "all", 1)
+    refused, taken = [[b"STORED\r\n", b"NOT_STORED\r\n", b"<ok>"]], [[b"STORED\r\n", b"STORED\r\n", b"<ok>"]]
+    assert classify(refused, taken, grown, chunked=True) == "over-limit"  # the prepend no longer fits memcached
+    small = Case((Command("set", b"set k 0 0 1\r\nx\r\n"), grown.commands[1]), "text", False, "all", 1)
+    assert classify(refused, taken, small, chunked=True) == "new"  # too few bytes sent to reach the limit
+    no_append = Case((near_limit, Command("add", b"add k 0 0 1\r\nx\r\n")), "text", False, "all", 1)
+    assert classify(refused, taken, no_append, chunked=True) == "new"
+    meta = Case((near_limit, Command("ms", b"ms k 5 MP\r\nvvvvv\r\n")), "text", False, "all", 1)
+    assert classify([[b"STORED\r\n", b"NS\r\n", b"<ok>"]], [[b"STORED\r\n", b"HD\r\n", b"<ok>"]], meta,
+                    chunked=True) == "over-limit"
 
     assert first_difference([[b"a", b"b"]], [[b"a", b"c"]]) == (0, 1, b"b", b"c")
     assert first_difference([[b"a"]], [[b"a"]]) is None

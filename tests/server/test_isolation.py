@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import socket
 
+from tests.support.binary_frames import encode_request, parse_frames
 from tests.support.procs import connect, recv_until, start_memcached, start_proxy
 
 
@@ -42,6 +43,25 @@ def test_binary_and_text_garbage_mixed(proxy):
         s.sendall(b"\x00\xff\r\nset\r\n")
         assert recv_until(s, b"ERROR\r\nERROR\r\n") == b"ERROR\r\nERROR\r\n"
         roundtrip(s, b"after", b"garbage")
+
+
+def test_a_long_backlog_of_answers_the_proxy_gives_itself_is_served_whole(proxy):
+    """200 gets fill the in-flight window; 3,000 lines answered by the proxy itself (ERROR) wait
+    behind them and are served as the gets' answers drain. memcached answers every one; so must
+    the proxy (each such answer once re-entered the backlog's loop, and the stack ran out)."""
+    with connect(proxy.addr) as s:
+        s.sendall(b"get k\r\n" * 200 + b"x\r\n" * 3000 + b"mn\r\n")
+        assert recv_until(s, b"MN\r\n") == b"END\r\n" * 200 + b"ERROR\r\n" * 3000 + b"MN\r\n"
+    with connect(proxy.addr) as s:  # binary: GETs, then VERSIONs the proxy answers, then a NOOP
+        s.sendall(encode_request(0x00, b"k") * 200 + encode_request(0x0B) * 3000 + encode_request(0x0A, opaque=7))
+        frames: list = []
+        data = b""
+        while not frames or frames[-1][2] != 7:
+            chunk = s.recv(1 << 20)
+            assert chunk, f"closed after {len(frames)} answers"
+            frames, _ = parse_frames(data := data + chunk)
+        assert [f[0] for f in frames] == [0x00] * 200 + [0x0B] * 3000 + [0x0A]
+    assert proxy.popen.poll() is None
 
 
 def test_clients_sharing_one_backend_connection_keep_their_own_order_and_fate(tmp_path):

@@ -97,9 +97,9 @@ class Slot:
 
 
 class ClientConnection(asyncio.Protocol):
-    __slots__ = ("_out", "_reading_paused", "_write_scheduled", "_writing_paused", "closing", "context", "draining",
-                 "ended", "head", "last_activity", "loop", "orca", "partial_since", "rejected", "session", "slots",
-                 "start_session", "transport")
+    __slots__ = ("_out", "_reading_paused", "_serving_backlog", "_write_scheduled", "_writing_paused", "closing",
+                 "context", "draining", "ended", "head", "last_activity", "loop", "orca", "partial_since", "rejected",
+                 "session", "slots", "start_session", "transport")
 
     def __init__(self, context: ServerContext, start_session: SessionFactory) -> None:
         self.context = context
@@ -119,6 +119,7 @@ class ClientConnection(asyncio.Protocol):
         self._write_scheduled = False
         self._reading_paused = False
         self._writing_paused = False
+        self._serving_backlog = False  # run_backlog is on the stack (see _maybe_resume_reading)
         self.closing = False
         self.draining = False  # close as soon as an answer leaves nothing in flight (see drain)
         self.ended = False  # the client shut down its sending side (see eof_received)
@@ -284,18 +285,27 @@ class ClientConnection(asyncio.Protocol):
         return self.in_flight() < MAX_IN_FLIGHT and not self._writing_paused
 
     def _maybe_resume_reading(self) -> None:
-        if not self._reading_paused or self.transport is None or self.closing:
+        """Serve the backlog, then read again, once the client has caught up with its answers.
+
+        A request the backlog serves may be answered at once (an error, ``version``), and that
+        answer comes back here: the loop already running goes on with the next request instead of
+        a nested one starting (a nested run per answer grew the stack with the backlog, and a client
+        pipelining a few thousand such lines behind slower requests hit the recursion limit)."""
+        if not self._reading_paused or self.transport is None or self.closing or self._serving_backlog:
             return
         session = self.session
         if session is not None and session.backlog:
             if not self.may_dispatch() or self.in_flight() > MAX_IN_FLIGHT // 2:
                 return
+            self._serving_backlog = True
             try:
                 session.run_backlog()
                 outbox.flush()
             except Exception:
                 self.fault()
                 return
+            finally:
+                self._serving_backlog = False
             if session.backlog:
                 return
         if not self._writing_paused and self.in_flight() <= MAX_IN_FLIGHT // 2:

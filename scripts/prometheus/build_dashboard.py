@@ -96,6 +96,15 @@ PANELS: tuple[Panel | Row, ...] = (
           (Target(f"sum(increase(kube_pod_container_status_restarts_total{{{KSM_SEL}}}[1h])) "
                   f"or sum(changes(process_start_time_seconds{{{SEL}}}[1h]))", "restarts in 1h"),),
           unit="short", kind="stat", width=6),
+    Panel("GC pause p99 by kind", "99th percentile of the garbage collections the proxy runs on its timer "
+          "(young every second, old every minute, full every ten minutes); the event loop serves nothing "
+          "meanwhile, so a pause is added to every request waiting then.",
+          (Target(f"histogram_quantile(0.99, sum by (le, kind) "
+                  f"(rate(cacheproxy_gc_pause_seconds_bucket{{{SEL}}}[{RATE}])))", "{{kind}}"),), unit="s"),
+    Panel("GC time per second by kind", "Seconds per second the proxies spent collecting garbage (summed "
+          "over pods): the share of an event loop's time lost to it.",
+          (Target(f"sum by (kind) (rate(cacheproxy_gc_pause_seconds_sum{{{SEL}}}[{RATE}]))", "{{kind}}"),),
+          unit="s"),
     # The ring (docs/ring.md): panels titled "Ring: ..." have data only where a ring is configured.
     Panel("Ring: members up", "1 while a member answers forwarded requests, 0 while marked down (lowest across pods).",
           (Target(f"min by (member) (cacheproxy_ring_member_up{{{SEL}}})", "{{member}}"),), width=8),

@@ -38,7 +38,7 @@ def merge(snapshots: Iterable[dict]) -> dict:
                 total[key] = min(total.get(key, value), value)
             elif key in ("ring_members", "ring_generation", "ring_swept_generation"):
                 total[key] = max(total.get(key, 0), value)
-            elif key in ("latency", "batch_sizes", "ring_latency"):
+            elif key in ("latency", "batch_sizes", "ring_latency", "gc_pauses"):
                 acc = total.setdefault(key, {})
                 for label, (counts, s) in value.items():
                     old = acc.get(label, ([0] * len(counts), 0.0))
@@ -135,6 +135,8 @@ class StatsCollector(Collector):
                                   value=s["chunk_token_mismatches"])
         yield _histogram("cacheproxy_batch_size", "Requests per batched backend write", "backend",
                          s["batch_sizes"])
+        yield _histogram("cacheproxy_gc_pause_seconds", "Garbage collections (the proxy's timer runs them all): "
+                         "how long each held the event loop", "kind", s.get("gc_pauses", {}))
         yield GaugeMetricFamily("cacheproxy_draining", "1 once a SIGTERM drain has begun", value=s["draining"])
         yield GaugeMetricFamily("cacheproxy_tasks", "asyncio tasks alive (flat unless something leaks)",
                                 value=s["tasks"])

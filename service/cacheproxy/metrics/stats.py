@@ -81,6 +81,7 @@ class Stats:
         self.chunk_misses = 0
         self.chunk_token_mismatches = 0
         self.batch_sizes: defaultdict[str, Histogram] = defaultdict(Histogram)
+        self.gc_pauses: defaultdict[str, Histogram] = defaultdict(Histogram)  # young, old, full
         self.draining = 0
         self.orca = "l1only"
         # Security (counted once per connection or per authentication, never per request).
@@ -130,6 +131,7 @@ class Stats:
             "chunk_misses": self.chunk_misses,
             "chunk_token_mismatches": self.chunk_token_mismatches,
             "batch_sizes": {k: (list(h.counts), h.total) for k, h in self.batch_sizes.items()},
+            "gc_pauses": {k: (list(h.counts), h.total) for k, h in self.gc_pauses.items()},
             "draining": self.draining,
             "tasks": _task_count(),
             "orca": self.orca,

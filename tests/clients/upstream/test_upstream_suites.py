@@ -36,6 +36,12 @@ not held against the proxy. The sdists are downloaded with ``pip download --no-b
 --no-deps`` into ``~/.cache/cacheproxy-upstream/`` (reused when present, checked by file name and
 sha256) and unpacked into a pytest temp dir per run; a failed download fails the tests.
 
+Timing: a few upstream tests race memcached's one-second clock. pymemcache's ``test_touch`` stores
+with a TTL of 1 s and touches at once, which fails whenever memcached's clock ticks in between (a
+TTL of 1 s lasts from 0 to 1 s); a proxy's hop makes that a little likelier than direct. So a test
+that passes directly but not through the proxy gets a second run of its suite, and only a test that
+fails in both counts against the proxy: a proxy bug fails twice.
+
 Left out, and why:
 
 * emcache: it publishes no sdist (wheels only) and its tests are not on PyPI; CI may have no GitHub.
@@ -391,6 +397,9 @@ def test_upstream_suite_passes_through_proxy(suite: str, layout: str, direct: Di
     assert len(expected.passed) >= MIN_DIRECT_PASSED[suite], f"{suite}: the direct run is not a baseline"
     got = run_suite(suite, layout, sources, tmp_path / suite)
     missing = sorted(expected.passed - got.passed)
+    if missing:  # a second run: some upstream tests race memcached's clock (see "Timing" above)
+        again = run_suite(suite, layout, sources, tmp_path / f"{suite}-again")
+        missing = sorted(expected.passed - got.passed - again.passed)
     assert not missing, (
         f"{len(missing)} {suite} tests pass against memcached but not through the proxy ({layout}):\n"
         + "\n".join(f"  {t}  [{got.not_passed.get(t, 'not run')}]" for t in missing))

@@ -48,7 +48,7 @@ def test_binary_and_text_garbage_mixed(proxy):
 def test_a_long_backlog_of_answers_the_proxy_gives_itself_is_served_whole(proxy):
     """200 gets fill the in-flight window; 3,000 lines answered by the proxy itself (ERROR) wait
     behind them and are served as the gets' answers drain. memcached answers every one; so must
-    the proxy (each such answer once re-entered the backlog's loop, and the stack ran out)."""
+    the proxy (a nested run of the backlog per such answer would exhaust the stack)."""
     with connect(proxy.addr) as s:
         s.sendall(b"get k\r\n" * 200 + b"x\r\n" * 3000 + b"mn\r\n")
         assert recv_until(s, b"MN\r\n") == b"END\r\n" * 200 + b"ERROR\r\n" * 3000 + b"MN\r\n"

@@ -136,7 +136,7 @@ class StatsCollector(Collector):
         yield _histogram("cacheproxy_batch_size", "Requests per batched backend write", "backend",
                          s["batch_sizes"])
         yield _histogram("cacheproxy_gc_pause_seconds", "Garbage collections (the proxy's timer runs them all): "
-                         "how long each held the event loop", "kind", s.get("gc_pauses", {}))
+                         "how long each held the event loop", "kind", s["gc_pauses"])
         yield GaugeMetricFamily("cacheproxy_draining", "1 once a SIGTERM drain has begun", value=s["draining"])
         yield GaugeMetricFamily("cacheproxy_tasks", "asyncio tasks alive (flat unless something leaks)",
                                 value=s["tasks"])
